@@ -1,0 +1,5 @@
+import sys
+
+from gemserve.cli import main
+
+sys.exit(main())

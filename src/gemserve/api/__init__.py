@@ -1,0 +1,1 @@
+"""HTTP only: routes per API surface, body parsing, SSE framing, the error envelope, auth."""

@@ -1,0 +1,53 @@
+"""The Google error envelope, and the one place exceptions become HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gemserve.errors import GemserveError
+
+log = logging.getLogger("gemserve.api")
+
+_HTTP_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+def error_response(code: int, message: str, status: str | None = None) -> Response:
+    body = {"error": {"code": code, "message": message, "status": status or _HTTP_STATUS_NAMES.get(code, "UNKNOWN")}}
+    return Response(orjson.dumps(body), status_code=code, media_type="application/json")
+
+
+async def gemserve_error_handler(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GemserveError)
+    return error_response(exc.http_status, exc.message, exc.rpc_status)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"The requested URL {request.url.path} was not found on this server."
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed for {request.url.path}."
+    else:
+        message = str(exc.detail)
+    return error_response(exc.status_code, message)
+
+
+async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
+    # A real bug. Library text is never echoed to the client (it can leak internals).
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "Internal error; the server log has the details.")

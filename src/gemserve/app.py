@@ -1,0 +1,91 @@
+"""The application factory: settings in, a Starlette ASGI app out. No module-level state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from gemserve.api import health, interactions, models
+from gemserve.api.context import AppContext
+from gemserve.api.errors import gemserve_error_handler, http_error_handler, unhandled_error_handler
+from gemserve.api.logging import RequestLogMiddleware
+from gemserve.config import ModelRegistry, ModelSpec, Settings
+from gemserve.engine import Engine
+from gemserve.errors import GemserveError
+from gemserve.service.interactions import InteractionService
+from gemserve.service.models import ModelCatalog
+
+log = logging.getLogger("gemserve")
+
+EngineFactory = Callable[[ModelSpec, Settings], Engine]
+
+
+def llama_engine(spec: ModelSpec, settings: Settings) -> Engine:
+    from gemserve.engine.llama import LlamaEngine
+
+    return LlamaEngine(
+        model_id=spec.id,
+        gguf_path=spec.gguf_path(),
+        context_length=spec.context_length,
+        output_token_limit=spec.output_token_limit,
+        slots=settings.slots,
+        batch_tokens=settings.batch_tokens,
+        threads=settings.threads,
+        max_queued=settings.limits.max_queued_requests,
+        chat_template=spec.chat_template,
+        instruction_tuned=spec.instruction_tuned,
+    )
+
+
+def create_app(settings: Settings, engine_factory: EngineFactory = llama_engine) -> Starlette:
+    registry = ModelRegistry.from_config(settings.models, settings.aliases, settings.default_model)
+    engines = {spec.id: engine_factory(spec, settings) for spec in registry.specs}
+    ctx = AppContext(
+        settings=settings,
+        registry=registry,
+        engines=engines,
+        interactions=InteractionService(registry, engines, settings.limits),
+        models=ModelCatalog(registry),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Accept requests at once (/healthz); /readyz turns 200 when the default model is in.
+        loader = asyncio.create_task(_load_engines(registry, engines))
+        try:
+            yield
+        finally:
+            loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loader
+            for engine in engines.values():
+                await engine.close()
+
+    app = Starlette(
+        routes=[*health.routes, *interactions.routes, *models.routes],
+        exception_handlers={
+            GemserveError: gemserve_error_handler,
+            HTTPException: http_error_handler,
+            Exception: unhandled_error_handler,
+        },
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestLogMiddleware)
+    app.state.ctx = ctx
+    return app
+
+
+async def _load_engines(registry: ModelRegistry, engines: dict[str, Engine]) -> None:
+    order = sorted(engines, key=lambda model_id: model_id != registry.default_id)
+    for model_id in order:
+        try:
+            await engines[model_id].start()
+            log.info("model %s is loaded", model_id)
+        except Exception:
+            log.exception("model %s failed to load", model_id)

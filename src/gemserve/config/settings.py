@@ -1,0 +1,86 @@
+"""Server settings: CLI flags over ``GEMSERVE_*`` environment variables over the TOML file.
+
+The TOML file may hold a ``[server]`` table (these settings), a ``[limits]`` table, a
+``[[models]]`` array and an ``[aliases]`` table (see :mod:`gemserve.config.models`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Limits(BaseModel):
+    """Explicit request limits; every one is documented in the README."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_input_parts: int = Field(default=256, ge=1)
+    max_text_chars: int = Field(default=1_000_000, ge=1)
+    max_stop_sequences: int = Field(default=16, ge=0)
+    max_stop_sequence_chars: int = Field(default=256, ge=1)
+    # Requests waiting for a free engine slot, per model; beyond this a 429 is returned.
+    max_queued_requests: int = Field(default=64, ge=0)
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "gemserve"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GEMSERVE_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    config: Path | None = None
+    default_model: str = "smollm2-135m-instruct"
+    # Concurrent sequences decoded together per model (llama.cpp n_seq_max).
+    slots: int = Field(default=4, ge=1, le=64)
+    # Tokens per llama_decode call: decoding sequences plus prefill chunks.
+    batch_tokens: int = Field(default=512, ge=16, le=8192)
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    keepalive_seconds: float = Field(default=15.0, gt=0)
+    log_level: str = "info"
+    limits: Limits = Field(default_factory=Limits)
+    # Raw [[models]] and [aliases] tables; parsed by ModelRegistry.
+    models: list[dict[str, Any]] = Field(default_factory=list)
+    aliases: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"critical", "error", "warning", "info", "debug"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    with path.open("rb") as fh:
+        raw = tomllib.load(fh)
+    values: dict[str, Any] = dict(raw.get("server", {}))
+    for key in ("limits", "models", "aliases"):
+        if key in raw:
+            values[key] = raw[key]
+    return values
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Build settings with precedence CLI overrides > environment > config file > defaults."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    from_env = Settings()
+    config_path = overrides.get("config") or from_env.config
+    file_values = _read_toml(Path(config_path)) if config_path else {}
+    env_values = {name: getattr(from_env, name) for name in from_env.model_fields_set}
+    merged = {**file_values, **env_values, **overrides}
+    if config_path:
+        merged["config"] = Path(config_path)
+    return Settings(**merged)

@@ -1,0 +1,111 @@
+"""The one Engine interface that the service layer sees.
+
+An engine serves one model. ``generate`` validates and admits a request (errors such as a
+prompt longer than the context surface here, before any response is sent), then returns a
+:class:`GenerationStream`: an async iterator of :data:`EngineEvent` that ends with exactly one
+:class:`Finished`. Closing or cancelling the stream frees the request's resources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal, Protocol
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    temperature: float
+    top_p: float
+    top_k: int
+    max_output_tokens: int
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    stop_sequences: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    messages: tuple[ChatMessage, ...]
+    sampling: SamplingParams
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCapabilities:
+    model_id: str
+    context_length: int
+    output_token_limit: int
+    input_modalities: frozenset[str] = frozenset({"text"})
+    instruction_tuned: bool = True
+
+
+class FinishReason(str, Enum):
+    STOP = "stop"  # end-of-generation token or a stop sequence
+    MAX_TOKENS = "max_tokens"  # max_output_tokens reached
+    CONTEXT = "context"  # the sequence filled the model's context
+    CANCELLED = "cancelled"
+    ERROR = "error"
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class Finished:
+    reason: FinishReason
+    prompt_tokens: int
+    output_tokens: int
+    error: str | None = None
+
+
+EngineEvent = TextDelta | Finished
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    slots: int
+    active: int
+    queued: int
+    decode_steps: int
+    tokens_generated: int
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class GenerationStream(Protocol):
+    """One admitted request. Iterate for events; ``cancel`` stops it within one decode step."""
+
+    prompt_tokens: int
+
+    def __aiter__(self) -> AsyncIterator[EngineEvent]: ...
+
+    def cancel(self) -> None: ...
+
+
+class Engine(Protocol):
+    @property
+    def ready(self) -> bool: ...
+
+    def capabilities(self) -> ModelCapabilities: ...
+
+    async def tokenize(self, text: str) -> list[int]: ...
+
+    async def generate(self, request: GenerationRequest) -> GenerationStream: ...
+
+    def stats(self) -> EngineStats: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,118 @@
+"""Loading a GGUF and the small native helpers the scheduler needs (tokenize, pieces, logging).
+
+Everything here wraps llama-cpp-python's low-level C bindings; nothing above the engine
+package imports ``llama_cpp``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import llama_cpp as llama
+
+log = logging.getLogger("gemserve.llama")
+
+# ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continuation of the previous line.
+_LEVELS = {2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+
+
+@llama.llama_log_callback  # type: ignore[untyped-decorator]
+def _route_native_log(level: int, text: bytes, _user_data: Any) -> None:
+    # llama.cpp logs every tensor at load: route it to logging, where INFO is hidden by default.
+    py_level = _LEVELS.get(level, logging.DEBUG)
+    if log.isEnabledFor(py_level):
+        log.log(py_level, "%s", text.decode("utf-8", "replace").rstrip())
+
+
+_init_lock = threading.Lock()
+
+
+def init_backend() -> None:
+    """Initialise llama.cpp once per process (idempotent) and route its logs."""
+    with _init_lock:
+        llama.llama_log_set(_route_native_log, ctypes.c_void_p(0))
+        llama.llama_backend_init()
+
+
+class LoadedModel:
+    """A GGUF model and its vocabulary; safe to tokenize from any thread."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {path}")
+        init_backend()
+        params = llama.llama_model_default_params()
+        model = llama.llama_model_load_from_file(str(path).encode(), params)
+        if not model:
+            raise RuntimeError(f"llama.cpp could not load {path}")
+        self.ptr = model
+        self.vocab = llama.llama_model_get_vocab(model)
+        self.n_vocab: int = llama.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx_train: int = llama.llama_model_n_ctx_train(model)
+        self._pieces: dict[int, bytes] = {}
+
+    def metadata(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = llama.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            llama.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace")
+
+    def chat_template(self) -> str | None:
+        raw = llama.llama_model_chat_template(self.ptr, None)
+        return raw.decode("utf-8") if raw else None
+
+    def special_token_text(self, token: int) -> str:
+        buf = ctypes.create_string_buffer(256)
+        n = llama.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
+        return buf.raw[: max(n, 0)].decode("utf-8", "replace")
+
+    def bos_eos_text(self) -> tuple[str, str]:
+        bos = llama.llama_vocab_bos(self.vocab)
+        eos = llama.llama_vocab_eos(self.vocab)
+        return (
+            self.special_token_text(bos) if bos >= 0 else "",
+            self.special_token_text(eos) if eos >= 0 else "",
+        )
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        """Tokenize a rendered prompt; special tokens written by the template are parsed."""
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        tokens = (llama.llama_token * capacity)()
+        n = llama.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_special, True)
+        if n < 0:
+            capacity = -n
+            tokens = (llama.llama_token * capacity)()
+            n = llama.llama_tokenize(
+                self.vocab, data, len(data), tokens, capacity, add_special, True
+            )
+        return list(tokens[:n])
+
+    def piece(self, token: int) -> bytes:
+        """Bytes of one token (specials rendered empty). Cached; called on the engine thread."""
+        cached = self._pieces.get(token)
+        if cached is None:
+            buf = ctypes.create_string_buffer(64)
+            n = llama.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = llama.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            cached = buf.raw[:n]
+            self._pieces[token] = cached
+        return cached
+
+    def is_eog(self, token: int) -> bool:
+        return bool(llama.llama_vocab_is_eog(self.vocab, token))
+
+    def free(self) -> None:
+        if self.ptr:
+            llama.llama_model_free(self.ptr)
+            self.ptr = None

@@ -1,0 +1,71 @@
+"""One exception hierarchy for every layer; ``api`` maps it once to the Google error envelope.
+
+Services and engines raise these; they never build HTTP responses themselves.
+"""
+
+from __future__ import annotations
+
+
+class GemserveError(Exception):
+    """Base class: an error with a Google RPC status and the HTTP code it maps to."""
+
+    http_status: int = 500
+    rpc_status: str = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(GemserveError):
+    http_status = 400
+    rpc_status = "INVALID_ARGUMENT"
+
+
+class FailedPrecondition(GemserveError):
+    http_status = 400
+    rpc_status = "FAILED_PRECONDITION"
+
+
+class Unauthenticated(GemserveError):
+    http_status = 401
+    rpc_status = "UNAUTHENTICATED"
+
+
+class PermissionDenied(GemserveError):
+    http_status = 403
+    rpc_status = "PERMISSION_DENIED"
+
+
+class NotFound(GemserveError):
+    http_status = 404
+    rpc_status = "NOT_FOUND"
+
+
+class MethodNotAllowed(GemserveError):
+    http_status = 405
+    rpc_status = "UNIMPLEMENTED"
+
+
+class PayloadTooLarge(GemserveError):
+    http_status = 413
+    rpc_status = "INVALID_ARGUMENT"
+
+
+class ResourceExhausted(GemserveError):
+    """Load shedding: the SDKs retry 429 with backoff, which is what we want here."""
+
+    http_status = 429
+    rpc_status = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(GemserveError):
+    """Only before any work has started: both SDKs retry 5xx."""
+
+    http_status = 503
+    rpc_status = "UNAVAILABLE"
+
+
+class Internal(GemserveError):
+    http_status = 500
+    rpc_status = "INTERNAL"

@@ -1,0 +1,47 @@
+"""Request-model base: proto3-style JSON parsing, snake_case or lowerCamelCase at every depth."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from gemserve.errors import InvalidArgument
+
+
+class WireModel(BaseModel):
+    """Accepts both ``max_output_tokens`` and ``maxOutputTokens``; unknown keys are errors."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        extra="forbid",
+        frozen=True,
+        loc_by_alias=False,
+    )
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def invalid_argument(exc: ValidationError, prefix: str = "") -> InvalidArgument:
+    """Turn a pydantic error into a Google-style message that names the field."""
+    messages = []
+    for err in exc.errors(include_url=False)[:5]:
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        where = _path(((prefix,) if prefix else ()) + loc) or prefix or "request"
+        if err["type"] == "extra_forbidden":
+            parent, _, name = where.rpartition(".")
+            messages.append(f"Unknown name {name!r} at '{parent or 'request'}': Cannot find field.")
+        elif err["type"] == "missing":
+            messages.append(f"Missing required field '{where}'.")
+        else:
+            messages.append(f"Invalid value at '{where}': {err['msg']}.")
+    return InvalidArgument(" ".join(messages))

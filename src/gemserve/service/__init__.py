@@ -1,0 +1,1 @@
+"""Orchestration: requests in protocol terms become engine requests and interaction events."""

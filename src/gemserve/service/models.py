@@ -1,0 +1,53 @@
+"""The models catalogue: real models first, then aliases, with offset paging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gemserve.config import ModelRegistry
+from gemserve.errors import InvalidArgument
+from gemserve.protocol.models import model_resource
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 50
+
+
+class ModelCatalog:
+    def __init__(self, registry: ModelRegistry) -> None:
+        self._registry = registry
+
+    def _all(self) -> list[dict[str, Any]]:
+        out = [model_resource(spec.id, spec) for spec in self._registry.specs]
+        specs = {spec.id: spec for spec in self._registry.specs}
+        for alias, target in sorted(self._registry.aliases.items()):
+            out.append(model_resource(alias, specs[target], alias_of=target))
+        return out
+
+    def list(self, page_size: str | None, page_token: str | None) -> dict[str, Any]:
+        size = _parse_int(page_size, "pageSize", DEFAULT_PAGE_SIZE)
+        if size <= 0:
+            size = DEFAULT_PAGE_SIZE
+        size = min(size, MAX_PAGE_SIZE)
+        offset = _parse_int(page_token, "pageToken", 0)
+        if offset < 0:
+            raise InvalidArgument("Invalid value at 'pageToken'.")
+        models = self._all()
+        page: dict[str, Any] = {"models": models[offset : offset + size]}
+        if offset + size < len(models):
+            page["nextPageToken"] = str(offset + size)
+        return page
+
+    def get(self, name: str) -> dict[str, Any]:
+        resolved = self._registry.resolve(name)
+        spec = resolved.spec
+        alias_of = None if resolved.requested_name == spec.id else spec.id
+        return model_resource(resolved.requested_name, spec, alias_of=alias_of)
+
+
+def _parse_int(raw: str | None, field: str, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidArgument(f"Invalid value at '{field}': {raw!r} is not an integer.") from None
