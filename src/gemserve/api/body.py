@@ -32,7 +32,9 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidArgument(f"Invalid JSON payload received: {exc.msg} at position {exc.pos}.") from None
+        raise InvalidArgument(
+            f"Invalid JSON payload received: {exc.msg} at position {exc.pos}."
+        ) from None
 
 
 def _too_large(limit: int) -> str:

@@ -27,7 +27,13 @@ _HTTP_STATUS_NAMES = {
 
 
 def error_response(code: int, message: str, status: str | None = None) -> Response:
-    body = {"error": {"code": code, "message": message, "status": status or _HTTP_STATUS_NAMES.get(code, "UNKNOWN")}}
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "status": status or _HTTP_STATUS_NAMES.get(code, "UNKNOWN"),
+        }
+    }
     return Response(orjson.dumps(body), status_code=code, media_type="application/json")
 
 

@@ -25,7 +25,9 @@ def encode_event(event: dict[str, Any]) -> bytes:
     )
 
 
-async def sse_frames(events: AsyncIterator[dict[str, Any]], keepalive_seconds: float) -> AsyncIterator[bytes]:
+async def sse_frames(
+    events: AsyncIterator[dict[str, Any]], keepalive_seconds: float
+) -> AsyncIterator[bytes]:
     """Encode events; emit a comment line whenever the source is idle for ``keepalive_seconds``.
 
     The pending ``__anext__`` is never cancelled by the timer (that would close the source);

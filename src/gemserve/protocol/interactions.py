@@ -157,13 +157,17 @@ def parse_input(raw: Any, *, max_parts: int) -> list[UserInputStep | ModelOutput
     if not items:
         raise InvalidArgument("Invalid value at 'input': the list is empty.")
     if not all(isinstance(item, dict) for item in items):
-        raise InvalidArgument("Invalid value at 'input': expected a string, an object or a list of objects.")
+        raise InvalidArgument(
+            "Invalid value at 'input': expected a string, an object or a list of objects."
+        )
     if all("role" in item and "type" not in item for item in items):
         items = [_legacy_turn(item, i) for i, item in enumerate(items)]
     kinds = {item.get("type") for item in items}
     if kinds & STEP_TYPES:
         if not kinds <= STEP_TYPES:
-            raise InvalidArgument("Invalid value at 'input': a list mixes steps and content blocks.")
+            raise InvalidArgument(
+                "Invalid value at 'input': a list mixes steps and content blocks."
+            )
         unsupported = sorted(str(k) for k in kinds - SUPPORTED_STEP_TYPES)
         if unsupported:
             raise InvalidArgument(
@@ -185,7 +189,9 @@ def _legacy_turn(item: dict[str, Any], index: int) -> dict[str, Any]:
     role = item.get("role")
     step_type = {"user": "user_input", "model": "model_output"}.get(str(role))
     if step_type is None:
-        raise InvalidArgument(f"Invalid value at 'input[{index}].role': expected 'user' or 'model'.")
+        raise InvalidArgument(
+            f"Invalid value at 'input[{index}].role': expected 'user' or 'model'."
+        )
     content = item.get("content")
     if isinstance(content, str):
         content = [{"type": "text", "text": content}]
@@ -197,11 +203,10 @@ def _legacy_turn(item: dict[str, Any], index: int) -> dict[str, Any]:
     return {"type": step_type, "content": content}
 
 
-_STEP_ADAPTERS = {"user_input": UserInputStep, "model_output": ModelOutputStep}
-
-
 def _validate_step(item: dict[str, Any], index: int) -> UserInputStep | ModelOutputStep:
-    model = _STEP_ADAPTERS[str(item["type"])]
+    model: type[UserInputStep] | type[ModelOutputStep] = (
+        UserInputStep if item["type"] == "user_input" else ModelOutputStep
+    )
     try:
         return model.model_validate(item)
     except ValidationError as exc:
@@ -222,7 +227,9 @@ def _validate_content(item: dict[str, Any], where: str) -> TextContent | MediaCo
         item = {"type": "text", **item}
     model = _CONTENT_TYPES.get(str(item.get("type")))
     if model is None:
-        raise InvalidArgument(f"Invalid value at '{where}.type': unknown content type {item.get('type')!r}.")
+        raise InvalidArgument(
+            f"Invalid value at '{where}.type': unknown content type {item.get('type')!r}."
+        )
     try:
         return model.model_validate(item)
     except ValidationError as exc:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from gemserve.config import Limits
 from gemserve.engine import ChatMessage, ModelCapabilities
+from gemserve.engine.base import Role
 from gemserve.errors import InvalidArgument
 from gemserve.protocol.interactions import MediaContent, ModelOutputStep, TextContent, UserInputStep
 
@@ -29,7 +30,7 @@ def build_messages(
             texts.append(part.text)
         text = "\n".join(texts)
         total_chars += len(text)
-        role = "user" if isinstance(step, UserInputStep) else "assistant"
+        role: Role = "user" if isinstance(step, UserInputStep) else "assistant"
         if messages and messages[-1].role == role:
             # Consecutive steps of one role form a single turn, as the templates expect.
             messages[-1] = ChatMessage(role, messages[-1].text + "\n" + text)

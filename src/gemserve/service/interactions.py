@@ -50,19 +50,25 @@ class InteractionRun:
         header = self._header
         try:
             yield make("interaction.created", {"interaction": {**header, "status": "in_progress"}})
-            yield make("interaction.status_update", {"interaction_id": self.id, "status": "in_progress"})
+            yield make(
+                "interaction.status_update", {"interaction_id": self.id, "status": "in_progress"}
+            )
             yield make("step.start", {"index": 0, "step": {"type": "model_output"}})
             finished: Finished | None = None
             async for event in self._stream:
                 if isinstance(event, TextDelta):
-                    yield make("step.delta", {"index": 0, "delta": {"type": "text", "text": event.text}})
+                    yield make(
+                        "step.delta", {"index": 0, "delta": {"type": "text", "text": event.text}}
+                    )
                 else:
                     finished = event
             assert finished is not None
             usage = usage_dict(finished.prompt_tokens, finished.output_tokens)
             yield make("step.stop", {"index": 0})
             if finished.error is not None:
-                yield make("error", {"error": {"code": "INTERNAL", "message": "Generation failed."}})
+                yield make(
+                    "error", {"error": {"code": "INTERNAL", "message": "Generation failed."}}
+                )
                 log.error("interaction %s failed in the engine: %s", self.id, finished.error)
             status = STATUS_BY_FINISH[finished.reason]
             yield make(
@@ -136,7 +142,9 @@ class InteractionService:
         for name in _NOT_SERVED:
             value = getattr(request, name)
             if value not in (None, False, []):
-                raise InvalidArgument(f"Invalid value at '{name}': not supported by this server yet.")
+                raise InvalidArgument(
+                    f"Invalid value at '{name}': not supported by this server yet."
+                )
         if request.response_mime_type not in (None, "text/plain"):
             raise InvalidArgument(
                 "Invalid value at 'response_mime_type': only text/plain is supported."

@@ -7,10 +7,18 @@ from gemserve.engine import SamplingParams
 from gemserve.errors import InvalidArgument
 from gemserve.protocol.interactions import GenerationConfig
 
-_UNSERVED_CONFIG = ("tool_choice", "image_config", "speech_config", "transcription_config", "video_config")
+_UNSERVED_CONFIG = (
+    "tool_choice",
+    "image_config",
+    "speech_config",
+    "transcription_config",
+    "video_config",
+)
 
 
-def sampling_params(config: GenerationConfig | None, spec: ModelSpec, limits: Limits) -> SamplingParams:
+def sampling_params(
+    config: GenerationConfig | None, spec: ModelSpec, limits: Limits
+) -> SamplingParams:
     config = config or GenerationConfig()
     for name in _UNSERVED_CONFIG:
         if getattr(config, name) is not None:
@@ -45,5 +53,6 @@ def sampling_params(config: GenerationConfig | None, spec: ModelSpec, limits: Li
         seed=config.seed,
         presence_penalty=config.presence_penalty or 0.0,
         frequency_penalty=config.frequency_penalty or 0.0,
+        repeat_penalty=defaults.repeat_penalty,
         stop_sequences=stops,
     )

@@ -144,7 +144,9 @@ class LlamaEngine:
         try:
             rendered = template.render(request.messages)
         except ChatTemplateError as exc:
-            raise InvalidArgument(f"The conversation does not fit this model's chat template: {exc}")
+            raise InvalidArgument(
+                f"The conversation does not fit this model's chat template: {exc}"
+            ) from None
         return model.tokenize(rendered)
 
     async def generate(self, request: GenerationRequest) -> LlamaStream:

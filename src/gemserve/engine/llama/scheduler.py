@@ -28,6 +28,9 @@ from gemserve.errors import ResourceExhausted
 
 log = logging.getLogger("gemserve.engine")
 
+# Tokens of the answer so far that the penalties look at (llama.cpp's penalty_last_n).
+PENALTY_WINDOW = 256
+
 Sink = Callable[[list[EngineEvent]], None]
 
 
@@ -59,13 +62,13 @@ class Sequence:
 
 def _build_sampler(sampling: SamplingParams, n_vocab: int) -> ctypes.c_void_p:
     chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
-    if sampling.presence_penalty or sampling.frequency_penalty:
+    if sampling.presence_penalty or sampling.frequency_penalty or sampling.repeat_penalty != 1.0:
         llama.llama_sampler_chain_add(
             chain,
             llama.llama_sampler_init_penalties(
                 n_vocab,
-                min(sampling.max_output_tokens, 4096),
-                1.0,
+                PENALTY_WINDOW,
+                sampling.repeat_penalty,
                 sampling.frequency_penalty,
                 sampling.presence_penalty,
             ),
@@ -309,7 +312,11 @@ class Scheduler:
         if seq.finished:
             return
         seq.finished = True
-        if keep_held and reason in (FinishReason.STOP, FinishReason.MAX_TOKENS, FinishReason.CONTEXT):
+        if keep_held and reason in (
+            FinishReason.STOP,
+            FinishReason.MAX_TOKENS,
+            FinishReason.CONTEXT,
+        ):
             tail = seq.detok.flush()
             if seq.stops is not None:
                 tail, _ = seq.stops.feed(tail)

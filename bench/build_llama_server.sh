@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Build llama.cpp's `llama-server` from the llama.cpp sources vendored in the
+# llama-cpp-python sdist that gemserve pins, so both run the same llama.cpp revision.
+#
+# CPU only, Release, only the llama-server target; output under bench/out (git-ignored).
+# Idempotent: does nothing when the binary already exists (pass --force to rebuild).
+#
+# Usage: bench/build_llama_server.sh [--force]
+# Env:   PYTHON (default: .venv/bin/python of the repository), JOBS (default: nproc),
+#        LLAMA_CPP_PYTHON_VERSION (default: 0.3.36, the version gemserve pins).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+OUT="$HERE/out"
+VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+JOBS="${JOBS:-$(nproc)}"
+SRC_PARENT="$OUT/src"
+SRC="$SRC_PARENT/llama_cpp_python-$VERSION"
+BUILD="$OUT/llama.cpp-build"
+BIN="$BUILD/bin/llama-server"
+
+if [[ "${1:-}" == "--force" ]]; then
+    rm -rf "$BUILD"
+elif [[ -x "$BIN" ]]; then
+    echo "llama-server already built: $BIN"
+    exit 0
+fi
+
+mkdir -p "$SRC_PARENT"
+if [[ ! -f "$SRC/vendor/llama.cpp/CMakeLists.txt" ]]; then
+    echo "downloading the llama-cpp-python $VERSION sdist"
+    "$PYTHON" -m pip download --quiet --no-deps --no-binary :all: \
+        --dest "$SRC_PARENT" "llama-cpp-python==$VERSION"
+    tar -xzf "$SRC_PARENT/llama_cpp_python-$VERSION.tar.gz" -C "$SRC_PARENT"
+fi
+
+# Same options llama-cpp-python builds with by default (native CPU flags, OpenMP), without
+# CURL (no network on the benchmark machine) and without anything but the server.
+cmake -S "$SRC/vendor/llama.cpp" -B "$BUILD" \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DBUILD_SHARED_LIBS=OFF \
+    -DGGML_NATIVE=ON \
+    -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF \
+    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+    -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON
+cmake --build "$BUILD" --config Release --target llama-server -j "$JOBS"
+
+test -x "$BIN"
+echo "built: $BIN"
+"$BIN" --version 2>&1 | head -n 3 || true

@@ -1,0 +1,104 @@
+"""Shared fixtures: the real engine on the bundled model, and a live gemserve process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gemserve.config import ModelRegistry, ModelSpec
+from gemserve.config.models import DEFAULT_MODEL_ID
+from gemserve.engine.llama import LlamaEngine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_spec() -> ModelSpec:
+    registry = ModelRegistry.from_config([], {}, DEFAULT_MODEL_ID)
+    return registry.resolve(DEFAULT_MODEL_ID).spec
+
+
+@pytest.fixture(scope="session")
+async def engine() -> AsyncIterator[LlamaEngine]:
+    """The real llama.cpp engine on SmolLM2-135M, 4 slots, shared by the engine tests."""
+    spec = default_spec()
+    llama_engine = LlamaEngine(
+        model_id=spec.id,
+        gguf_path=spec.gguf_path(),
+        context_length=512,
+        output_token_limit=512,
+        slots=4,
+        batch_tokens=256,
+        threads=2,
+        max_queued=16,
+    )
+    await llama_engine.start()
+    yield llama_engine
+    await llama_engine.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> LiveServer:
+    port = free_port()
+    log_path = tmp / f"gemserve-{port}.log"
+    cmd = [
+        sys.executable, "-m", "gemserve", "serve",
+        "--port", str(port), "--data-dir", str(tmp / "data"), *extra,
+    ]  # fmt: skip
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            cmd, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", proc, log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gemserve exited early:\n{server.log()}")
+        try:
+            if httpx.get(server.base_url + "/readyz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"gemserve did not become ready:\n{server.log()}")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A real `gemserve serve` process on a free loopback port, with the default model."""
+    server = start_server(tmp_path_factory.mktemp("live"))
+    yield server
+    stop_server(server)

@@ -1,0 +1,172 @@
+"""The real llama.cpp engine on the bundled SmolLM2-135M: batching, cancellation, limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gemserve.engine import (
+    ChatMessage,
+    EngineEvent,
+    Finished,
+    FinishReason,
+    GenerationRequest,
+    SamplingParams,
+    TextDelta,
+)
+from gemserve.engine.llama import LlamaEngine
+from gemserve.errors import InvalidArgument, ResourceExhausted
+from tests.conftest import default_spec
+
+pytestmark = pytest.mark.engine
+
+GREEDY = SamplingParams(temperature=0.0, top_p=1.0, top_k=0, max_output_tokens=48, repeat_penalty=1.15)
+
+# Questions this tiny model answers right at temperature 0, with a word the answer must contain.
+QUESTIONS = [
+    ("What is the capital of France?", ("paris",)),
+    ("What color is the sky on a clear day?", ("blue",)),
+    ("How many legs does a dog have?", ("4", "four")),
+    ("What is 2 + 2?", ("4", "four")),
+    ("What is the opposite of hot?", ("cold",)),
+    ("Which animal says meow?", ("cat",)),
+    ("What is the capital of France? Answer briefly.", ("paris",)),
+    ("Which animal says meow? Answer briefly.", ("cat",)),
+]
+
+
+def request(text: str, sampling: SamplingParams = GREEDY) -> GenerationRequest:
+    return GenerationRequest((ChatMessage("user", text),), sampling)
+
+
+async def run(engine: LlamaEngine, req: GenerationRequest) -> tuple[str, Finished]:
+    stream = await engine.generate(req)
+    pieces: list[str] = []
+    finished: Finished | None = None
+    async for event in stream:
+        if isinstance(event, TextDelta):
+            pieces.append(event.text)
+        else:
+            finished = event
+    assert finished is not None
+    return "".join(pieces), finished
+
+
+async def test_eight_concurrent_requests_complete_coherently(engine: LlamaEngine) -> None:
+    steps_before = engine.stats().decode_steps
+    results = await asyncio.gather(*(run(engine, request(q)) for q, _ in QUESTIONS))
+    for (question, words), (text, finished) in zip(QUESTIONS, results, strict=True):
+        assert finished.reason in (FinishReason.STOP, FinishReason.MAX_TOKENS), question
+        assert any(word in text.lower() for word in words), (question, text)
+        assert finished.output_tokens > 0
+    generated = sum(f.output_tokens for _, f in results)
+    steps = engine.stats().decode_steps - steps_before
+    # Batched: far fewer decode calls than tokens (4 slots decode together).
+    assert steps < generated * 0.6, (steps, generated)
+
+
+async def test_batched_output_equals_solo_output_at_temperature_zero(engine: LlamaEngine) -> None:
+    solo = [await run(engine, request(q)) for q, _ in QUESTIONS[:4]]
+    batched = await asyncio.gather(*(run(engine, request(q)) for q, _ in QUESTIONS[:4]))
+    assert [t for t, _ in solo] == [t for t, _ in batched]
+
+
+async def test_max_output_tokens_is_honoured(engine: LlamaEngine) -> None:
+    sampling = SamplingParams(temperature=0.0, top_p=1.0, top_k=0, max_output_tokens=7)
+    text, finished = await run(engine, request("Write a long story about a dragon.", sampling))
+    assert finished.reason is FinishReason.MAX_TOKENS
+    assert finished.output_tokens == 7
+    assert text
+
+
+async def test_stop_sequence_cuts_the_text(engine: LlamaEngine) -> None:
+    full, _ = await run(engine, request("What is the opposite of hot?"))
+    assert "cold" in full
+    sampling = SamplingParams(
+        temperature=0.0, top_p=1.0, top_k=0, max_output_tokens=48, repeat_penalty=1.15,
+        stop_sequences=("cold",),
+    )  # fmt: skip
+    text, finished = await run(engine, request("What is the opposite of hot?", sampling))
+    assert finished.reason is FinishReason.STOP
+    assert text == full[: full.index("cold")]
+
+
+async def test_same_seed_gives_same_text(engine: LlamaEngine) -> None:
+    def sampling(seed: int) -> SamplingParams:
+        return SamplingParams(temperature=1.0, top_p=0.95, top_k=40, max_output_tokens=24, seed=seed)
+
+    first, _ = await run(engine, request("Tell me about the sea.", sampling(7)))
+    second, _ = await run(engine, request("Tell me about the sea.", sampling(7)))
+    others = {(await run(engine, request("Tell me about the sea.", sampling(s))))[0] for s in (1, 2, 3)}
+    assert first == second
+    assert len(others | {first}) > 1
+
+
+async def test_prompt_over_the_context_is_rejected_with_both_counts(engine: LlamaEngine) -> None:
+    long_text = "word " * 2000
+    with pytest.raises(InvalidArgument) as caught:
+        await engine.generate(request(long_text))
+    message = caught.value.message
+    assert "512" in message
+    prompt_tokens = len(await engine.tokenize(long_text))
+    assert any(str(n) in message for n in range(prompt_tokens, prompt_tokens + 40))
+
+
+async def test_cancel_frees_the_slot_within_one_decode_step(engine: LlamaEngine) -> None:
+    long = SamplingParams(temperature=0.0, top_p=1.0, top_k=0, max_output_tokens=400)
+    streams = [await engine.generate(request(f"Write a long essay about topic {i}.", long)) for i in range(4)]
+    first_events = [aiter(s) for s in streams]
+    for it in first_events:  # every slot is decoding
+        assert isinstance(await anext(it), TextDelta)
+    assert engine.stats().active == 4
+    steps_at_cancel = engine.stats().decode_steps
+    streams[0].cancel()
+    while engine.stats().active == 4:
+        await asyncio.sleep(0.001)
+    assert engine.stats().decode_steps - steps_at_cancel <= 1
+    # The cancelled stream ends with a CANCELLED finish; the others keep running.
+    tail: list[EngineEvent] = [e async for e in first_events[0]]
+    assert isinstance(tail[-1], Finished)
+    assert tail[-1].reason is FinishReason.CANCELLED
+    assert engine.stats().active == 3
+    for stream in streams[1:]:
+        stream.cancel()
+    while engine.stats().active:
+        await asyncio.sleep(0.001)
+
+
+async def test_closing_the_iterator_cancels_generation(engine: LlamaEngine) -> None:
+    long = SamplingParams(temperature=0.0, top_p=1.0, top_k=0, max_output_tokens=400)
+    stream = await engine.generate(request("Write a long essay about rivers.", long))
+    it = aiter(stream)
+    assert isinstance(await anext(it), TextDelta)
+    await it.aclose()  # type: ignore[attr-defined]
+    while engine.stats().active:
+        await asyncio.sleep(0.001)
+    assert engine.stats().active == 0
+
+
+async def test_full_queue_is_resource_exhausted() -> None:
+    spec = default_spec()
+    small = LlamaEngine(
+        model_id=spec.id,
+        gguf_path=spec.gguf_path(),
+        context_length=256,
+        output_token_limit=256,
+        slots=1,
+        batch_tokens=64,
+        threads=1,
+        max_queued=1,
+    )
+    await small.start()
+    try:
+        long = SamplingParams(temperature=0.0, top_p=1.0, top_k=0, max_output_tokens=200)
+        a = await small.generate(request("Write an essay.", long))
+        b = await small.generate(request("Write an essay.", long))
+        with pytest.raises(ResourceExhausted):
+            await small.generate(request("Write an essay.", long))
+        a.cancel()
+        b.cancel()
+    finally:
+        await small.close()
