@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -24,7 +26,16 @@ async def readyz(request: Request) -> Response:
     return json_response({"status": "ready", "models": models})
 
 
+async def statsz(request: Request) -> Response:
+    """Engine counters per model, for operators and for tests that observe cancellation."""
+    ctx = AppContext.of(request)
+    return json_response(
+        {model_id: dataclasses.asdict(engine.stats()) for model_id, engine in ctx.engines.items()}
+    )
+
+
 routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
+    Route("/statsz", statsz, methods=["GET"]),
 ]

@@ -83,6 +83,8 @@ class EngineStats:
     queued: int
     decode_steps: int
     tokens_generated: int
+    requests_finished: int = 0
+    requests_cancelled: int = 0
     extra: dict[str, float] = field(default_factory=dict)
 
 

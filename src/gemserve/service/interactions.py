@@ -71,6 +71,13 @@ class InteractionRun:
                 )
                 log.error("interaction %s failed in the engine: %s", self.id, finished.error)
             status = STATUS_BY_FINISH[finished.reason]
+            log.info(
+                "interaction %s %s: %d input, %d output tokens",
+                self.id,
+                status,
+                finished.prompt_tokens,
+                finished.output_tokens,
+            )
             yield make(
                 "interaction.completed",
                 {

@@ -21,7 +21,9 @@ from tests.conftest import default_spec
 
 pytestmark = pytest.mark.engine
 
-GREEDY = SamplingParams(temperature=0.0, top_p=1.0, top_k=0, max_output_tokens=48, repeat_penalty=1.15)
+GREEDY = SamplingParams(
+    temperature=0.0, top_p=1.0, top_k=0, max_output_tokens=48, repeat_penalty=1.15
+)
 
 # Questions this tiny model answers right at temperature 0, with a word the answer must contain.
 QUESTIONS = [
@@ -94,11 +96,15 @@ async def test_stop_sequence_cuts_the_text(engine: LlamaEngine) -> None:
 
 async def test_same_seed_gives_same_text(engine: LlamaEngine) -> None:
     def sampling(seed: int) -> SamplingParams:
-        return SamplingParams(temperature=1.0, top_p=0.95, top_k=40, max_output_tokens=24, seed=seed)
+        return SamplingParams(
+            temperature=1.0, top_p=0.95, top_k=40, max_output_tokens=24, seed=seed
+        )
 
     first, _ = await run(engine, request("Tell me about the sea.", sampling(7)))
     second, _ = await run(engine, request("Tell me about the sea.", sampling(7)))
-    others = {(await run(engine, request("Tell me about the sea.", sampling(s))))[0] for s in (1, 2, 3)}
+    others = {
+        (await run(engine, request("Tell me about the sea.", sampling(s))))[0] for s in (1, 2, 3)
+    }
     assert first == second
     assert len(others | {first}) > 1
 
@@ -115,7 +121,10 @@ async def test_prompt_over_the_context_is_rejected_with_both_counts(engine: Llam
 
 async def test_cancel_frees_the_slot_within_one_decode_step(engine: LlamaEngine) -> None:
     long = SamplingParams(temperature=0.0, top_p=1.0, top_k=0, max_output_tokens=400)
-    streams = [await engine.generate(request(f"Write a long essay about topic {i}.", long)) for i in range(4)]
+    streams = [
+        await engine.generate(request(f"Write a long essay about topic {i}.", long))
+        for i in range(4)
+    ]
     first_events = [aiter(s) for s in streams]
     for it in first_events:  # every slot is decoding
         assert isinstance(await anext(it), TextDelta)

@@ -172,6 +172,8 @@ class LlamaEngine:
             queued=queued,
             decode_steps=scheduler.decode_steps,
             tokens_generated=scheduler.tokens_generated,
+            requests_finished=scheduler.requests_finished,
+            requests_cancelled=scheduler.requests_cancelled,
         )
 
 

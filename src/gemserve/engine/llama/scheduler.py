@@ -135,6 +135,8 @@ class Scheduler:
         self._thread = threading.Thread(target=self._run, name="gemserve-engine", daemon=True)
         self.decode_steps = 0
         self.tokens_generated = 0
+        self.requests_finished = 0
+        self.requests_cancelled = 0
 
     # ----- called from any thread -------------------------------------------------------
 
@@ -312,6 +314,9 @@ class Scheduler:
         if seq.finished:
             return
         seq.finished = True
+        self.requests_finished += 1
+        if reason is FinishReason.CANCELLED:
+            self.requests_cancelled += 1
         if keep_held and reason in (
             FinishReason.STOP,
             FinishReason.MAX_TOKENS,

@@ -1,0 +1,249 @@
+"""Every bad-input class gets the Google error envelope with the right status (live server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer
+
+pytestmark = pytest.mark.contract
+
+KEY = {"x-goog-api-key": "test-key"}
+OK_BODY: dict[str, Any] = {
+    "model": "gemini-3-flash-preview",
+    "input": "Hi",
+    "generation_config": {"max_output_tokens": 2},
+}
+
+
+def assert_envelope(response: httpx.Response, code: int, status: str, *fragments: str) -> str:
+    assert response.status_code == code, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == {"code", "message", "status"}
+    assert error["code"] == code
+    assert error["status"] == status
+    for fragment in fragments:
+        assert fragment in error["message"], (fragment, error["message"])
+    return str(error["message"])
+
+
+@pytest.fixture(scope="module")
+def client(live_server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_server.base_url, headers=KEY, timeout=30) as c:
+        yield c
+
+
+def post(client: httpx.Client, body: Any, path: str = "/v1beta/interactions") -> httpx.Response:
+    return client.post(path, json=body)
+
+
+def with_config(**config: Any) -> dict[str, Any]:
+    return {**OK_BODY, "generation_config": {**OK_BODY["generation_config"], **config}}
+
+
+def test_a_valid_request_succeeds(client: httpx.Client) -> None:
+    response = post(client, OK_BODY)
+    assert response.status_code == 200
+    assert response.json()["status"] in ("completed", "incomplete")
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b'{"model": "x",}', b"\xff\xfe"])
+def test_malformed_json(client: httpx.Client, raw: bytes) -> None:
+    response = client.post("/v1beta/interactions", content=raw)
+    assert_envelope(response, 400, "INVALID_ARGUMENT", "Invalid JSON payload")
+
+
+def test_empty_body(client: httpx.Client) -> None:
+    response = client.post("/v1beta/interactions", content=b"")
+    assert_envelope(response, 400, "INVALID_ARGUMENT", "empty")
+
+
+def test_body_must_be_an_object(client: httpx.Client) -> None:
+    assert_envelope(post(client, [OK_BODY]), 400, "INVALID_ARGUMENT", "JSON object")
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"temperature": "hot"}, "generation_config.temperature"),
+        ({"temperature": 2.5}, "generation_config.temperature"),
+        ({"temperature": -0.1}, "generation_config.temperature"),
+        ({"top_p": 1.5}, "generation_config.top_p"),
+        ({"top_k": 0}, "generation_config.top_k"),
+        ({"top_k": 2.5}, "generation_config.top_k"),
+        ({"max_output_tokens": 0}, "generation_config.max_output_tokens"),
+        ({"max_output_tokens": -5}, "generation_config.max_output_tokens"),
+        ({"max_output_tokens": 10**9}, "generation_config.max_output_tokens"),
+        ({"presence_penalty": 3}, "generation_config.presence_penalty"),
+        ({"frequency_penalty": -2.5}, "generation_config.frequency_penalty"),
+        ({"seed": "abc"}, "generation_config.seed"),
+        ({"stop_sequences": "STOP"}, "generation_config.stop_sequences"),
+        ({"stop_sequences": [""]}, "generation_config.stop_sequences"),
+        ({"stop_sequences": ["s"] * 17}, "generation_config.stop_sequences"),
+        ({"thinking_level": "extreme"}, "generation_config.thinking_level"),
+        ({"thinking_summaries": "sometimes"}, "generation_config.thinking_summaries"),
+        ({"tool_choice": "auto"}, "generation_config.tool_choice"),
+    ],
+)
+def test_out_of_range_or_wrong_type_names_the_field(
+    client: httpx.Client, config: dict[str, Any], field: str
+) -> None:
+    assert_envelope(post(client, with_config(**config)), 400, "INVALID_ARGUMENT", field)
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({**OK_BODY, "stream": "yes"}, "'stream'"),
+        ({**OK_BODY, "input": 123}, "'input'"),
+        ({**OK_BODY, "model": 5}, "'model'"),
+        ({**OK_BODY, "system_instruction": ["a"]}, "'system_instruction'"),
+        ({**OK_BODY, "temprature": 1}, "Unknown name 'temprature'"),
+        (with_config(temprature=1), "Unknown name 'temprature' at 'generation_config'"),
+        ({"input": "Hi"}, "'model'"),
+        ({"model": "gemini-3-flash-preview"}, "'input'"),
+        ({**OK_BODY, "input": ""}, "'input'"),
+        ({**OK_BODY, "input": "   "}, "'input'"),
+        ({**OK_BODY, "input": []}, "'input'"),
+        ({**OK_BODY, "input": [{"type": "text"}]}, "input[0]"),
+        ({**OK_BODY, "input": [{"type": "hologram", "data": "x"}]}, "hologram"),
+        ({**OK_BODY, "input": [{"type": "thought", "signature": "x"}]}, "thought"),
+        ({**OK_BODY, "input": [{"role": "robot", "content": "hi"}]}, "role"),
+        ({**OK_BODY, "tools": [{"type": "google_search"}]}, "'tools'"),
+        ({**OK_BODY, "background": True}, "'background'"),
+        ({**OK_BODY, "previous_interaction_id": "v1_abc"}, "'previous_interaction_id'"),
+        ({**OK_BODY, "response_mime_type": "application/json"}, "'response_mime_type'"),
+    ],
+)
+def test_invalid_requests_are_400(
+    client: httpx.Client, body: dict[str, Any], fragment: str
+) -> None:
+    assert_envelope(post(client, body), 400, "INVALID_ARGUMENT", fragment)
+
+
+def test_media_part_for_a_text_only_model_names_part_and_model(client: httpx.Client) -> None:
+    body = {
+        **OK_BODY,
+        "input": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image", "data": "aGVsbG8=", "mime_type": "image/png"},
+        ],
+    }
+    assert_envelope(
+        post(client, body),
+        400,
+        "INVALID_ARGUMENT",
+        "input[0].content[1]",
+        "smollm2-135m-instruct",
+        "image",
+    )
+
+
+def test_unknown_model_is_404_listing_models(client: httpx.Client) -> None:
+    response = post(client, {**OK_BODY, "model": "gpt-17"})
+    assert_envelope(
+        response, 404, "NOT_FOUND", "gpt-17", "smollm2-135m-instruct", "gemini-2.5-flash"
+    )
+
+
+def test_models_prefix_and_camel_case_are_accepted(client: httpx.Client) -> None:
+    body = {
+        "model": "models/gemini-2.5-pro",
+        "input": "Hi",
+        "systemInstruction": "Answer in one word.",
+        "generationConfig": {"maxOutputTokens": 3, "stopSequences": ["zzz"], "topK": 5.0},
+    }
+    response = post(client, body, "/v1alpha/interactions")
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["total_output_tokens"] <= 3
+
+
+def test_missing_api_key_is_403(live_server: LiveServer) -> None:
+    response = httpx.post(live_server.base_url + "/v1/interactions", json=OK_BODY)
+    assert_envelope(response, 403, "PERMISSION_DENIED", "API Key")
+    blank = httpx.post(
+        live_server.base_url + "/v1/interactions", json=OK_BODY, headers={"x-goog-api-key": ""}
+    )
+    assert_envelope(blank, 403, "PERMISSION_DENIED")
+
+
+def test_key_query_parameter_is_accepted(live_server: LiveServer) -> None:
+    response = httpx.post(
+        live_server.base_url + "/v1/interactions?key=abc", json=OK_BODY, timeout=30
+    )
+    assert response.status_code == 200
+
+
+def test_unknown_paths_versions_and_methods(client: httpx.Client) -> None:
+    assert_envelope(client.get("/v1beta/nothing"), 404, "NOT_FOUND")
+    assert_envelope(post(client, OK_BODY, "/latest/interactions"), 404, "NOT_FOUND")
+    assert_envelope(client.get("/v1beta/interactions"), 405, "UNIMPLEMENTED")
+
+
+def test_unknown_model_get_is_404(client: httpx.Client) -> None:
+    assert_envelope(client.get("/v1/models/gpt-17"), 404, "NOT_FOUND", "gpt-17")
+    assert_envelope(client.get("/v1/models?pageSize=abc"), 400, "INVALID_ARGUMENT", "pageSize")
+
+
+# ----- limits, with a server configured by a TOML file ------------------------------------------
+
+
+def test_body_over_the_limit_is_413(limited_server: LiveServer) -> None:
+    body = {**OK_BODY, "input": "x" * 5000}
+    response = httpx.post(limited_server.base_url + "/v1/interactions", json=body, headers=KEY)
+    assert_envelope(response, 413, "INVALID_ARGUMENT", "4096")
+
+
+def test_too_many_parts_is_400(limited_server: LiveServer) -> None:
+    body = {**OK_BODY, "input": [{"type": "text", "text": "a"}] * 4}
+    response = httpx.post(limited_server.base_url + "/v1/interactions", json=body, headers=KEY)
+    assert_envelope(response, 400, "INVALID_ARGUMENT", "4 parts", "3")
+
+
+def test_prompt_over_the_context_is_400_with_both_counts(limited_server: LiveServer) -> None:
+    body = {**OK_BODY, "input": "tree " * 300}
+    response = httpx.post(limited_server.base_url + "/v1/interactions", json=body, headers=KEY)
+    message = assert_envelope(response, 400, "INVALID_ARGUMENT", "tokens", "128")
+    assert any(str(n) in message for n in range(300, 400)), message
+
+
+def test_configured_alias_and_output_limit(limited_server: LiveServer) -> None:
+    ok = httpx.post(
+        limited_server.base_url + "/v1/interactions",
+        json={**OK_BODY, "model": "my-local-model"},
+        headers=KEY,
+        timeout=30,
+    )
+    assert ok.status_code == 200, ok.text
+    over = httpx.post(
+        limited_server.base_url + "/v1/interactions",
+        json=with_config(max_output_tokens=101),
+        headers=KEY,
+    )
+    assert_envelope(over, 400, "INVALID_ARGUMENT", "100")
+
+
+def test_full_engine_is_429(limited_server: LiveServer) -> None:
+    long = {
+        **OK_BODY,
+        "input": "Write an essay.",
+        "stream": True,
+        "generation_config": {"max_output_tokens": 90},
+    }
+    with (
+        httpx.Client(base_url=limited_server.base_url, headers=KEY, timeout=30) as c,
+        c.stream("POST", "/v1/interactions", json=long) as busy,
+    ):
+        assert busy.status_code == 200
+        lines = busy.iter_lines()
+        while "step.delta" not in next(lines):
+            pass
+        response = c.post("/v1/interactions", json=OK_BODY)
+        assert_envelope(response, 429, "RESOURCE_EXHAUSTED", "slots")

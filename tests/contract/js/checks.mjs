@@ -1,0 +1,146 @@
+// Contract checks for gemserve through the official JS SDK (@google/genai).
+//
+// Run by tests/contract/test_js_sdk.py with GOOGLE_GEMINI_BASE_URL and GEMINI_API_KEY set.
+// Each check records what the SDK returned (or threw) as plain JSON; the Python test makes the
+// assertions. Checks run one after another so that temperature-0 outputs are comparable.
+import { GoogleGenAI } from "@google/genai";
+
+const MODEL = "gemini-3-flash-preview";
+const ai = new GoogleGenAI({});
+
+function textOf(interaction) {
+  return interaction.steps.at(-1).content[0].text;
+}
+
+function summary(interaction) {
+  return {
+    id: interaction.id,
+    status: interaction.status,
+    model: interaction.model,
+    steps: interaction.steps,
+    text: textOf(interaction),
+    outputText: interaction.output_text ?? null,
+    usage: interaction.usage,
+  };
+}
+
+function describeError(err) {
+  let body = err.error ?? null;
+  if (body && typeof body === "object") {
+    body = JSON.parse(JSON.stringify(body));
+    delete body.httpMeta;
+  }
+  return {
+    threw: true,
+    name: err?.constructor?.name ?? null,
+    status: err.status ?? null,
+    message: String(err.message ?? ""),
+    body,
+  };
+}
+
+const checks = {
+  // proto3 JSON: lowerCamelCase request keys, exactly as a JS user would write them.
+  async camelCase() {
+    return summary(
+      await ai.interactions.create({
+        model: MODEL,
+        input: "What is your name?",
+        systemInstruction: "You are a cat. Your name is Neko.",
+        generationConfig: { maxOutputTokens: 12, temperature: 0, seed: 5 },
+      }),
+    );
+  },
+  // The same request with the snake_case keys of the guide.
+  async snakeCase() {
+    return summary(
+      await ai.interactions.create({
+        model: MODEL,
+        input: "What is your name?",
+        system_instruction: "You are a cat. Your name is Neko.",
+        generation_config: { max_output_tokens: 12, temperature: 0, seed: 5 },
+      }),
+    );
+  },
+  async stream() {
+    const stream = await ai.interactions.create({
+      model: MODEL,
+      input: "Explain how AI works",
+      generationConfig: { maxOutputTokens: 16, temperature: 0, seed: 11 },
+      stream: true,
+    });
+    const events = [];
+    for await (const event of stream) {
+      events.push(JSON.parse(JSON.stringify(event)));
+    }
+    return { events };
+  },
+  async unaryLikeStream() {
+    return summary(
+      await ai.interactions.create({
+        model: MODEL,
+        input: "Explain how AI works",
+        generationConfig: { maxOutputTokens: 16, temperature: 0, seed: 11 },
+      }),
+    );
+  },
+  async stopSequences() {
+    return summary(
+      await ai.interactions.create({
+        model: MODEL,
+        input: "Explain how AI works",
+        generationConfig: { maxOutputTokens: 16, temperature: 0, seed: 11, stopSequences: ["AI"] },
+      }),
+    );
+  },
+  async v1beta() {
+    const beta = new GoogleGenAI({ httpOptions: { apiVersion: "v1beta" } });
+    return summary(
+      await beta.interactions.create({
+        model: MODEL,
+        input: "Say hello.",
+        generation_config: { max_output_tokens: 6, temperature: 0 },
+      }),
+    );
+  },
+  async modelsList() {
+    const pager = await ai.models.list();
+    const models = [];
+    for await (const model of pager) {
+      models.push(JSON.parse(JSON.stringify(model)));
+    }
+    return { models };
+  },
+  async modelsGet() {
+    const model = await ai.models.get({ model: MODEL });
+    return JSON.parse(JSON.stringify(model));
+  },
+  async errorUnknownModel() {
+    await ai.interactions.create({ model: "no-such-model", input: "Hi" });
+    return { threw: false };
+  },
+  async errorBadTemperature() {
+    await ai.interactions.create({
+      model: MODEL,
+      input: "Hi",
+      generation_config: { temperature: 5 },
+    });
+    return { threw: false };
+  },
+  async errorModelsGetUnknown() {
+    await ai.models.get({ model: "no-such-model" });
+    return { threw: false };
+  },
+};
+
+const results = {};
+for (const [name, check] of Object.entries(checks)) {
+  const started = Date.now();
+  try {
+    results[name] = await check();
+  } catch (err) {
+    results[name] = describeError(err);
+  }
+  results[name].elapsedMs = Date.now() - started;
+}
+process.stdout.write(JSON.stringify(results));

@@ -1,0 +1,16 @@
+import { GoogleGenAI } from "@google/genai";
+
+const ai = new GoogleGenAI({});
+
+async function main() {
+  const interaction = await ai.interactions.create({
+    model: "gemini-3-flash-preview",
+    input: "Explain how AI works",
+    generation_config: {
+      temperature: 0.1,
+    },
+  });
+  console.log(interaction.steps.at(-1).content[0].text);
+}
+
+await main();
