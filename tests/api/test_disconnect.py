@@ -44,14 +44,16 @@ def wait_for_cancellation(base_url: str, cancelled_before: int) -> dict[str, Any
 
 def test_stream_disconnect_cancels_generation(limited_server: LiveServer) -> None:
     before = stats(limited_server.base_url)
-    with httpx.Client(base_url=limited_server.base_url, headers=KEY, timeout=30) as client:
-        with client.stream("POST", "/v1/interactions", json={**LONG, "stream": True}) as response:
-            lines = response.iter_lines()
-            while "step.delta" not in next(lines):
-                pass
-            busy = client.post("/v1/interactions", json=SHORT)
-            assert busy.status_code == 429  # the only slot is taken
-        # Leaving the block closes the connection mid-stream.
+    with (
+        httpx.Client(base_url=limited_server.base_url, headers=KEY, timeout=30) as client,
+        client.stream("POST", "/v1/interactions", json={**LONG, "stream": True}) as response,
+    ):
+        lines = response.iter_lines()
+        while "step.delta" not in next(lines):
+            pass
+        busy = client.post("/v1/interactions", json=SHORT)
+        assert busy.status_code == 429  # the only slot is taken
+    # Leaving the block closed the connection mid-stream.
     after = wait_for_cancellation(limited_server.base_url, before["requests_cancelled"])
     assert after["requests_finished"] == before["requests_finished"] + 1
     ok = httpx.post(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -36,6 +37,13 @@ QUESTIONS = [
     ("What is the capital of France? Answer briefly.", ("paris",)),
     ("Which animal says meow? Answer briefly.", ("cat",)),
 ]
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll an engine counter; bounded so a broken engine fails instead of hanging."""
+    async with asyncio.timeout(30):
+        while not condition():
+            await asyncio.sleep(0.001)
 
 
 def request(text: str, sampling: SamplingParams = GREEDY) -> GenerationRequest:
@@ -131,8 +139,7 @@ async def test_cancel_frees_the_slot_within_one_decode_step(engine: LlamaEngine)
     assert engine.stats().active == 4
     steps_at_cancel = engine.stats().decode_steps
     streams[0].cancel()
-    while engine.stats().active == 4:
-        await asyncio.sleep(0.001)
+    await wait_until(lambda: engine.stats().active < 4)
     assert engine.stats().decode_steps - steps_at_cancel <= 1
     # The cancelled stream ends with a CANCELLED finish; the others keep running.
     tail: list[EngineEvent] = [e async for e in first_events[0]]
@@ -141,8 +148,7 @@ async def test_cancel_frees_the_slot_within_one_decode_step(engine: LlamaEngine)
     assert engine.stats().active == 3
     for stream in streams[1:]:
         stream.cancel()
-    while engine.stats().active:
-        await asyncio.sleep(0.001)
+    await wait_until(lambda: engine.stats().active == 0)
 
 
 async def test_closing_the_iterator_cancels_generation(engine: LlamaEngine) -> None:
@@ -151,8 +157,7 @@ async def test_closing_the_iterator_cancels_generation(engine: LlamaEngine) -> N
     it = aiter(stream)
     assert isinstance(await anext(it), TextDelta)
     await it.aclose()  # type: ignore[attr-defined]
-    while engine.stats().active:
-        await asyncio.sleep(0.001)
+    await wait_until(lambda: engine.stats().active == 0)
     assert engine.stats().active == 0
 
 

@@ -1,0 +1,79 @@
+"""A scripted engine for unit-testing orchestration (never evidence that generation works)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from gemserve.engine import (
+    EngineEvent,
+    EngineStats,
+    Finished,
+    FinishReason,
+    GenerationRequest,
+    ModelCapabilities,
+    TextDelta,
+)
+
+
+class ScriptedStream:
+    def __init__(self, pieces: list[str], reason: FinishReason, delay: float, error: str | None):
+        self.prompt_tokens = 5
+        self._pieces = pieces
+        self._reason = reason
+        self._delay = delay
+        self._error = error
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    async def __aiter__(self) -> AsyncIterator[EngineEvent]:
+        for piece in self._pieces:
+            await asyncio.sleep(self._delay)
+            if self.cancelled:
+                yield Finished(FinishReason.CANCELLED, self.prompt_tokens, 0)
+                return
+            yield TextDelta(piece)
+        yield Finished(self._reason, self.prompt_tokens, len(self._pieces), self._error)
+
+
+class ScriptedEngine:
+    def __init__(
+        self,
+        pieces: list[str] | None = None,
+        reason: FinishReason = FinishReason.STOP,
+        delay: float = 0.0,
+        error: str | None = None,
+    ) -> None:
+        self.pieces = pieces if pieces is not None else ["Hello", ", ", "world"]
+        self.reason = reason
+        self.delay = delay
+        self.error = error
+        self.requests: list[GenerationRequest] = []
+        self.streams: list[ScriptedStream] = []
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def capabilities(self) -> ModelCapabilities:
+        return ModelCapabilities("smollm2-135m-instruct", 4096, 4096)
+
+    async def tokenize(self, text: str) -> list[int]:
+        return list(range(len(text.split())))
+
+    async def generate(self, request: GenerationRequest) -> ScriptedStream:
+        self.requests.append(request)
+        stream = ScriptedStream(self.pieces, self.reason, self.delay, self.error)
+        self.streams.append(stream)
+        return stream
+
+    def stats(self) -> EngineStats:
+        return EngineStats(1, 0, 0, 0, 0)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
