@@ -42,7 +42,7 @@ QUESTIONS = [
 async def wait_until(condition: Callable[[], bool]) -> None:
     """Poll an engine counter; bounded so a broken engine fails instead of hanging."""
     async with asyncio.timeout(30):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - the engine thread sets no asyncio event
             await asyncio.sleep(0.001)
 
 
