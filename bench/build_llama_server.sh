@@ -36,14 +36,15 @@ if [[ ! -f "$SRC/vendor/llama.cpp/CMakeLists.txt" ]]; then
     tar -xzf "$SRC_PARENT/llama_cpp_python-$VERSION.tar.gz" -C "$SRC_PARENT"
 fi
 
-# Same options llama-cpp-python builds with by default (native CPU flags, OpenMP), without
-# CURL (no network on the benchmark machine) and without anything but the server.
+# Same options llama-cpp-python builds with by default (native CPU flags, OpenMP, static ggml
+# is fine for a standalone binary), no TLS, no web UI download, nothing but the server.
 cmake -S "$SRC/vendor/llama.cpp" -B "$BUILD" \
     -DCMAKE_BUILD_TYPE=Release \
     -DBUILD_SHARED_LIBS=OFF \
     -DGGML_NATIVE=ON \
     -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF \
-    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+    -DGGML_CCACHE=OFF \
+    -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
     -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON
 cmake --build "$BUILD" --config Release --target llama-server -j "$JOBS"

@@ -1,0 +1,78 @@
+"""Table definitions (SQLAlchemy Core); Alembic migrations create them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+# JSONB on PostgreSQL, JSON text elsewhere.
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on SQLite (naive text) as on PostgreSQL (timestamptz)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Stamp = UtcDateTime()
+
+interactions = sa.Table(
+    "interactions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False, index=True),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False, index=True),
+    sa.Column("background", sa.Boolean, nullable=False, default=False),
+    sa.Column("previous_interaction_id", sa.String(64), nullable=True),
+    sa.Column("input", Json, nullable=False),
+    sa.Column("system_instruction", sa.Text, nullable=True),
+    sa.Column("generation_config", Json, nullable=True),
+    sa.Column("steps", Json, nullable=False),
+    sa.Column("usage", Json, nullable=True),
+    sa.Column("error", Json, nullable=True),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("updated_at", Stamp, nullable=False),
+    sa.Column("expires_at", Stamp, nullable=False, index=True),
+)
+
+interaction_events = sa.Table(
+    "interaction_events",
+    metadata,
+    sa.Column(
+        "interaction_id",
+        sa.String(64),
+        sa.ForeignKey("interactions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("event", Json, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("revoked_at", Stamp, nullable=True),
+)

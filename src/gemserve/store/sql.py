@@ -1,0 +1,234 @@
+"""``SqlStore``: the Store interface over SQLAlchemy 2 async, for SQLite and PostgreSQL alike.
+
+Migrations (Alembic) run at start. SQLite runs in WAL mode with a busy timeout, and writes go
+through one asyncio lock so concurrent requests never meet "database is locked".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from gemserve.store.base import ApiKeyRecord, Event, InteractionRecord
+from gemserve.store.schema import api_keys, interaction_events, interactions
+
+TERMINAL = ("completed", "incomplete", "failed", "cancelled")
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def database_url_for(database_url: str | None, data_dir: Path) -> str:
+    """The configured URL with an async driver, or the embedded SQLite file in the data dir."""
+    if not database_url:
+        return f"sqlite+aiosqlite:///{data_dir / 'gemserve.db'}"
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if database_url.startswith(plain):
+            return driver + database_url.removeprefix(plain)
+    return database_url
+
+
+def _upgrade(connection: sa.Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+class SqlStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._sqlite = url.startswith("sqlite")
+        self._engine: AsyncEngine | None = None
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        assert self._engine is not None, "store not started"
+        return self._engine
+
+    async def start(self) -> None:
+        engine = create_async_engine(self.url, pool_pre_ping=not self._sqlite)
+        if self._sqlite:
+            sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        self._engine = engine
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        if self._sqlite:
+            async with self._write_lock, self.engine.begin() as conn:
+                yield conn
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
+
+    # --- interactions ----------------------------------------------------------------------
+
+    async def create_interaction(self, record: InteractionRecord, events: list[Event]) -> None:
+        async with self._write() as conn:
+            await conn.execute(interactions.insert().values(**_row(record)))
+            await _insert_events(conn, record.id, 1, events)
+
+    async def append_events(self, interaction_id: str, first_seq: int, events: list[Event]) -> None:
+        if not events:
+            return
+        async with self._write() as conn:
+            await _insert_events(conn, interaction_id, first_seq, events)
+
+    async def finish_interaction(
+        self,
+        interaction_id: str,
+        *,
+        first_seq: int,
+        events: list[Event],
+        status: str,
+        steps: list[dict[str, Any]],
+        usage: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+        updated_at: datetime,
+    ) -> None:
+        async with self._write() as conn:
+            await _insert_events(conn, interaction_id, first_seq, events)
+            await conn.execute(
+                interactions.update()
+                .where(interactions.c.id == interaction_id)
+                .values(status=status, steps=steps, usage=usage, error=error, updated_at=updated_at)
+            )
+
+    async def get_interaction(
+        self, tenant: str, interaction_id: str, now: datetime
+    ) -> InteractionRecord | None:
+        query = sa.select(interactions).where(
+            interactions.c.id == interaction_id,
+            interactions.c.tenant == tenant,
+            interactions.c.expires_at > now,
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return None if row is None else InteractionRecord(**dict(row))
+
+    async def get_events(self, interaction_id: str, after_seq: int) -> list[Event]:
+        query = (
+            sa.select(interaction_events.c.event)
+            .where(
+                interaction_events.c.interaction_id == interaction_id,
+                interaction_events.c.seq > after_seq,
+            )
+            .order_by(interaction_events.c.seq)
+        )
+        async with self.engine.connect() as conn:
+            return [row[0] for row in await conn.execute(query)]
+
+    async def delete_interaction(self, tenant: str, interaction_id: str) -> bool:
+        async with self._write() as conn:
+            owned = await conn.execute(
+                sa.select(interactions.c.id).where(
+                    interactions.c.id == interaction_id, interactions.c.tenant == tenant
+                )
+            )
+            if owned.first() is None:
+                return False
+            await _delete_ids(conn, [interaction_id])
+            return True
+
+    async def fail_unfinished(self, error: dict[str, Any], now: datetime) -> int:
+        async with self._write() as conn:
+            result = await conn.execute(
+                interactions.update()
+                .where(interactions.c.status.not_in(TERMINAL))
+                .values(status="failed", error=error, updated_at=now)
+            )
+            return int(result.rowcount)
+
+    async def delete_expired(self, now: datetime, limit: int) -> int:
+        async with self._write() as conn:
+            ids = [
+                row[0]
+                for row in await conn.execute(
+                    sa.select(interactions.c.id).where(interactions.c.expires_at <= now).limit(limit)
+                )
+            ]
+            if ids:
+                await _delete_ids(conn, ids)
+            return len(ids)
+
+    # --- API keys ----------------------------------------------------------------------------
+
+    async def create_key(self, record: ApiKeyRecord) -> None:
+        async with self._write() as conn:
+            await conn.execute(api_keys.insert().values(**vars(record)))
+
+    async def list_keys(self) -> list[ApiKeyRecord]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at))).mappings()
+            return [ApiKeyRecord(**dict(row)) for row in rows]
+
+    async def revoke_key(self, key_id: str, now: datetime) -> bool:
+        async with self._write() as conn:
+            result = await conn.execute(
+                api_keys.update()
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            return bool(result.rowcount)
+
+    async def find_key(self, key_hash: str) -> ApiKeyRecord | None:
+        async with self.engine.connect() as conn:
+            row = (
+                (await conn.execute(sa.select(api_keys).where(api_keys.c.key_hash == key_hash)))
+                .mappings()
+                .first()
+            )
+        return None if row is None else ApiKeyRecord(**dict(row))
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA busy_timeout=10000",
+        "PRAGMA foreign_keys=ON",
+    ):
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def _row(record: InteractionRecord) -> dict[str, Any]:
+    return dict(vars(record))
+
+
+async def _insert_events(
+    conn: AsyncConnection, interaction_id: str, first_seq: int, events: list[Event]
+) -> None:
+    if events:
+        await conn.execute(
+            interaction_events.insert(),
+            [
+                {"interaction_id": interaction_id, "seq": first_seq + i, "event": event}
+                for i, event in enumerate(events)
+            ],
+        )
+
+
+async def _delete_ids(conn: AsyncConnection, ids: list[str]) -> None:
+    await conn.execute(interaction_events.delete().where(interaction_events.c.interaction_id.in_(ids)))
+    await conn.execute(interactions.delete().where(interactions.c.id.in_(ids)))

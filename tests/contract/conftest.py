@@ -1,0 +1,17 @@
+"""Fixtures of the contract suite: a tokenizer of the served model, for checking usage counts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gemserve.engine.llama.native import LoadedModel
+from tests.contract._support import Tokenizer, default_spec
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Iterator[Tokenizer]:
+    model = LoadedModel(default_spec().gguf_path())
+    yield Tokenizer(model)
+    model.free()
