@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import logging
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
-from gemserve.config import load_settings
+from gemserve.config import Settings, load_settings
 
 
 def _is_loopback(host: str) -> bool:
@@ -22,40 +23,70 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _add_storage_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="state directory")
+    parser.add_argument("--config", type=Path, help="TOML configuration file")
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: SQLite in the data dir)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gemserve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the Gemini API")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8080; 0 picks a free one)")
-    serve.add_argument("--data-dir", type=Path, help="state directory")
-    serve.add_argument("--config", type=Path, help="TOML configuration file")
+    _add_storage_flags(serve)
     serve.add_argument("--slots", type=int, help="sequences decoded together per model")
     serve.add_argument("--threads", type=int, help="llama.cpp threads")
     serve.add_argument("--log-level", help="critical|error|warning|info|debug")
+    serve.add_argument(
+        "--require-keys",
+        action="store_true",
+        default=None,
+        help="accept only keys made with `gemserve keys create` (mandatory off loopback)",
+    )
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="make a key and print it once")
+    create.add_argument("--name", default="", help="a label for the key")
+    create.add_argument("--tenant", help="tenant the key belongs to (default: a new tenant)")
+    _add_storage_flags(create)
+    listing = keys.add_parser("list", help="list keys (never the keys themselves)")
+    _add_storage_flags(listing)
+    revoke = keys.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    _add_storage_flags(revoke)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     overrides = {
-        "host": args.host,
-        "port": args.port,
         "data_dir": args.data_dir,
         "config": args.config,
-        "slots": args.slots,
-        "threads": args.threads,
-        "log_level": args.log_level,
+        "database_url": args.database_url,
     }
+    if args.command == "serve":
+        overrides |= {
+            "host": args.host,
+            "port": args.port,
+            "slots": args.slots,
+            "threads": args.threads,
+            "log_level": args.log_level,
+            "require_keys": args.require_keys,
+        }
     try:
         settings = load_settings(overrides)
     except (ValueError, OSError) as exc:
         print(f"gemserve: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    if not _is_loopback(settings.host):
+    if args.command == "keys":
+        return asyncio.run(_keys(args, settings))
+    if not _is_loopback(settings.host) and not settings.require_keys:
         print(
-            "gemserve: this release accepts any API key and therefore serves loopback only; "
-            f"refusing to listen on {settings.host}. Put an authenticating proxy in front.",
+            f"gemserve: refusing to listen on {settings.host} without --require-keys: open mode "
+            "accepts any API key and is for loopback only.",
             file=sys.stderr,
         )
         return 2
@@ -79,6 +110,37 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
+
+
+async def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from gemserve.app import open_store
+    from gemserve.errors import NotFound
+    from gemserve.service.keys import KeyManager
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings)
+    await store.start()
+    try:
+        keys = KeyManager(store)
+        if args.keys_command == "create":
+            record, plaintext = await keys.create(args.name, args.tenant)
+            print(f"id={record.id} tenant={record.tenant}", file=sys.stderr)
+            print(plaintext)
+        elif args.keys_command == "list":
+            for record in await keys.list():
+                state = "revoked" if record.revoked_at else "active"
+                created = record.created_at.isoformat(timespec="seconds")
+                print(f"{record.id}\t{record.tenant}\t{state}\t{created}\t{record.name}")
+        else:
+            try:
+                await keys.revoke(args.key_id)
+            except NotFound as exc:
+                print(f"gemserve: {exc.message}", file=sys.stderr)
+                return 1
+            print(f"revoked {args.key_id}", file=sys.stderr)
+        return 0
+    finally:
+        await store.close()
 
 
 if __name__ == "__main__":

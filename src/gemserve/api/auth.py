@@ -1,28 +1,13 @@
-"""API keys: from ``x-goog-api-key`` or ``?key=``.
-
-This release runs in open mode only: any non-empty key is accepted, and the server refuses to
-listen on a non-loopback address (see ``cli``). Each distinct key is reported as its own
-tenant so that stored state can be scoped later.
-"""
+"""The API key comes from ``x-goog-api-key`` or ``?key=``; the service maps it to a tenant."""
 
 from __future__ import annotations
 
-import hashlib
-
 from starlette.requests import Request
 
-from gemserve.errors import PermissionDenied
-
-MISSING_KEY = (
-    "Method doesn't allow unregistered callers (callers without established identity). "
-    "Please use API Key or other form of API consumer identity to call this API."
-)
+from gemserve.api.context import AppContext
 
 
-def authenticate(request: Request) -> str:
-    """Return the caller's tenant id, or raise 403 as Google does for a missing key."""
-    key = request.headers.get("x-goog-api-key") or request.query_params.get("key") or ""
-    key = key.strip()
-    if not key:
-        raise PermissionDenied(MISSING_KEY)
-    return "key_" + hashlib.sha256(key.encode()).hexdigest()[:24]
+async def authenticate(request: Request) -> str:
+    """Return the caller's tenant, or raise (403 without a key, 400 for an unknown one)."""
+    key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+    return await AppContext.of(request).auth.tenant_for(key)

@@ -11,6 +11,7 @@ from gemserve.config import ModelRegistry, Settings
 from gemserve.engine import Engine
 from gemserve.errors import NotFound
 from gemserve.service.interactions import InteractionService
+from gemserve.service.keys import Authenticator
 from gemserve.service.models import ModelCatalog
 
 _VERSION = re.compile(r"^v\d+(?:(?:alpha|beta)\d*)?$")
@@ -23,6 +24,7 @@ class AppContext:
     engines: dict[str, Engine]
     interactions: InteractionService
     models: ModelCatalog
+    auth: Authenticator
 
     @staticmethod
     def of(request: Request) -> AppContext:

@@ -1,7 +1,8 @@
-"""Routes of the Interactions surface."""
+"""Routes of the Interactions surface: create, get (and resume), cancel, delete."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -14,7 +15,9 @@ from gemserve.api.auth import authenticate
 from gemserve.api.body import read_json
 from gemserve.api.context import AppContext, check_version
 from gemserve.api.sse import sse_frames
-from gemserve.service.interactions import InteractionRun
+from gemserve.errors import InvalidArgument
+from gemserve.service.interactions import interaction_view
+from gemserve.service.live import LiveInteraction
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -23,40 +26,92 @@ def json_response(payload: Any) -> Response:
     return Response(orjson.dumps(payload), media_type="application/json")
 
 
+def sse_response(events: AsyncIterator[dict[str, Any]], keepalive_seconds: float) -> Response:
+    return StreamingResponse(
+        sse_frames(events, keepalive_seconds), media_type="text/event-stream", headers=SSE_HEADERS
+    )
+
+
+def query_flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "false":
+        return False
+    if raw == "true":
+        return True
+    raise InvalidArgument(f"Invalid value at '{name}': expected true or false, got {raw!r}.")
+
+
 async def create_interaction(request: Request) -> Response:
     check_version(request)
-    authenticate(request)
+    tenant = await authenticate(request)
     ctx = AppContext.of(request)
     body = await read_json(request, ctx.settings.limits.max_body_bytes)
     wants_sse = request.query_params.get("alt") == "sse"
-    parsed, run = await ctx.interactions.create(body)
+    parsed, run = await ctx.interactions.create(body, tenant)
     if parsed.stream or wants_sse:
-        return StreamingResponse(
-            sse_frames(run.events(), ctx.settings.keepalive_seconds),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS,
-        )
-    result = await _collect_unless_disconnected(request, run)
-    return json_response(result)
+        return sse_response(_follow(run), ctx.settings.keepalive_seconds)
+    if parsed.background:
+        return json_response(interaction_view(run.record, run, include_input=False))
+    await _wait_unless_disconnected(request, run)
+    return json_response(run.fold.result())
 
 
-async def _collect_unless_disconnected(request: Request, run: InteractionRun) -> dict[str, Any]:
-    """Fold the run; if the client hangs up first, cancel generation within one decode step."""
-    result: dict[str, Any] = {}
+async def _follow(run: LiveInteraction) -> AsyncIterator[dict[str, Any]]:
+    """The creator's stream: if it goes away, a foreground interaction is cancelled."""
+    try:
+        async for event in run.follow():
+            yield event
+    finally:
+        if not run.background:
+            run.cancel()
+
+
+async def _wait_unless_disconnected(request: Request, run: LiveInteraction) -> None:
+    """Wait for the run; if the client hangs up first, cancel it within one decode step."""
 
     async def watch_disconnect() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        run.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch_disconnect)
+        await run.wait()
         tg.cancel_scope.cancel()
 
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch_disconnect)
-            result = await run.collect()
-            tg.cancel_scope.cancel()
-    finally:
-        run.cancel()
-    return result
+
+async def get_interaction(request: Request) -> Response:
+    check_version(request)
+    tenant = await authenticate(request)
+    ctx = AppContext.of(request)
+    interaction_id = request.path_params["id"]
+    if query_flag(request, "stream"):
+        last_event_id = request.query_params.get("last_event_id") or None
+        events = await ctx.interactions.events(tenant, interaction_id, last_event_id)
+        return sse_response(events, ctx.settings.keepalive_seconds)
+    include_input = query_flag(request, "include_input")
+    return json_response(
+        await ctx.interactions.get(tenant, interaction_id, include_input=include_input)
+    )
 
 
-routes = [Route("/{version}/interactions", create_interaction, methods=["POST"])]
+async def cancel_interaction(request: Request) -> Response:
+    check_version(request)
+    tenant = await authenticate(request)
+    ctx = AppContext.of(request)
+    return json_response(await ctx.interactions.cancel(tenant, request.path_params["id"]))
+
+
+async def delete_interaction(request: Request) -> Response:
+    check_version(request)
+    tenant = await authenticate(request)
+    await AppContext.of(request).interactions.delete(tenant, request.path_params["id"])
+    return json_response({})
+
+
+routes = [
+    Route("/{version}/interactions", create_interaction, methods=["POST"]),
+    Route("/{version}/interactions/{id}", get_interaction, methods=["GET"]),
+    Route("/{version}/interactions/{id}", delete_interaction, methods=["DELETE"]),
+    Route("/{version}/interactions/{id}/cancel", cancel_interaction, methods=["POST"]),
+]

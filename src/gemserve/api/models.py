@@ -13,7 +13,7 @@ from gemserve.api.interactions import json_response
 
 async def list_models(request: Request) -> Response:
     check_version(request)
-    authenticate(request)
+    await authenticate(request)
     query = request.query_params
     page = AppContext.of(request).models.list(
         query.get("pageSize") or query.get("page_size"),
@@ -24,7 +24,7 @@ async def list_models(request: Request) -> Response:
 
 async def get_model(request: Request) -> Response:
     check_version(request)
-    authenticate(request)
+    await authenticate(request)
     return json_response(AppContext.of(request).models.get(request.path_params["name"]))
 
 

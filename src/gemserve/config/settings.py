@@ -27,6 +27,8 @@ class Limits(BaseModel):
     max_stop_sequence_chars: int = Field(default=256, ge=1)
     # Requests waiting for a free engine slot, per model; beyond this a 429 is returned.
     max_queued_requests: int = Field(default=64, ge=0)
+    # Turns followed back through previous_interaction_id.
+    max_conversation_turns: int = Field(default=1000, ge=1)
 
 
 def _default_data_dir() -> Path:
@@ -41,6 +43,12 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     data_dir: Path = Field(default_factory=_default_data_dir)
     config: Path | None = None
+    # SQLAlchemy URL (postgresql://… for PostgreSQL); default: SQLite in the data dir.
+    database_url: str | None = None
+    # Only keys made with `gemserve keys create`; mandatory off loopback.
+    require_keys: bool = False
+    interaction_ttl_days: float = Field(default=55.0, gt=0)
+    sweep_interval_seconds: float = Field(default=600.0, gt=0)
     default_model: str = "smollm2-135m-instruct"
     # Concurrent sequences decoded together per model (llama.cpp n_seq_max).
     slots: int = Field(default=4, ge=1, le=64)

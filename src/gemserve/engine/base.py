@@ -71,6 +71,8 @@ class Finished:
     prompt_tokens: int
     output_tokens: int
     error: str | None = None
+    # Prompt tokens whose KV state was reused from an earlier request instead of prefilled.
+    cached_tokens: int = 0
 
 
 EngineEvent = TextDelta | Finished

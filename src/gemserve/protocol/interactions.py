@@ -239,14 +239,19 @@ def _validate_content(item: dict[str, Any], where: str) -> TextContent | MediaCo
 # ----- responses: plain dicts, snake_case, as the SDKs parse them ----------------------------
 
 
-def usage_dict(input_tokens: int, output_tokens: int, thought_tokens: int = 0) -> dict[str, Any]:
-    return {
+def usage_dict(
+    input_tokens: int, output_tokens: int, thought_tokens: int = 0, *, cached: int = 0
+) -> dict[str, Any]:
+    usage: dict[str, Any] = {
         "total_input_tokens": input_tokens,
         "total_output_tokens": output_tokens,
         "total_thought_tokens": thought_tokens,
-        "total_cached_tokens": 0,
+        "total_cached_tokens": cached,
         "total_tool_use_tokens": 0,
         "total_tokens": input_tokens + output_tokens + thought_tokens,
         "input_tokens_by_modality": [{"modality": "text", "tokens": input_tokens}],
         "output_tokens_by_modality": [{"modality": "text", "tokens": output_tokens}],
     }
+    if cached:
+        usage["cached_tokens_by_modality"] = [{"modality": "text", "tokens": cached}]
+    return usage

@@ -7,9 +7,14 @@ fold of the very same events, so both paths cannot drift apart.
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
 from typing import Any
 
-from gemserve.engine import FinishReason
+from gemserve.engine import Finished, FinishReason, GenerationStream, TextDelta
+from gemserve.errors import InvalidArgument
+from gemserve.protocol.interactions import usage_dict
+from gemserve.service.clock import Clock, iso_utc
 
 STATUS_BY_FINISH = {
     FinishReason.STOP: "completed",
@@ -20,18 +25,89 @@ STATUS_BY_FINISH = {
 }
 
 
+TERMINAL_STATUSES = frozenset({"completed", "incomplete", "failed", "cancelled"})
+
+_EVENT_ID = re.compile(r"^evt_([0-9a-f]{8})_([0-9]{1,9})$")
+
+
+def event_tag(interaction_id: str) -> str:
+    """Eight hex digits of the interaction id, so an event id names its interaction."""
+    return interaction_id[-8:]
+
+
+def parse_event_id(event_id: str, interaction_id: str) -> int:
+    """The sequence number of ``event_id``; 400 if malformed or from another interaction."""
+    match = _EVENT_ID.match(event_id)
+    if match is None:
+        raise InvalidArgument(f"Invalid value at 'last_event_id': {event_id!r} is not an event id.")
+    if match.group(1) != event_tag(interaction_id):
+        raise InvalidArgument(
+            f"Invalid value at 'last_event_id': {event_id!r} belongs to another interaction."
+        )
+    return int(match.group(2))
+
+
 class EventSequencer:
-    """Stamps events with their type fields and monotonically increasing ids."""
+    """Stamps events with their type fields and ids ``evt_<tag>_<seq>``, seq counting from 1."""
 
-    __slots__ = ("_next",)
+    __slots__ = ("_tag", "next_seq")
 
-    def __init__(self) -> None:
-        self._next = 1
+    def __init__(self, interaction_id: str) -> None:
+        self._tag = event_tag(interaction_id)
+        self.next_seq = 1
 
     def make(self, event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
-        event_id = f"evt_{self._next:06d}"
-        self._next += 1
+        event_id = f"evt_{self._tag}_{self.next_seq:06d}"
+        self.next_seq += 1
         return {"event_type": event_type, "type": event_type, "event_id": event_id, **payload}
+
+
+async def generation_events(
+    header: dict[str, Any],
+    stream: GenerationStream,
+    sequencer: EventSequencer,
+    clock: Clock,
+    cached_tokens: int = 0,
+) -> AsyncIterator[dict[str, Any]]:
+    """The events of one model turn, from ``interaction.created`` to ``interaction.completed``."""
+    make = sequencer.make
+    interaction_id = header["id"]
+    try:
+        yield make("interaction.created", {"interaction": {**header, "status": "in_progress"}})
+        yield make(
+            "interaction.status_update", {"interaction_id": interaction_id, "status": "in_progress"}
+        )
+        yield make("step.start", {"index": 0, "step": {"type": "model_output"}})
+        finished: Finished | None = None
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                yield make(
+                    "step.delta", {"index": 0, "delta": {"type": "text", "text": event.text}}
+                )
+            else:
+                finished = event
+        assert finished is not None
+        usage = usage_dict(
+            finished.prompt_tokens, finished.output_tokens, cached=finished.cached_tokens
+        )
+        yield make("step.stop", {"index": 0})
+        status = STATUS_BY_FINISH[finished.reason]
+        if finished.error is not None:
+            yield make("error", {"error": {"code": "INTERNAL", "message": "Generation failed."}})
+        yield make(
+            "interaction.completed",
+            {
+                "interaction": {
+                    **header,
+                    "status": status,
+                    "updated": iso_utc(clock()),
+                    "usage": usage,
+                }
+            },
+        )
+    finally:
+        # Closing this generator early must stop generation.
+        stream.cancel()
 
 
 class InteractionFold:
@@ -59,14 +135,22 @@ class InteractionFold:
         elif kind == "error":
             self.error = event["error"]
 
-    def result(self) -> dict[str, Any]:
+    @property
+    def status(self) -> str:
+        return str(self.interaction.get("status", "in_progress"))
+
+    def output_steps(self) -> list[dict[str, Any]]:
         steps = []
         for index, step in enumerate(self._steps):
+            step = dict(step)
             if step["type"] == "model_output":
                 step["content"] = [{"type": "text", "text": "".join(self._texts.get(index, []))}]
             steps.append(step)
+        return steps
+
+    def result(self) -> dict[str, Any]:
         out = dict(self.interaction)
-        out["steps"] = steps
+        out["steps"] = self.output_steps()
         if self.error is not None:
             out["status"] = "failed"
             out["errors"] = [self.error]

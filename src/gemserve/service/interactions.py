@@ -1,26 +1,38 @@
-"""The Interactions service: validate, resolve the model, run the engine, emit events."""
+"""The Interactions service: create (foreground, streaming, background), get, resume, cancel.
+
+Every create validates and admits the request before anything is returned, so client errors
+surface as HTTP errors. Generation then runs in a :class:`LiveInteraction` owned by the server.
+Stored interactions keep their events in order; the final Interaction is their fold.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 from gemserve.config import Limits, ModelRegistry
-from gemserve.engine import Engine, Finished, GenerationRequest, GenerationStream, TextDelta
-from gemserve.errors import InvalidArgument, Unavailable
-from gemserve.protocol.interactions import CreateInteraction, parse_input, usage_dict
+from gemserve.engine import Engine, GenerationRequest
+from gemserve.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from gemserve.protocol.interactions import (
+    CreateInteraction,
+    ModelOutputStep,
+    UserInputStep,
+    parse_input,
+)
 from gemserve.service.clock import Clock, IdFactory, iso_utc, new_interaction_id, utc_now
 from gemserve.service.conversation import build_messages
-from gemserve.service.events import STATUS_BY_FINISH, EventSequencer, InteractionFold
+from gemserve.service.events import TERMINAL_STATUSES, EventSequencer, parse_event_id
+from gemserve.service.history import check_interaction_id, history_steps, load_chain
+from gemserve.service.live import LiveInteraction, LiveRegistry
 from gemserve.service.sampling import sampling_params
+from gemserve.store import InteractionRecord, Store
 
 log = logging.getLogger("gemserve.interactions")
 
 # Fields of the schema that this server does not serve yet: a clear 400, never a silent drop.
 _NOT_SERVED = (
-    "background",
-    "previous_interaction_id",
     "tools",
     "response_format",
     "continuation_token",
@@ -32,92 +44,31 @@ _NOT_SERVED = (
 )
 
 
-class InteractionRun:
-    """One admitted interaction: iterate :meth:`events` (streaming) or await :meth:`collect`."""
-
-    def __init__(self, header: dict[str, Any], stream: GenerationStream, clock: Clock) -> None:
-        self.id: str = header["id"]
-        self._clock = clock
-        self._header = header
-        self._stream = stream
-        self._seq = EventSequencer()
-
-    def cancel(self) -> None:
-        self._stream.cancel()
-
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        make = self._seq.make
-        header = self._header
-        try:
-            yield make("interaction.created", {"interaction": {**header, "status": "in_progress"}})
-            yield make(
-                "interaction.status_update", {"interaction_id": self.id, "status": "in_progress"}
-            )
-            yield make("step.start", {"index": 0, "step": {"type": "model_output"}})
-            finished: Finished | None = None
-            async for event in self._stream:
-                if isinstance(event, TextDelta):
-                    yield make(
-                        "step.delta", {"index": 0, "delta": {"type": "text", "text": event.text}}
-                    )
-                else:
-                    finished = event
-            assert finished is not None
-            usage = usage_dict(finished.prompt_tokens, finished.output_tokens)
-            yield make("step.stop", {"index": 0})
-            if finished.error is not None:
-                yield make(
-                    "error", {"error": {"code": "INTERNAL", "message": "Generation failed."}}
-                )
-                log.error("interaction %s failed in the engine: %s", self.id, finished.error)
-            status = STATUS_BY_FINISH[finished.reason]
-            log.info(
-                "interaction %s %s: %d input, %d output tokens",
-                self.id,
-                status,
-                finished.prompt_tokens,
-                finished.output_tokens,
-            )
-            yield make(
-                "interaction.completed",
-                {
-                    "interaction": {
-                        **header,
-                        "status": status,
-                        "updated": iso_utc(self._clock()),
-                        "usage": usage,
-                    }
-                },
-            )
-        finally:
-            # Closing this generator early (client gone) must stop generation.
-            self._stream.cancel()
-
-    async def collect(self) -> dict[str, Any]:
-        fold = InteractionFold()
-        async for event in self.events():
-            fold.apply(event)
-        return fold.result()
-
-
 class InteractionService:
     def __init__(
         self,
         registry: ModelRegistry,
         engines: Mapping[str, Engine],
         limits: Limits,
+        store: Store,
         *,
+        retention: timedelta = timedelta(days=55),
         clock: Clock = utc_now,
         new_id: IdFactory = new_interaction_id,
     ) -> None:
         self._registry = registry
         self._engines = engines
         self._limits = limits
+        self._store = store
+        self._retention = retention
         self._clock = clock
         self._new_id = new_id
+        self.live = LiveRegistry()
 
-    async def create(self, body: Any) -> tuple[CreateInteraction, InteractionRun]:
-        """Validate and admit; every client error is raised here, before any response starts."""
+    # ----- create ----------------------------------------------------------------------------
+
+    async def create(self, body: Any, tenant: str) -> tuple[CreateInteraction, LiveInteraction]:
+        """Validate, rebuild history, admit to the engine and start the run."""
         request = CreateInteraction.parse(body)
         if request.model is None:
             raise InvalidArgument("Missing required field 'model'.")
@@ -127,22 +78,66 @@ class InteractionService:
         if engine is None or not engine.ready:
             raise Unavailable(f"Model {resolved.spec.id!r} is still loading; retry shortly.")
         steps = parse_input(request.input, max_parts=self._limits.max_input_parts)
+        now = self._clock()
+        history: list[UserInputStep | ModelOutputStep] = []
+        if request.previous_interaction_id is not None:
+            previous = check_interaction_id(
+                request.previous_interaction_id, "previous_interaction_id"
+            )
+            chain = await load_chain(
+                self._store, tenant, previous, now, self._limits.max_conversation_turns
+            )
+            history = history_steps(chain)
         messages = build_messages(
-            steps, request.system_instruction, engine.capabilities(), self._limits
+            [*history, *steps], request.system_instruction, engine.capabilities(), self._limits
         )
         sampling = sampling_params(request.generation_config, resolved.spec, self._limits)
         interaction_id = self._new_id()
-        stream = await engine.generate(GenerationRequest(messages, sampling, interaction_id))
-        now = iso_utc(self._clock())
-        header = {
-            "id": interaction_id,
-            "name": interaction_id,
-            "object": "interaction",
-            "model": request.model,
-            "created": now,
-            "updated": now,
-        }
-        return request, InteractionRun(header, stream, self._clock)
+        try:
+            stream = await engine.generate(GenerationRequest(messages, sampling, interaction_id))
+        except InvalidArgument as exc:
+            if history:
+                raise InvalidArgument(
+                    f"{exc.message} The history of {len(history)} earlier steps counts toward "
+                    "the context; start a new conversation or shorten it."
+                ) from None
+            raise
+        record = InteractionRecord(
+            id=interaction_id,
+            tenant=tenant,
+            model=request.model,
+            status="in_progress",
+            created_at=now,
+            updated_at=now,
+            expires_at=now + self._retention,
+            input=[step.model_dump(mode="json", exclude_none=True) for step in steps],
+            system_instruction=request.system_instruction,
+            generation_config=(
+                request.generation_config.model_dump(mode="json", exclude_none=True)
+                if request.generation_config is not None
+                else None
+            ),
+            previous_interaction_id=request.previous_interaction_id,
+            background=request.background,
+        )
+        header = _header(record)
+        run = LiveInteraction(
+            record,
+            header,
+            stream,
+            self._store if request.store else None,
+            self._clock,
+            on_done=self.live.discard,
+        )
+        try:
+            await run.start()
+        except Exception:
+            stream.cancel()
+            log.exception("interaction %s could not be stored", interaction_id)
+            raise Unavailable("The interaction store is unavailable; retry shortly.") from None
+        if request.store:
+            self.live.add(run)
+        return request, run
 
     @staticmethod
     def _reject_unserved(request: CreateInteraction) -> None:
@@ -160,3 +155,116 @@ class InteractionService:
             raise InvalidArgument(
                 "Invalid value at 'response_modalities': only text output is supported."
             )
+        if not request.store and request.previous_interaction_id is not None:
+            raise InvalidArgument(
+                "Invalid value at 'store': previous_interaction_id needs stored interactions; "
+                "with store=false send the history as input steps."
+            )
+        if not request.store and request.background:
+            raise InvalidArgument(
+                "Invalid value at 'store': background interactions must be stored."
+            )
+
+    # ----- read, resume, cancel, delete ------------------------------------------------------
+
+    async def _record(self, tenant: str, interaction_id: str) -> InteractionRecord:
+        check_interaction_id(interaction_id)
+        record = await self._store.get_interaction(tenant, interaction_id, self._clock())
+        if record is None:
+            raise NotFound(f"Interaction {interaction_id!r} was not found.")
+        return record
+
+    async def get(
+        self, tenant: str, interaction_id: str, *, include_input: bool = False
+    ) -> dict[str, Any]:
+        record = await self._record(tenant, interaction_id)
+        return interaction_view(record, self.live.get(tenant, interaction_id), include_input)
+
+    async def events(
+        self, tenant: str, interaction_id: str, last_event_id: str | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Validate now; the iterator replays events after ``last_event_id``, then follows."""
+        record = await self._record(tenant, interaction_id)
+        after = parse_event_id(last_event_id, interaction_id) if last_event_id else 0
+        run = self.live.get(tenant, interaction_id)
+        if run is not None:
+            return run.follow(after)
+        return self._replay(record, after)
+
+    async def _replay(self, record: InteractionRecord, after: int) -> AsyncIterator[dict[str, Any]]:
+        events = await self._store.get_events(record.id, after)
+        for event in events:
+            yield event
+        last = events[-1]["event_type"] if events else None
+        if record.status in TERMINAL_STATUSES and last not in (None, "interaction.completed"):
+            # Interrupted by a crash: the log has no end, so close it with the stored verdict.
+            sequencer = EventSequencer(record.id)
+            sequencer.next_seq = after + len(events) + 1
+            if record.error is not None:
+                yield sequencer.make("error", {"error": record.error})
+            view = interaction_view(record, None, include_input=False)
+            del view["steps"]
+            yield sequencer.make("interaction.completed", {"interaction": view})
+
+    async def cancel(self, tenant: str, interaction_id: str) -> dict[str, Any]:
+        record = await self._record(tenant, interaction_id)
+        run = self.live.get(tenant, interaction_id)
+        if run is None:
+            raise FailedPrecondition(
+                f"Interaction {interaction_id!r} is already {record.status}; only an interaction "
+                "in progress can be cancelled."
+            )
+        run.cancel()
+        await run.wait()
+        return await self.get(tenant, interaction_id)
+
+    async def delete(self, tenant: str, interaction_id: str) -> None:
+        check_interaction_id(interaction_id)
+        run = self.live.get(tenant, interaction_id)
+        if run is not None:
+            run.cancel()
+            await run.wait()
+        if not await self._store.delete_interaction(tenant, interaction_id):
+            raise NotFound(f"Interaction {interaction_id!r} was not found.")
+
+
+def _header(record: InteractionRecord) -> dict[str, Any]:
+    created = iso_utc(record.created_at)
+    header: dict[str, Any] = {
+        "id": record.id,
+        "name": record.id,
+        "object": "interaction",
+        "model": record.model,
+        "created": created,
+        "updated": created,
+    }
+    if record.previous_interaction_id is not None:
+        header["previous_interaction_id"] = record.previous_interaction_id
+    return header
+
+
+def interaction_view(
+    record: InteractionRecord, run: LiveInteraction | None, include_input: bool
+) -> dict[str, Any]:
+    """The full timeline of a stored interaction: its input steps, then its output so far."""
+    out = _header(record)
+    if run is not None and not run.done.is_set():
+        folded = run.fold.result()
+        status, output, usage = folded["status"], folded["steps"], folded.get("usage")
+        out["updated"] = folded.get("updated", out["updated"])
+    else:
+        status, output, usage = record.status, record.steps, record.usage
+        out["updated"] = iso_utc(record.updated_at)
+    out["status"] = status
+    out["steps"] = [*record.input, *output]
+    if usage is not None:
+        out["usage"] = usage
+    if record.system_instruction is not None:
+        out["system_instruction"] = record.system_instruction
+    if record.generation_config is not None:
+        out["generation_config"] = record.generation_config
+    if record.error is not None and status in TERMINAL_STATUSES:
+        out["errors"] = [record.error]
+    if include_input:
+        out["input"] = record.input
+    return out

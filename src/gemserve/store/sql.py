@@ -163,7 +163,9 @@ class SqlStore:
             ids = [
                 row[0]
                 for row in await conn.execute(
-                    sa.select(interactions.c.id).where(interactions.c.expires_at <= now).limit(limit)
+                    sa.select(interactions.c.id)
+                    .where(interactions.c.expires_at <= now)
+                    .limit(limit)
                 )
             ]
             if ids:
@@ -178,7 +180,9 @@ class SqlStore:
 
     async def list_keys(self) -> list[ApiKeyRecord]:
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at))).mappings()
+            rows = (
+                await conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at))
+            ).mappings()
             return [ApiKeyRecord(**dict(row)) for row in rows]
 
     async def revoke_key(self, key_id: str, now: datetime) -> bool:
@@ -230,5 +234,7 @@ async def _insert_events(
 
 
 async def _delete_ids(conn: AsyncConnection, ids: list[str]) -> None:
-    await conn.execute(interaction_events.delete().where(interaction_events.c.interaction_id.in_(ids)))
+    await conn.execute(
+        interaction_events.delete().where(interaction_events.c.interaction_id.in_(ids))
+    )
     await conn.execute(interactions.delete().where(interactions.c.id.in_(ids)))

@@ -17,12 +17,12 @@ import llama_cpp as llama
 log = logging.getLogger("gemserve.llama")
 
 # ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continuation of the previous line.
-_LEVELS = {2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
 
 
 @llama.llama_log_callback  # type: ignore[untyped-decorator]
 def _route_native_log(level: int, text: bytes, _user_data: Any) -> None:
-    # llama.cpp logs every tensor at load: route it to logging, where INFO is hidden by default.
+    # llama.cpp logs every tensor at load: its info lines go to DEBUG, warnings and errors stay.
     py_level = _LEVELS.get(level, logging.DEBUG)
     if log.isEnabledFor(py_level):
         log.log(py_level, "%s", text.decode("utf-8", "replace").rstrip())

@@ -1,0 +1,186 @@
+"""Interactions being generated in this process: a runner task, an event log, followers.
+
+Generation runs in a server-owned task, never in a request handler, so that a background
+interaction outlives its request and several clients can follow one interaction. Handlers
+subscribe with :meth:`LiveInteraction.follow`; the runner appends each event to the in-memory
+log, wakes the followers, and persists the events in batches (the final batch and the final
+state in one transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from gemserve.engine import GenerationStream
+from gemserve.service.clock import Clock, iso_utc
+from gemserve.service.events import (
+    TERMINAL_STATUSES,
+    EventSequencer,
+    InteractionFold,
+    generation_events,
+)
+from gemserve.store import InteractionRecord, Store
+
+log = logging.getLogger("gemserve.interactions")
+
+# While generating, events reach the store at most this often (and at every step boundary).
+FLUSH_SECONDS = 0.2
+
+
+class LiveInteraction:
+    def __init__(
+        self,
+        record: InteractionRecord,
+        header: dict[str, Any],
+        stream: GenerationStream,
+        store: Store | None,
+        clock: Clock,
+        on_done: Callable[[LiveInteraction], None] = lambda _run: None,
+    ) -> None:
+        self.record = record
+        self._header = header
+        self._on_done = on_done
+        self.id = record.id
+        self.tenant = record.tenant
+        self.background = record.background
+        self._stream = stream
+        self._store = store
+        self._clock = clock
+        self._sequencer = EventSequencer(record.id)
+        self._events = generation_events(header, stream, self._sequencer, clock)
+        self.log: list[dict[str, Any]] = []
+        self.fold = InteractionFold()
+        self._changed = asyncio.Event()
+        self.done = asyncio.Event()
+        self._persisted = 0  # events already in the store
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Produce the opening events and store the row with them, then run in the background."""
+        opening = [await anext(self._events), await anext(self._events)]
+        self._append(opening)
+        if self._store is not None:
+            await self._store.create_interaction(self.record, list(opening))
+            self._persisted = len(opening)
+        self._task = asyncio.create_task(self._run(), name=f"interaction {self.id}")
+
+    def cancel(self) -> None:
+        """Stop generation within one decode step; the run then ends as ``cancelled``."""
+        self._stream.cancel()
+
+    async def wait(self) -> None:
+        await self.done.wait()
+
+    @property
+    def status(self) -> str:
+        return self.fold.status
+
+    async def follow(self, after_seq: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """Every event with a sequence number above ``after_seq``, then live ones until the end."""
+        index = after_seq
+        while True:
+            while index < len(self.log):
+                index += 1
+                yield self.log[index - 1]
+            if self.done.is_set():
+                return
+            self._changed.clear()
+            await self._changed.wait()
+
+    def _append(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            self.log.append(event)
+            self.fold.apply(event)
+        self._changed.set()
+
+    async def _run(self) -> None:
+        last_flush = time.monotonic()
+        try:
+            async for event in self._events:
+                self._append([event])
+                kind = event["event_type"]
+                now = time.monotonic()
+                if self._store is not None and (
+                    kind != "step.delta" or now - last_flush >= FLUSH_SECONDS
+                ):
+                    await self._flush()
+                    last_flush = now
+        except Exception:
+            log.exception("interaction %s: the run failed", self.id)
+            self._stream.cancel()
+            make = self._sequencer.make
+            failed = {**self._header, "status": "failed", "updated": iso_utc(self._clock())}
+            self._append(
+                [
+                    make("error", {"error": {"code": "INTERNAL", "message": "Generation failed."}}),
+                    make("interaction.completed", {"interaction": failed}),
+                ]
+            )
+        finally:
+            await self._finish()
+
+    async def _flush(self) -> None:
+        assert self._store is not None
+        pending = self.log[self._persisted :]
+        if pending:
+            await self._store.append_events(self.id, self._persisted + 1, pending)
+            self._persisted += len(pending)
+
+    async def _finish(self) -> None:
+        status = self.fold.status
+        if status not in TERMINAL_STATUSES:
+            status = "failed"
+            self.fold.interaction["status"] = status
+        log.info("interaction %s %s", self.id, status)
+        try:
+            if self._store is not None:
+                result = self.fold.result()
+                await self._store.finish_interaction(
+                    self.id,
+                    first_seq=self._persisted + 1,
+                    events=self.log[self._persisted :],
+                    status=result["status"],
+                    steps=result["steps"],
+                    usage=result.get("usage"),
+                    error=result["errors"][0] if result.get("errors") else None,
+                    updated_at=self._clock(),
+                )
+                self._persisted = len(self.log)
+        except Exception:
+            log.exception("interaction %s: could not store the final state", self.id)
+        finally:
+            self._on_done(self)
+            self.done.set()
+            self._changed.set()
+
+
+class LiveRegistry:
+    """The interactions running in this process, by id."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, LiveInteraction] = {}
+
+    def add(self, run: LiveInteraction) -> None:
+        self._runs[run.id] = run
+
+    def get(self, tenant: str, interaction_id: str) -> LiveInteraction | None:
+        run = self._runs.get(interaction_id)
+        return run if run is not None and run.tenant == tenant else None
+
+    def discard(self, run: LiveInteraction) -> None:
+        if self._runs.get(run.id) is run:
+            del self._runs[run.id]
+
+    async def shutdown(self, grace_seconds: float = 10.0) -> None:
+        """Cancel every run and give them a moment to store their final state."""
+        runs = list(self._runs.values())
+        for run in runs:
+            run.cancel()
+        if runs:
+            await asyncio.wait(
+                [asyncio.ensure_future(run.wait()) for run in runs], timeout=grace_seconds
+            )
