@@ -135,7 +135,8 @@ class SqlStore:
             .order_by(interaction_events.c.seq)
         )
         async with self.engine.connect() as conn:
-            return [row[0] for row in await conn.execute(query)]
+            result = await conn.execute(query)
+        return [row[0] for row in result]
 
     async def delete_interaction(self, tenant: str, interaction_id: str) -> bool:
         async with self._write() as conn:
@@ -159,18 +160,13 @@ class SqlStore:
             return int(result.rowcount)
 
     async def delete_expired(self, now: datetime, limit: int) -> int:
+        expired = sa.select(interactions.c.id).where(interactions.c.expires_at <= now).limit(limit)
         async with self._write() as conn:
-            ids = [
-                row[0]
-                for row in await conn.execute(
-                    sa.select(interactions.c.id)
-                    .where(interactions.c.expires_at <= now)
-                    .limit(limit)
-                )
-            ]
+            result = await conn.execute(expired)
+            ids = [row[0] for row in result]
             if ids:
                 await _delete_ids(conn, ids)
-            return len(ids)
+        return len(ids)
 
     # --- API keys ----------------------------------------------------------------------------
 

@@ -24,6 +24,16 @@ function summary(interaction) {
   };
 }
 
+// Same rule as tests/contract/_support.py: pick_stop_word.
+function pickStopWord(text) {
+  const words = text.split(/\s+/).map((w) => w.replace(/^[.,;:!?"'()]+|[.,;:!?"'()]+$/g, ""));
+  const candidates = words
+    .slice(2)
+    .filter((w) => w.length >= 4 && /^[A-Za-z]+$/.test(w) && text.indexOf(w) > 0);
+  if (candidates.length === 0) throw new Error(`no usable stop word in ${JSON.stringify(text)}`);
+  return candidates[Math.floor(candidates.length / 2)];
+}
+
 function describeError(err) {
   let body = err.error ?? null;
   if (body && typeof body === "object") {
@@ -84,14 +94,16 @@ const checks = {
       }),
     );
   },
-  async stopSequences() {
-    return summary(
-      await ai.interactions.create({
-        model: MODEL,
-        input: "Explain how AI works",
-        generationConfig: { maxOutputTokens: 16, temperature: 0, seed: 11, stopSequences: ["AI"] },
-      }),
-    );
+  // Stop on a word from the middle of the unconstrained answer (camelCase stopSequences).
+  async stopSequences(results) {
+    const full = results.unaryLikeStream.text;
+    const stop = pickStopWord(full);
+    const cut = await ai.interactions.create({
+      model: MODEL,
+      input: "Explain how AI works",
+      generationConfig: { maxOutputTokens: 16, temperature: 0, seed: 11, stopSequences: [stop] },
+    });
+    return { stop, full, ...summary(cut) };
   },
   async v1beta() {
     const beta = new GoogleGenAI({ httpOptions: { apiVersion: "v1beta" } });
@@ -137,7 +149,7 @@ const results = {};
 for (const [name, check] of Object.entries(checks)) {
   const started = Date.now();
   try {
-    results[name] = await check();
+    results[name] = await check(results);
   } catch (err) {
     results[name] = describeError(err);
   }

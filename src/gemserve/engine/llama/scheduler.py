@@ -46,6 +46,8 @@ class Sequence:
     # Filled in on admission:
     seq_id: int = -1
     n_past: int = 0  # tokens already in the KV cache
+    cached: int = 0  # prompt tokens whose KV was reused from the slot's previous occupant
+    decoded: list[int] = field(default_factory=list)  # generated tokens already in the KV cache
     last_token: int = -1
     n_generated: int = 0
     batch_index: int = -1
@@ -58,6 +60,23 @@ class Sequence:
     @property
     def prefilling(self) -> bool:
         return self.n_past < len(self.prompt)
+
+
+@dataclass(eq=False)
+class Slot:
+    """One KV stream. It keeps the tokens of its last sequence so a follow-up can reuse them."""
+
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)
+    last_used: int = 0
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def _build_sampler(sampling: SamplingParams, n_vocab: int) -> ctypes.c_void_p:
@@ -129,7 +148,8 @@ class Scheduler:
 
         self._cond = threading.Condition()
         self._waiting: deque[Sequence] = deque()
-        self._free_slots = list(range(slots - 1, -1, -1))
+        self._free_slots = [Slot(seq_id) for seq_id in range(slots)]
+        self._slot_of: dict[int, Slot] = {}
         self._active: list[Sequence] = []
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="gemserve-engine", daemon=True)
@@ -224,7 +244,24 @@ class Scheduler:
         return dropped
 
     def _admit(self, seq: Sequence) -> None:
-        seq.seq_id = self._free_slots.pop()
+        """Take the free slot that already holds the longest prefix of this prompt (else the
+        least recently used one), drop the rest of its cache, and prefill only what is new."""
+        best = max(
+            self._free_slots,
+            key=lambda slot: (common_prefix(slot.tokens, seq.prompt), -slot.last_used),
+        )
+        self._free_slots.remove(best)
+        # At least one prompt token is decoded again: its logits start the answer.
+        reuse = min(common_prefix(best.tokens, seq.prompt), len(seq.prompt) - 1)
+        if reuse < len(best.tokens) and not llama.llama_memory_seq_rm(
+            self._memory, best.seq_id, reuse, -1
+        ):
+            llama.llama_memory_seq_rm(self._memory, best.seq_id, -1, -1)
+            reuse = 0
+        best.tokens = []
+        self._slot_of[best.seq_id] = best
+        seq.seq_id = best.seq_id
+        seq.n_past = seq.cached = reuse
         seq.sampler = _build_sampler(seq.sampling, self._model.n_vocab)
         seq.stops = StopMatcher(seq.sampling.stop_sequences)
         self._active.append(seq)
@@ -275,6 +312,7 @@ class Scheduler:
             seq.n_past = end
         for seq in decoding:
             seq.n_past += 1
+            seq.decoded.append(seq.last_token)
         for seq in self._active:
             if seq.batch_index >= 0 and not seq.finished:
                 token = llama.llama_sampler_sample(seq.sampler, self._ctx, seq.batch_index)
@@ -328,10 +366,18 @@ class Scheduler:
                 tail += seq.stops.flush()
             if tail:
                 seq.outbox.append(TextDelta(tail))
-        seq.outbox.append(Finished(reason, len(seq.prompt), seq.n_generated, error))
+        seq.outbox.append(
+            Finished(reason, len(seq.prompt), seq.n_generated, error, cached_tokens=seq.cached)
+        )
         if seq.seq_id >= 0:
-            llama.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
-            self._free_slots.append(seq.seq_id)
+            slot = self._slot_of.pop(seq.seq_id)
+            if reason is FinishReason.ERROR:
+                llama.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
+                slot.tokens = []
+            else:  # keep the KV cache: the next turn of this conversation starts from it
+                slot.tokens = seq.prompt[: min(seq.n_past, len(seq.prompt))] + seq.decoded
+            slot.last_used = self.decode_steps
+            self._free_slots.append(slot)
             seq.seq_id = -1
         if seq.sampler is not None:
             llama.llama_sampler_free(seq.sampler)

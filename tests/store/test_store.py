@@ -1,0 +1,166 @@
+"""The shared acceptance suite: every Store backend must pass all of it."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gemserve.store import ApiKeyRecord, InteractionRecord, SqlStore
+
+NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
+
+
+def new_record(tenant: str = "t1", **overrides: Any) -> InteractionRecord:
+    values: dict[str, Any] = {
+        "id": "v1_" + secrets.token_hex(12),
+        "tenant": tenant,
+        "model": "gemini-3-flash-preview",
+        "status": "in_progress",
+        "created_at": NOW,
+        "updated_at": NOW,
+        "expires_at": NOW + timedelta(days=55),
+        "input": [{"type": "user_input", "content": [{"type": "text", "text": "Hi ünïcode 🙂"}]}],
+        "system_instruction": "Be brief.",
+        "generation_config": {"temperature": 0.5},
+        "previous_interaction_id": None,
+        "background": False,
+    }
+    values.update(overrides)
+    return InteractionRecord(**values)
+
+
+def event(seq: int, kind: str = "step.delta") -> dict[str, Any]:
+    return {"event_type": kind, "type": kind, "event_id": f"evt_x_{seq}", "index": 0}
+
+
+async def test_create_get_roundtrip_preserves_every_field(store: SqlStore) -> None:
+    record = new_record(previous_interaction_id="v1_" + "0" * 24, background=True)
+    await store.create_interaction(record, [event(1), event(2)])
+    loaded = await store.get_interaction("t1", record.id, NOW)
+    assert loaded == record
+    assert loaded is not None
+    assert loaded.created_at.tzinfo is not None
+
+
+async def test_events_are_kept_in_order_and_replayed_after_a_sequence(store: SqlStore) -> None:
+    record = new_record()
+    await store.create_interaction(record, [event(1), event(2)])
+    await store.append_events(record.id, 3, [event(3), event(4)])
+    await store.append_events(record.id, 5, [])
+    assert [e["event_id"] for e in await store.get_events(record.id, 0)] == [
+        f"evt_x_{i}" for i in range(1, 5)
+    ]
+    assert [e["event_id"] for e in await store.get_events(record.id, 2)] == ["evt_x_3", "evt_x_4"]
+    assert await store.get_events(record.id, 4) == []
+
+
+async def test_finish_writes_final_state_and_last_events(store: SqlStore) -> None:
+    record = new_record()
+    await store.create_interaction(record, [event(1)])
+    steps = [{"type": "model_output", "content": [{"type": "text", "text": "Hello"}]}]
+    usage = {"total_input_tokens": 3, "total_output_tokens": 1, "total_tokens": 4}
+    later = NOW + timedelta(seconds=3)
+    await store.finish_interaction(
+        record.id,
+        first_seq=2,
+        events=[event(2, "interaction.completed")],
+        status="completed",
+        steps=steps,
+        usage=usage,
+        error=None,
+        updated_at=later,
+    )
+    loaded = await store.get_interaction("t1", record.id, NOW)
+    assert loaded is not None
+    assert (loaded.status, loaded.steps, loaded.usage, loaded.updated_at) == (
+        "completed",
+        steps,
+        usage,
+        later,
+    )
+    assert len(await store.get_events(record.id, 0)) == 2
+
+
+async def test_other_tenants_and_expired_rows_are_invisible(store: SqlStore) -> None:
+    record = new_record(tenant="alice")
+    await store.create_interaction(record, [])
+    assert await store.get_interaction("bob", record.id, NOW) is None
+    assert await store.get_interaction("alice", record.id, NOW) is not None
+    assert await store.get_interaction("alice", record.id, record.expires_at) is None
+    assert not await store.delete_interaction("bob", record.id)
+    assert await store.get_interaction("alice", record.id, NOW) is not None
+
+
+async def test_delete_removes_row_and_events(store: SqlStore) -> None:
+    record = new_record()
+    await store.create_interaction(record, [event(1), event(2)])
+    assert await store.delete_interaction("t1", record.id)
+    assert await store.get_interaction("t1", record.id, NOW) is None
+    assert await store.get_events(record.id, 0) == []
+    assert not await store.delete_interaction("t1", record.id)
+
+
+async def test_fail_unfinished_marks_only_running_interactions(store: SqlStore) -> None:
+    running = new_record()
+    done = new_record(status="completed")
+    await store.create_interaction(running, [])
+    await store.create_interaction(done, [])
+    error = {"code": "INTERNAL", "message": "restarted"}
+    assert await store.fail_unfinished(error, NOW) >= 1
+    after_running = await store.get_interaction("t1", running.id, NOW)
+    after_done = await store.get_interaction("t1", done.id, NOW)
+    assert after_running is not None and after_done is not None
+    assert (after_running.status, after_running.error) == ("failed", error)
+    assert (after_done.status, after_done.error) == ("completed", None)
+
+
+async def test_delete_expired_in_batches(store: SqlStore) -> None:
+    old = [new_record(expires_at=NOW - timedelta(seconds=1)) for _ in range(5)]
+    fresh = new_record()
+    for record in [*old, fresh]:
+        await store.create_interaction(record, [event(1)])
+    assert await store.delete_expired(NOW, limit=3) == 3
+    assert await store.delete_expired(NOW, limit=3) == 2
+    assert await store.delete_expired(NOW, limit=3) == 0
+    assert await store.get_interaction("t1", fresh.id, NOW) is not None
+    for record in old:
+        assert await store.get_events(record.id, 0) == []
+
+
+async def test_concurrent_writers_do_not_conflict(store: SqlStore) -> None:
+    records = [new_record() for _ in range(16)]
+
+    async def writer(record: InteractionRecord) -> None:
+        await store.create_interaction(record, [event(1)])
+        for seq in range(2, 12):
+            await store.append_events(record.id, seq, [event(seq)])
+
+    await asyncio.gather(*(writer(r) for r in records))
+    for record in records:
+        assert len(await store.get_events(record.id, 0)) == 11
+
+
+async def test_api_keys(store: SqlStore) -> None:
+    key = ApiKeyRecord(
+        id="key_" + secrets.token_hex(8),
+        tenant="tenant_a",
+        name="ci",
+        key_hash=secrets.token_hex(32),
+        created_at=NOW,
+    )
+    await store.create_key(key)
+    assert await store.find_key(key.key_hash) == key
+    assert key in await store.list_keys()
+    assert await store.revoke_key(key.id, NOW)
+    assert not await store.revoke_key(key.id, NOW)
+    revoked = await store.find_key(key.key_hash)
+    assert revoked is not None and revoked.revoked_at == NOW
+    assert await store.find_key("0" * 64) is None
+
+
+async def test_migrations_are_idempotent(store: SqlStore) -> None:
+    again = SqlStore(store.url)
+    await again.start()
+    await again.close()
