@@ -33,7 +33,7 @@ async def _admin(statement: str) -> None:
 
 
 def run_admin(statement: str) -> None:
-    """Run outside the test's event loop (sync fixtures cannot await)."""
+    """Run outside the test event loop (sync fixtures cannot await)."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, _admin(statement)).result()
 

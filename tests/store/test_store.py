@@ -111,7 +111,8 @@ async def test_fail_unfinished_marks_only_running_interactions(store: SqlStore) 
     assert await store.fail_unfinished(error, NOW) >= 1
     after_running = await store.get_interaction("t1", running.id, NOW)
     after_done = await store.get_interaction("t1", done.id, NOW)
-    assert after_running is not None and after_done is not None
+    assert after_running is not None
+    assert after_done is not None
     assert (after_running.status, after_running.error) == ("failed", error)
     assert (after_done.status, after_done.error) == ("completed", None)
 
@@ -156,7 +157,8 @@ async def test_api_keys(store: SqlStore) -> None:
     assert await store.revoke_key(key.id, NOW)
     assert not await store.revoke_key(key.id, NOW)
     revoked = await store.find_key(key.key_hash)
-    assert revoked is not None and revoked.revoked_at == NOW
+    assert revoked is not None
+    assert revoked.revoked_at == NOW
     assert await store.find_key("0" * 64) is None
 
 
