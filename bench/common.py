@@ -50,8 +50,7 @@ LONG_PROMPTS: tuple[str, ...] = (
     "Explain in great detail how a computer works, covering the CPU, memory, storage, "
     "operating system and networking.",
     "Write a very long story about a dragon who learns to cook. Make it at least 2000 words.",
-    "Write a comprehensive guide to learning the Python programming language, with many "
-    "sections.",
+    "Write a comprehensive guide to learning the Python programming language, with many sections.",
     "Tell me about the planets of the solar system, one by one, in detail.",
     "What are the causes of World War I? Explain in detail.",
 )
@@ -405,6 +404,7 @@ class StreamResult:
     t_last: float = math.nan  # last text delta
     t_end: float = math.nan  # stream closed
     output_tokens: int = 0
+    prompt_tokens: int = 0
     tokens_from: str = "usage"  # "usage", "length" (== max tokens) or "chunks" (a count)
     n_deltas: int = 0
     finish: str = ""
@@ -473,7 +473,9 @@ async def gemserve_stream(
                     result.delta(time.perf_counter(), delta.get("text", ""))
             elif kind == "interaction.completed":
                 interaction = event.get("interaction", {})
-                result.output_tokens = int(interaction.get("usage", {}).get("total_output_tokens", 0))
+                usage = interaction.get("usage", {})
+                result.output_tokens = int(usage.get("total_output_tokens", 0))
+                result.prompt_tokens = int(usage.get("total_input_tokens", 0))
                 result.finish = str(interaction.get("status", ""))
             elif kind == "error":
                 raise ServerError(f"gemserve stream error: {event.get('error')}")

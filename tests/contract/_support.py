@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,13 +80,23 @@ class AccessLog:
         self._server = server
         self._offset = len(server.log())
 
-    def lines(self) -> list[tuple[str, str, int]]:
-        text = self._server.log()[self._offset :]
-        return [
-            (m["method"], m["path"], int(m["status"]))
-            for m in _ACCESS.finditer(text)
-            if m["path"] not in ("/readyz", "/healthz")
-        ]
+    def lines(self, expect: int = 0) -> list[tuple[str, str, int]]:
+        """``(method, path, status)`` of each request since the mark.
+
+        A line is written when a response has been sent, which can be a moment after the
+        client saw the end of it: wait (briefly) until at least ``expect`` lines are there.
+        """
+        deadline = time.monotonic() + 10
+        while True:
+            text = self._server.log()[self._offset :]
+            found = [
+                (m["method"], m["path"], int(m["status"]))
+                for m in _ACCESS.finditer(text)
+                if m["path"] not in ("/readyz", "/healthz")
+            ]
+            if len(found) >= expect or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
 
 # ----- SSE ------------------------------------------------------------------------------------

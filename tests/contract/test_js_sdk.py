@@ -63,7 +63,7 @@ def example_runs(live_server: LiveServer) -> dict[str, Any]:
     with ThreadPoolExecutor(max_workers=len(EXAMPLES)) as pool:
         futures = {name: pool.submit(_node, f"{name}.mjs", live_server) for name in EXAMPLES}
         runs = {name: future.result() for name, future in futures.items()}
-    return {"runs": runs, "requests": log.lines()}
+    return {"runs": runs, "requests": log.lines(expect=len(EXAMPLES))}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def checks(live_server: LiveServer) -> dict[str, Any]:
     proc = _node("checks.mjs", live_server)
     assert proc.returncode == 0, f"checks.mjs failed:\n{proc.stderr}"
     results: dict[str, Any] = json.loads(proc.stdout)
-    results["_requests"] = log.lines()
+    results["_requests"] = log.lines(expect=len(results))
     return results
 
 

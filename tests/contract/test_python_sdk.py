@@ -142,7 +142,7 @@ def example_runs(live_server: LiveServer) -> dict[str, Any]:
                     outputs[name] = future.result(timeout=600)
                 except Exception as exc:
                     outputs[name] = exc
-    return {"outputs": outputs, "requests": log.lines()}
+    return {"outputs": outputs, "requests": log.lines(expect=len(EXAMPLES))}
 
 
 def test_examples_are_the_guides_own_code() -> None:
@@ -324,7 +324,7 @@ def test_api_version_v1beta(live_server: LiveServer) -> None:
             model=MODEL, input="Say hello.", generation_config={"max_output_tokens": 8}
         )
     assert _text(interaction).strip()
-    assert log.lines() == [("POST", "/v1beta/interactions", 200)]
+    assert log.lines(expect=1) == [("POST", "/v1beta/interactions", 200)]
 
 
 # ----- models ---------------------------------------------------------------------------------
@@ -377,7 +377,7 @@ def test_unknown_model_is_404(client: genai.Client, live_server: LiveServer) -> 
     assert body["error"]["code"] == 404
     assert body["error"]["status"] == "NOT_FOUND"
     assert "no-such-model" in body["error"]["message"]
-    assert log.lines() == [("POST", "/v1/interactions", 404)]
+    assert log.lines(expect=1) == [("POST", "/v1/interactions", 404)]
 
 
 @pytest.mark.parametrize(
@@ -402,4 +402,4 @@ def test_invalid_generation_config_is_400(
     assert error["status"] == "INVALID_ARGUMENT"
     assert field in error["message"]
     # 400 is not retried: exactly one request reached the server.
-    assert log.lines() == [("POST", "/v1/interactions", 400)]
+    assert log.lines(expect=1) == [("POST", "/v1/interactions", 400)]

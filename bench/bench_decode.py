@@ -1,0 +1,393 @@
+"""Single-stream decode speed and time to first token: gemserve's engine, llama-cpp-python, HTTP.
+
+Three paths generate from the same GGUF, with the same thread count, the same rendered chat
+prompt and greedy decoding with gemserve's repeat penalty:
+
+  engine   gemserve's ``LlamaEngine.generate`` in this process (no HTTP), consuming the stream
+  llama    llama-cpp-python's ``Llama.create_completion(stream=True)`` on the same prompt tokens
+  sdk      the official ``google-genai`` SDK streaming ``interactions.create`` from a gemserve
+           process started here (the full server: HTTP, JSON, SSE, the SDK's parsing)
+
+Decode tok/s excludes the time to the first token: (output tokens - 1) / (last delta - first
+delta). Repetitions are interleaved (engine, llama, sdk, rotated) so that drift in machine
+load hits all three alike; the medians are reported. A second phase sends short requests
+(max_output_tokens=1) to measure what HTTP adds to the time to first token.
+
+    .venv/bin/python bench/bench_decode.py            # full run
+    .venv/bin/python bench/bench_decode.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from common import (
+    API_KEY,
+    LONG_PROMPTS,
+    MODEL_ID,
+    REPEAT_LAST_N,
+    REPEAT_PENALTY,
+    StreamResult,
+    exit_on_sigterm,
+    gemserve_server,
+    gemserve_stream,
+    gguf_path,
+    md_table,
+    median,
+    percentile,
+    print_preamble,
+    ratio,
+    verdict,
+)
+from google import genai
+
+from gemserve.app import llama_engine
+from gemserve.config import ModelRegistry, Settings, load_settings
+from gemserve.engine import ChatMessage, Engine, Finished, GenerationRequest, TextDelta
+from gemserve.engine.chat_template import ChatTemplate
+from gemserve.protocol.interactions import GenerationConfig
+from gemserve.service.sampling import sampling_params
+
+PATHS = ("engine", "llama", "sdk")
+LABELS = {
+    "engine": "gemserve engine alone (in-process)",
+    "llama": "llama-cpp-python create_completion",
+    "sdk": "gemserve over HTTP, google-genai SDK stream",
+    "raw": "gemserve over HTTP, raw httpx SSE",
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--tokens", type=int, default=256, help="max output tokens per run")
+    parser.add_argument("--reps", type=int, default=7, help="measured runs per path")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured runs per path")
+    parser.add_argument("--ttft-requests", type=int, default=20, help="TTFT runs per path")
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads everywhere")
+    parser.add_argument("--slots", type=int, default=1, help="gemserve slots (engine and server)")
+    parser.add_argument("--prompt", default=LONG_PROMPTS[0], help="user message")
+    parser.add_argument(
+        "--llama-flash-attn",
+        choices=("on", "off"),
+        default="on",
+        help="flash attention for llama-cpp-python (gemserve uses llama.cpp's 'auto', which "
+        "enables it on CPU; llama-cpp-python defaults to off)",
+    )
+    parser.add_argument("--pause", type=float, default=0.2, help="seconds between runs")
+    args = parser.parse_args()
+    if args.quick:
+        args.tokens, args.reps, args.warmup, args.ttft_requests = 32, 2, 1, 4
+    return args
+
+
+# ----- the three paths ------------------------------------------------------------------------
+
+
+def build_engine(args: argparse.Namespace, data_dir: Path) -> tuple[Engine, Settings]:
+    """The engine exactly as ``gemserve serve --slots S --threads T`` builds it."""
+    settings = load_settings({"slots": args.slots, "threads": args.threads, "data_dir": data_dir})
+    registry = ModelRegistry.from_config(settings.models, settings.aliases, MODEL_ID)
+    return llama_engine(registry.resolve(MODEL_ID).spec, settings), settings
+
+
+def engine_request(prompt: str, max_tokens: int, settings: Settings) -> GenerationRequest:
+    """The request the HTTP layer builds for ``input=prompt`` with temperature 0."""
+    registry = ModelRegistry.from_config(settings.models, settings.aliases, MODEL_ID)
+    spec = registry.resolve(MODEL_ID).spec
+    config = GenerationConfig(max_output_tokens=max_tokens, temperature=0)
+    sampling = sampling_params(config, spec, settings.limits)
+    return GenerationRequest((ChatMessage("user", prompt),), sampling)
+
+
+async def engine_once(engine: Engine, request: GenerationRequest) -> StreamResult:
+    result = StreamResult(time.perf_counter())
+    stream = await engine.generate(request)
+    async for event in stream:
+        if isinstance(event, TextDelta):
+            result.delta(time.perf_counter(), event.text)
+        elif isinstance(event, Finished):
+            result.output_tokens = event.output_tokens
+            result.prompt_tokens = event.prompt_tokens
+            result.finish = event.reason.value
+            if event.error:
+                raise RuntimeError(f"engine error: {event.error}")
+    result.t_end = time.perf_counter()
+    if math.isnan(result.t_first):
+        result.t_first = result.t_last = result.t_end
+    return result
+
+
+class LlamaPath:
+    """llama-cpp-python's high-level API on the same prompt tokens gemserve decodes."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from llama_cpp import Llama
+
+        self.llm = Llama(
+            model_path=str(gguf_path()),
+            n_threads=args.threads,
+            n_threads_batch=args.threads,
+            n_ctx=4096,
+            n_batch=512,
+            flash_attn=args.llama_flash_attn == "on",
+            last_n_tokens_size=REPEAT_LAST_N,
+            verbose=False,
+        )
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise RuntimeError("the GGUF has no chat template")
+        bos = self.llm.detokenize([self.llm.token_bos()], special=True).decode()
+        eos = self.llm.detokenize([self.llm.token_eos()], special=True).decode()
+        self.template = ChatTemplate(template, bos_token=bos, eos_token=eos)
+
+    def prompt_tokens(self, prompt: str) -> list[int]:
+        rendered = self.template.render([ChatMessage("user", prompt)])
+        tokens: list[int] = self.llm.tokenize(rendered.encode(), add_bos=True, special=True)
+        return tokens
+
+    def once(self, tokens: list[int], max_tokens: int) -> StreamResult:
+        # reset(): no prefix reuse from the previous run, so the prompt is evaluated in full.
+        self.llm.reset()
+        result = StreamResult(time.perf_counter())
+        chunks: Any = self.llm.create_completion(
+            tokens,
+            max_tokens=max_tokens,
+            temperature=0.0,
+            repeat_penalty=REPEAT_PENALTY,
+            stream=True,
+        )
+        for chunk in chunks:
+            choice = chunk["choices"][0]
+            result.delta(time.perf_counter(), choice.get("text") or "")
+            if choice.get("finish_reason"):
+                result.finish = str(choice["finish_reason"])
+        result.t_end = time.perf_counter()
+        if math.isnan(result.t_first):
+            result.t_first = result.t_last = result.t_end
+        # Exact count: every generated token but a final one cut by max_tokens gets evaluated.
+        if result.finish == "length":
+            result.output_tokens, result.tokens_from = max_tokens, "length"
+        else:
+            result.output_tokens, result.tokens_from = self.llm.n_tokens - len(tokens), "n_tokens"
+        return result
+
+
+def sdk_once(client: genai.Client, prompt: str, max_tokens: int) -> StreamResult:
+    result = StreamResult(time.perf_counter())
+    stream: Any = client.interactions.create(
+        model=MODEL_ID,
+        input=prompt,
+        stream=True,
+        generation_config={"max_output_tokens": max_tokens, "temperature": 0},
+    )
+    try:
+        for event in stream:
+            kind = event.event_type
+            if kind == "step.delta":
+                if event.delta.type == "text":
+                    result.delta(time.perf_counter(), event.delta.text or "")
+            elif kind == "interaction.completed":
+                usage = event.interaction.usage
+                result.output_tokens = int(usage.total_output_tokens or 0) if usage else 0
+                result.finish = str(event.interaction.status)
+            elif kind == "error":
+                raise RuntimeError(f"stream error: {event.error}")
+    finally:
+        stream.close()
+    result.t_end = time.perf_counter()
+    if math.isnan(result.t_first):
+        result.t_first = result.t_last = result.t_end
+    return result
+
+
+# ----- the run --------------------------------------------------------------------------------
+
+
+def summarize(results: dict[str, list[StreamResult]], max_tokens: int) -> str:
+    rows: list[list[object]] = []
+    for path, runs in results.items():
+        if not runs:
+            continue
+        tps = [r.decode_tps for r in runs]
+        tokens = sorted({r.output_tokens for r in runs})
+        rows.append(
+            [
+                LABELS[path],
+                len(runs),
+                "/".join(str(t) for t in tokens),
+                median([r.ttft * 1000 for r in runs]),
+                median(tps),
+                min(tps),
+                max(tps),
+            ]
+        )
+        short = [r.output_tokens for r in runs if r.output_tokens < max_tokens]
+        if short:
+            print(
+                f"WARNING: {path}: {len(short)} run(s) stopped before {max_tokens} tokens "
+                f"({short}); decode tok/s still divides by the tokens actually generated.",
+                file=sys.stderr,
+            )
+    return md_table(
+        [
+            "path",
+            "runs",
+            "output tokens",
+            "TTFT p50 (ms)",
+            "decode tok/s (median)",
+            "min",
+            "max",
+        ],
+        rows,
+    )
+
+
+def main() -> int:
+    args = parse_args()
+    exit_on_sigterm()
+    print_preamble("bench_decode: single-stream decode and TTFT")
+    print(
+        f"prompt={args.prompt!r} max_output_tokens={args.tokens} reps={args.reps} "
+        f"warmup={args.warmup} threads={args.threads} slots={args.slots} "
+        f"temperature=0 repeat_penalty={REPEAT_PENALTY} "
+        f"llama_flash_attn={args.llama_flash_attn}\n",
+        flush=True,
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="gemserve-bench-") as tmp,
+        asyncio.Runner() as runner,
+    ):
+        engine, settings = build_engine(args, Path(tmp))
+        runner.run(engine.start())
+        try:
+            llama = LlamaPath(args)
+            with gemserve_server(slots=args.slots, threads=args.threads) as server:
+                sdk = genai.Client(api_key=API_KEY, http_options={"base_url": server.base_url})
+                http = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0))
+                try:
+                    code = run_phases(args, runner, engine, settings, llama, sdk, http, server)
+                finally:
+                    runner.run(http.aclose())
+                    sdk.close()
+        finally:
+            runner.run(engine.close())
+    return code
+
+
+def run_phases(
+    args: argparse.Namespace,
+    runner: asyncio.Runner,
+    engine: Engine,
+    settings: Settings,
+    llama: LlamaPath,
+    sdk: genai.Client,
+    http: httpx.AsyncClient,
+    server: Any,
+) -> int:
+    request = engine_request(args.prompt, args.tokens, settings)
+    llama_tokens = llama.prompt_tokens(args.prompt)
+
+    def run(path: str, max_tokens: int) -> StreamResult:
+        time.sleep(args.pause)
+        if path == "engine":
+            req = (
+                request
+                if max_tokens == args.tokens
+                else engine_request(args.prompt, max_tokens, settings)
+            )
+            return runner.run(engine_once(engine, req))
+        if path == "llama":
+            return llama.once(llama_tokens, max_tokens)
+        if path == "sdk":
+            return sdk_once(sdk, args.prompt, max_tokens)
+        if path == "raw":
+            return runner.run(gemserve_stream(http, server.base_url, args.prompt, max_tokens))
+        raise ValueError(path)
+
+    # Same prompt on both sides: compare gemserve's prompt length with llama-cpp-python's.
+    engine_prompt_len = run("engine", 1).prompt_tokens
+    print(
+        f"prompt tokens: gemserve {engine_prompt_len}, llama-cpp-python {len(llama_tokens)}"
+        + ("" if engine_prompt_len == len(llama_tokens) else "  <-- MISMATCH"),
+        flush=True,
+    )
+
+    t0 = time.perf_counter()
+    for _ in range(args.warmup):
+        for path in PATHS:
+            run(path, min(args.tokens, 16))
+    results: dict[str, list[StreamResult]] = {p: [] for p in PATHS}
+    for rep in range(args.reps):
+        order = PATHS[rep % 3 :] + PATHS[: rep % 3]
+        for path in order:
+            res = run(path, args.tokens)
+            results[path].append(res)
+            print(
+                f"  rep {rep + 1}/{args.reps} {path:6s} tokens={res.output_tokens:4d} "
+                f"ttft={res.ttft * 1000:7.1f} ms decode={res.decode_tps:6.1f} tok/s",
+                file=sys.stderr,
+                flush=True,
+            )
+    decode_s = time.perf_counter() - t0
+
+    ttft: dict[str, list[float]] = {"engine": [], "sdk": [], "raw": []}
+    t1 = time.perf_counter()
+    for i in range(args.ttft_requests):
+        order = ("engine", "sdk", "raw")[i % 3 :] + ("engine", "sdk", "raw")[: i % 3]
+        for path in order:
+            ttft[path].append(run(path, 1).ttft * 1000)
+    ttft_s = time.perf_counter() - t1
+
+    print("\n### Decode (single stream)\n")
+    print(summarize(results, args.tokens))
+    med = {p: median([r.decode_tps for r in results[p]]) for p in PATHS}
+    r_engine = ratio(med["sdk"], med["engine"])
+    r_llama = ratio(med["sdk"], med["llama"])
+    print("\n### Ratios\n")
+    print(
+        md_table(
+            ["ratio", "value", "target", "verdict"],
+            [
+                ["sdk_http / engine_alone", r_engine, ">= 0.95", verdict(r_engine, 0.95)],
+                ["sdk_http / create_completion", r_llama, ">= 1.0", verdict(r_llama, 1.0)],
+                ["engine_alone / create_completion", ratio(med["engine"], med["llama"]), "", ""],
+            ],
+        )
+    )
+
+    p50 = {p: median(v) for p, v in ttft.items()}
+    p90 = {p: percentile(v, 90) for p, v in ttft.items()}
+    over_sdk = p50["sdk"] - p50["engine"]
+    over_raw = p50["raw"] - p50["engine"]
+    print(f"\n### Time to first token, max_output_tokens=1, {args.ttft_requests} requests each\n")
+    print(
+        md_table(
+            ["path", "TTFT p50 (ms)", "TTFT p90 (ms)", "added vs engine p50 (ms)", "target"],
+            [
+                [LABELS["engine"], p50["engine"], p90["engine"], "", ""],
+                [
+                    LABELS["sdk"],
+                    p50["sdk"],
+                    p90["sdk"],
+                    over_sdk,
+                    "<= 10 " + verdict(over_sdk, 10.0, higher_is_better=False),
+                ],
+                [LABELS["raw"], p50["raw"], p90["raw"], over_raw, ""],
+            ],
+        )
+    )
+    print(f"\n(decode phase {decode_s:.0f} s, TTFT phase {ttft_s:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
