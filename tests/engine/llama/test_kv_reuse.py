@@ -1,0 +1,56 @@
+"""Conversation-aware KV reuse: a follow-up turn prefills only what is new, with the same answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from gemserve.engine import ChatMessage, GenerationRequest, SamplingParams
+from gemserve.engine.llama import LlamaEngine
+from tests.conftest import default_spec
+from tests.engine.llama.test_engine import run
+
+pytestmark = pytest.mark.engine
+
+GREEDY = SamplingParams(
+    temperature=0.0, top_p=1.0, top_k=0, max_output_tokens=24, repeat_penalty=1.15
+)
+TURN1 = (ChatMessage("user", "Here are some notes about ships. " * 12 + "Summarise them."),)
+
+
+async def test_second_turn_reuses_the_first_turns_kv_cache(engine: LlamaEngine) -> None:
+    answer, first = await run(engine, GenerationRequest(TURN1, GREEDY))
+    turn2 = (*TURN1, ChatMessage("assistant", answer), ChatMessage("user", "Now in one word?"))
+    warm_text, warm = await run(engine, GenerationRequest(turn2, GREEDY))
+    assert first.cached_tokens == 0 or first.cached_tokens < first.prompt_tokens
+    # Everything up to the end of the first answer came from the cache.
+    assert warm.cached_tokens >= first.prompt_tokens
+    assert warm.prompt_tokens - warm.cached_tokens < 30
+
+    spec = default_spec()
+    cold_engine = LlamaEngine(
+        model_id=spec.id,
+        gguf_path=spec.gguf_path(),
+        context_length=512,
+        output_token_limit=512,
+        slots=1,
+        batch_tokens=256,
+        threads=2,
+        max_queued=1,
+    )
+    await cold_engine.start()
+    try:
+        cold_text, cold = await run(cold_engine, GenerationRequest(turn2, GREEDY))
+    finally:
+        await cold_engine.close()
+    assert cold.cached_tokens == 0
+    assert cold.prompt_tokens == warm.prompt_tokens
+    assert cold_text == warm_text
+
+
+async def test_an_unrelated_prompt_does_not_reuse(engine: LlamaEngine) -> None:
+    _, finished = await run(
+        engine,
+        GenerationRequest((ChatMessage("user", "Completely different words here."),), GREEDY),
+    )
+    # Only the chat template's shared opening (system prompt) can match.
+    assert finished.cached_tokens < finished.prompt_tokens - 3
