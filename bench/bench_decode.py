@@ -7,6 +7,9 @@ prompt and greedy decoding with gemserve's repeat penalty:
   llama    llama-cpp-python's ``Llama.create_completion(stream=True)`` on the same prompt tokens
   sdk      the official ``google-genai`` SDK streaming ``interactions.create`` from a gemserve
            process started here (the full server: HTTP, JSON, SSE, the SDK's parsing)
+  raw      the same server read by a minimal httpx SSE client (separates the server's cost
+           from the SDK's: google-genai 3.3.0 builds a pydantic model per event, several ms
+           of client CPU per token, which competes with the server for the same cores)
 
 Decode tok/s excludes the time to the first token: (output tokens - 1) / (last delta - first
 delta). Repetitions are interleaved (engine, llama, sdk, rotated) so that drift in machine
@@ -56,7 +59,7 @@ from gemserve.engine.chat_template import ChatTemplate
 from gemserve.protocol.interactions import GenerationConfig
 from gemserve.service.sampling import sampling_params
 
-PATHS = ("engine", "llama", "sdk")
+PATHS = ("engine", "llama", "sdk", "raw")
 LABELS = {
     "engine": "gemserve engine alone (in-process)",
     "llama": "llama-cpp-python create_completion",
@@ -83,7 +86,13 @@ def parse_args() -> argparse.Namespace:
         "enables it on CPU; llama-cpp-python defaults to off)",
     )
     parser.add_argument("--pause", type=float, default=0.2, help="seconds between runs")
+    parser.add_argument(
+        "--paths",
+        default=",".join(PATHS),
+        help=f"comma-separated subset of {','.join(PATHS)} for the decode phase",
+    )
     args = parser.parse_args()
+    args.paths = tuple(p for p in PATHS if p in args.paths.split(","))
     if args.quick:
         args.tokens, args.reps, args.warmup, args.ttft_requests = 32, 2, 1, 4
     return args
@@ -183,6 +192,7 @@ class LlamaPath:
 
 def sdk_once(client: genai.Client, prompt: str, max_tokens: int) -> StreamResult:
     result = StreamResult(time.perf_counter())
+    cpu0 = time.thread_time()
     stream: Any = client.interactions.create(
         model=MODEL_ID,
         input=prompt,
@@ -204,6 +214,7 @@ def sdk_once(client: genai.Client, prompt: str, max_tokens: int) -> StreamResult
     finally:
         stream.close()
     result.t_end = time.perf_counter()
+    result.client_cpu = time.thread_time() - cpu0
     if math.isnan(result.t_first):
         result.t_first = result.t_last = result.t_end
     return result
@@ -228,6 +239,7 @@ def summarize(results: dict[str, list[StreamResult]], max_tokens: int) -> str:
                 median(tps),
                 min(tps),
                 max(tps),
+                median([r.client_cpu * 1000 / max(r.n_deltas, 1) for r in runs]),
             ]
         )
         short = [r.output_tokens for r in runs if r.output_tokens < max_tokens]
@@ -246,6 +258,7 @@ def summarize(results: dict[str, list[StreamResult]], max_tokens: int) -> str:
             "decode tok/s (median)",
             "min",
             "max",
+            "client CPU ms/delta",
         ],
         rows,
     )
@@ -323,11 +336,13 @@ def run_phases(
 
     t0 = time.perf_counter()
     for _ in range(args.warmup):
-        for path in PATHS:
+        for path in args.paths:
             run(path, min(args.tokens, 16))
-    results: dict[str, list[StreamResult]] = {p: [] for p in PATHS}
+    paths: tuple[str, ...] = args.paths
+    results: dict[str, list[StreamResult]] = {p: [] for p in paths}
     for rep in range(args.reps):
-        order = PATHS[rep % 3 :] + PATHS[: rep % 3]
+        k = rep % len(paths)
+        order = paths[k:] + paths[:k]
         for path in order:
             res = run(path, args.tokens)
             results[path].append(res)

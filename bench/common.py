@@ -407,6 +407,9 @@ class StreamResult:
     prompt_tokens: int = 0
     tokens_from: str = "usage"  # "usage", "length" (== max tokens) or "chunks" (a count)
     n_deltas: int = 0
+    # CPU seconds the client's own thread spent on this request (time.thread_time), where
+    # measured: parsing cost competes with the server for the same cores.
+    client_cpu: float = math.nan
     finish: str = ""
     text: list[str] = field(default_factory=list)
 
@@ -453,6 +456,7 @@ async def gemserve_stream(
 ) -> StreamResult:
     """One streamed interaction over raw HTTP; output tokens from the final usage."""
     result = StreamResult(time.perf_counter())
+    cpu0 = time.thread_time()
     async with client.stream(
         "POST",
         f"{base_url}/v1beta/interactions",
@@ -480,6 +484,7 @@ async def gemserve_stream(
             elif kind == "error":
                 raise ServerError(f"gemserve stream error: {event.get('error')}")
     result.t_end = time.perf_counter()
+    result.client_cpu = time.thread_time() - cpu0
     if math.isnan(result.t_first):
         result.t_first = result.t_last = result.t_end
     return result
