@@ -354,50 +354,53 @@ def run_phases(
             )
     decode_s = time.perf_counter() - t0
 
-    ttft: dict[str, list[float]] = {"engine": [], "sdk": [], "raw": []}
+    ttft_paths = ("engine", "sdk", "raw")
+    ttft: dict[str, list[StreamResult]] = {p: [] for p in ttft_paths}
     t1 = time.perf_counter()
     for i in range(args.ttft_requests):
-        order = ("engine", "sdk", "raw")[i % 3 :] + ("engine", "sdk", "raw")[: i % 3]
-        for path in order:
-            ttft[path].append(run(path, 1).ttft * 1000)
+        k = i % len(ttft_paths)
+        for path in ttft_paths[k:] + ttft_paths[:k]:
+            ttft[path].append(run(path, 1))
     ttft_s = time.perf_counter() - t1
 
-    print("\n### Decode (single stream)\n")
+    print(f"\n### Decode (single stream, {args.tokens} tokens, median of {args.reps})\n")
     print(summarize(results, args.tokens))
-    med = {p: median([r.decode_tps for r in results[p]]) for p in PATHS}
-    r_engine = ratio(med["sdk"], med["engine"])
-    r_llama = ratio(med["sdk"], med["llama"])
-    print("\n### Ratios\n")
-    print(
-        md_table(
-            ["ratio", "value", "target", "verdict"],
-            [
-                ["sdk_http / engine_alone", r_engine, ">= 0.95", verdict(r_engine, 0.95)],
-                ["sdk_http / create_completion", r_llama, ">= 1.0", verdict(r_llama, 1.0)],
-                ["engine_alone / create_completion", ratio(med["engine"], med["llama"]), "", ""],
-            ],
-        )
-    )
+    med = {p: median([r.decode_tps for r in results.get(p, [])]) for p in PATHS}
+    rows: list[list[object]] = []
+    for name, num, den, target in (
+        ("sdk_http / engine_alone", "sdk", "engine", 0.95),
+        ("sdk_http / create_completion", "sdk", "llama", 1.0),
+        ("raw_http / engine_alone", "raw", "engine", None),
+        ("engine_alone / create_completion", "engine", "llama", None),
+    ):
+        value = ratio(med[num], med[den])
+        if target is None:
+            rows.append([name, value, "", ""])
+        else:
+            rows.append([name, value, f">= {target}", verdict(value, target)])
+    print("\n### Decode ratios\n")
+    print(md_table(["ratio", "value", "target", "verdict"], rows))
 
-    p50 = {p: median(v) for p, v in ttft.items()}
-    p90 = {p: percentile(v, 90) for p, v in ttft.items()}
-    over_sdk = p50["sdk"] - p50["engine"]
-    over_raw = p50["raw"] - p50["engine"]
+    p50 = {p: median([r.ttft * 1000 for r in v]) for p, v in ttft.items()}
+    p90 = {p: percentile([r.ttft * 1000 for r in v], 90) for p, v in ttft.items()}
+    cpu = {p: median([r.client_cpu * 1000 for r in v]) for p, v in ttft.items()}
+    rows = [[LABELS["engine"], p50["engine"], p90["engine"], "", "", ""]]
+    for path in ("sdk", "raw"):
+        added = p50[path] - p50["engine"]
+        target = "<= 10 " + verdict(added, 10.0, higher_is_better=False)
+        rows.append([LABELS[path], p50[path], p90[path], added, target, cpu[path]])
     print(f"\n### Time to first token, max_output_tokens=1, {args.ttft_requests} requests each\n")
     print(
         md_table(
-            ["path", "TTFT p50 (ms)", "TTFT p90 (ms)", "added vs engine p50 (ms)", "target"],
             [
-                [LABELS["engine"], p50["engine"], p90["engine"], "", ""],
-                [
-                    LABELS["sdk"],
-                    p50["sdk"],
-                    p90["sdk"],
-                    over_sdk,
-                    "<= 10 " + verdict(over_sdk, 10.0, higher_is_better=False),
-                ],
-                [LABELS["raw"], p50["raw"], p90["raw"], over_raw, ""],
+                "path",
+                "TTFT p50 (ms)",
+                "TTFT p90 (ms)",
+                "added vs engine p50 (ms)",
+                "target",
+                "client CPU ms/request",
             ],
+            rows,
         )
     )
     print(f"\n(decode phase {decode_s:.0f} s, TTFT phase {ttft_s:.0f} s)")

@@ -27,7 +27,7 @@ from gemserve.store import InteractionRecord, Store
 
 log = logging.getLogger("gemserve.interactions")
 
-# While generating, events reach the store at most this often (and at every step boundary).
+# While generating, events reach the store at most this often; the rest go with the final state.
 FLUSH_SECONDS = 0.2
 
 
@@ -104,8 +104,10 @@ class LiveInteraction:
                 self._append([event])
                 kind = event["event_type"]
                 now = time.monotonic()
-                if self._store is not None and (
-                    kind != "step.delta" or now - last_flush >= FLUSH_SECONDS
+                if (
+                    self._store is not None
+                    and kind != "interaction.completed"
+                    and now - last_flush >= FLUSH_SECONDS
                 ):
                     await self._flush()
                     last_flush = now
