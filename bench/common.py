@@ -337,6 +337,9 @@ def llama_cpp_python_server(
         str(ctx),
         "--flash_attn",
         str(flash_attn).lower(),
+        # By default a new request makes the streaming one end early; queue them instead.
+        "--interrupt_requests",
+        "false",
         "--host",
         "127.0.0.1",
         "--port",

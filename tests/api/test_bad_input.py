@@ -247,3 +247,29 @@ def test_full_engine_is_429(limited_server: LiveServer) -> None:
             pass
         response = c.post("/v1/interactions", json=OK_BODY)
         assert_envelope(response, 429, "RESOURCE_EXHAUSTED", "slots")
+
+
+def test_history_longer_than_the_context_is_400_not_truncation(limited_server: LiveServer) -> None:
+    url = limited_server.base_url + "/v1/interactions"
+    first = httpx.post(
+        url,
+        json={
+            **OK_BODY,
+            "input": "Tell me about trees. " * 12,
+            "generation_config": {"max_output_tokens": 40},
+        },
+        headers=KEY,
+        timeout=60,
+    )
+    assert first.status_code == 200, first.text
+    follow = httpx.post(
+        url,
+        json={
+            **OK_BODY,
+            "input": "And rivers? " * 10,
+            "previous_interaction_id": first.json()["id"],
+        },
+        headers=KEY,
+        timeout=60,
+    )
+    assert_envelope(follow, 400, "INVALID_ARGUMENT", "128", "history")

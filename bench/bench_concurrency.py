@@ -1,0 +1,262 @@
+"""Aggregate generation throughput at 1, 4 and 8 concurrent streams: gemserve against peers.
+
+Systems (each started here on a free 127.0.0.1 port, stopped at the end):
+
+  gemserve          ``gemserve serve --slots <max level> --threads T``, streaming
+                    ``POST /v1beta/interactions`` read by a raw httpx SSE client (the
+                    google-genai SDK costs several ms of client CPU per event, which on a
+                    2-core machine would measure the client; see bench_decode.py)
+  llama-cpp-python  ``python -m llama_cpp.server`` (one ``Llama`` behind a lock: requests
+                    run one at a time), streaming ``/v1/chat/completions``
+  llama-server      llama.cpp's server built by build_llama_server.sh, ``--parallel <max
+                    level> -c <max level x 4096>`` with continuous batching, streaming
+                    ``/v1/chat/completions`` (skipped when not built)
+
+Every system gets the same GGUF, the same thread count, 4096 tokens of context per sequence,
+greedy decoding with gemserve's repeat penalty (1.15, sent to the peers explicitly), the
+same distinct prompts (stream i gets prompt i) and the same max tokens. ``ignore_eos`` does not
+exist in gemserve, so the prompts are ones that the model answers at length; the table reports
+the tokens actually generated. Prompt caching is off in llama-server (gemserve has none).
+
+A level's aggregate tok/s is (sum of output tokens of its C streams) / (wall time from sending
+the first request to the end of the last stream), prefill included; median over reps.
+
+    .venv/bin/python bench/bench_concurrency.py            # full run
+    .venv/bin/python bench/bench_concurrency.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+from common import (
+    LLAMA_SERVER_BIN,
+    LONG_PROMPTS,
+    Server,
+    StreamResult,
+    exit_on_sigterm,
+    gemserve_server,
+    gemserve_stream,
+    llama_cpp_python_server,
+    llama_server,
+    md_table,
+    median,
+    openai_stream,
+    print_preamble,
+    ratio,
+    verdict,
+)
+
+SYSTEMS = ("gemserve", "llama-cpp-python", "llama-server")
+
+# Eight distinct prompts for up to eight streams (more streams reuse them in turn).
+PROMPTS: tuple[str, ...] = (
+    *LONG_PROMPTS,
+    "Describe the history of the printing press and its impact on the world in detail.",
+    "Write a detailed travel guide to Japan, covering cities, food, culture and transport.",
+)
+
+StreamFn = Callable[[httpx.AsyncClient, str, int], Awaitable[StreamResult]]
+
+
+@dataclass
+class LevelResult:
+    system: str
+    streams: int
+    agg_tps: list[float]
+    results: list[StreamResult]
+
+    @property
+    def tokens(self) -> list[int]:
+        return [r.output_tokens for r in self.results]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--tokens", type=int, default=128, help="max output tokens per stream")
+    parser.add_argument("--levels", default="1,4,8", help="concurrency levels, comma-separated")
+    parser.add_argument("--reps", type=int, default=3, help="measured rounds per level")
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads everywhere")
+    parser.add_argument(
+        "--systems", default=",".join(SYSTEMS), help=f"subset of {','.join(SYSTEMS)}"
+    )
+    parser.add_argument(
+        "--llama-flash-attn",
+        choices=("on", "off"),
+        default="on",
+        help="flash attention for llama-cpp-python's server (the others use llama.cpp's "
+        "'auto', which enables it on CPU)",
+    )
+    parser.add_argument(
+        "--round-timeout", type=float, default=600.0, help="seconds allowed for one round"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.tokens, args.reps = 24, 1
+    args.levels = sorted({int(x) for x in args.levels.split(",") if x})
+    args.systems = [s for s in SYSTEMS if s in args.systems.split(",")]
+    return args
+
+
+async def run_round(
+    stream: StreamFn, streams: int, tokens: int, *, limit_s: float
+) -> tuple[float, list[StreamResult]]:
+    limits = httpx.Limits(max_connections=streams + 4, max_keepalive_connections=streams + 4)
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(limit_s, connect=10.0), limits=limits) as client,
+        asyncio.timeout(limit_s),
+    ):
+        t0 = time.perf_counter()
+        results = await asyncio.gather(
+            *(stream(client, PROMPTS[i % len(PROMPTS)], tokens) for i in range(streams))
+        )
+        wall = time.perf_counter() - t0
+    return sum(r.output_tokens for r in results) / wall, list(results)
+
+
+def stream_fn(system: str, base_url: str) -> StreamFn:
+    if system == "gemserve":
+
+        async def gem(client: httpx.AsyncClient, prompt: str, tokens: int) -> StreamResult:
+            return await gemserve_stream(client, base_url, prompt, tokens)
+
+        return gem
+    is_llama_server = system == "llama-server"
+
+    async def openai(client: httpx.AsyncClient, prompt: str, tokens: int) -> StreamResult:
+        return await openai_stream(client, base_url, prompt, tokens, llama_server=is_llama_server)
+
+    return openai
+
+
+def start(system: str, args: argparse.Namespace, max_level: int) -> Server:
+    if system == "llama-cpp-python":
+        return llama_cpp_python_server(
+            threads=args.threads, flash_attn=args.llama_flash_attn == "on"
+        )
+    if system == "llama-server":
+        return llama_server(parallel=max_level, threads=args.threads)
+    raise ValueError(system)
+
+
+async def bench_system(system: str, server: Server, args: argparse.Namespace) -> list[LevelResult]:
+    fn = stream_fn(system, server.base_url)
+    await run_round(fn, 1, min(16, args.tokens), limit_s=args.round_timeout)  # warm-up
+    out: list[LevelResult] = []
+    for level in args.levels:
+        level_result = LevelResult(system, level, [], [])
+        for rep in range(args.reps):
+            agg, results = await run_round(fn, level, args.tokens, limit_s=args.round_timeout)
+            level_result.agg_tps.append(agg)
+            level_result.results.extend(results)
+            print(
+                f"  {system:16s} streams={level} rep {rep + 1}/{args.reps}: {agg:6.1f} tok/s "
+                f"tokens={[r.output_tokens for r in results]}",
+                file=sys.stderr,
+                flush=True,
+            )
+        out.append(level_result)
+    return out
+
+
+def main() -> int:
+    args = parse_args()
+    exit_on_sigterm()
+    print_preamble("bench_concurrency: aggregate tok/s at 1/4/8 streams")
+    max_level = max(args.levels)
+    print(
+        f"levels={args.levels} max_output_tokens={args.tokens} reps={args.reps} "
+        f"threads={args.threads} systems={args.systems} temperature=0 repeat_penalty=1.15 "
+        f"gemserve_slots={max_level} llama_server_parallel={max_level}\n",
+        flush=True,
+    )
+    all_results: list[LevelResult] = []
+    skipped: list[str] = []
+    t0 = time.perf_counter()
+    for system in args.systems:
+        if system == "llama-server" and not LLAMA_SERVER_BIN.exists():
+            skipped.append(f"llama-server: {LLAMA_SERVER_BIN} not built")
+            continue
+        if system == "gemserve":
+            with gemserve_server(slots=max_level, threads=args.threads) as server:
+                all_results += asyncio.run(bench_system(system, server, args))
+        else:
+            with start(system, args, max_level) as server:
+                all_results += asyncio.run(bench_system(system, server, args))
+    elapsed = time.perf_counter() - t0
+
+    print("\n### Aggregate generation throughput\n")
+    rows: list[list[object]] = []
+    for lr in all_results:
+        tokens = lr.tokens
+        rows.append(
+            [
+                lr.system,
+                lr.streams,
+                len(lr.agg_tps),
+                f"{min(tokens)}-{max(tokens)} (mean {sum(tokens) / len(tokens):.0f})",
+                median(lr.agg_tps),
+                median([r.ttft * 1000 for r in lr.results]),
+                median([r.decode_tps for r in lr.results]),
+            ]
+        )
+    print(
+        md_table(
+            [
+                "system",
+                "streams",
+                "rounds",
+                "output tokens/stream",
+                "aggregate tok/s (median)",
+                "TTFT p50 (ms)",
+                "per-stream decode tok/s p50",
+            ],
+            rows,
+        )
+    )
+    for note in skipped:
+        print(f"\nskipped: {note}")
+    short = [(lr.system, lr.streams, t) for lr in all_results for t in lr.tokens if t < args.tokens]
+    if short:
+        print(f"\nnote: {len(short)} stream(s) ended before {args.tokens} tokens: {short[:8]}")
+
+    agg = {(lr.system, lr.streams): median(lr.agg_tps) for lr in all_results}
+    top, low = max_level, min(args.levels)
+    g_top = agg.get(("gemserve", top), float("nan"))
+    rows = []
+    for name, value, target in (
+        (
+            f"gemserve {top}-stream / llama-server {top}-stream",
+            ratio(g_top, agg.get(("llama-server", top), float("nan"))),
+            1.0,
+        ),
+        (
+            f"gemserve {top}-stream / gemserve {low}-stream",
+            ratio(g_top, agg.get(("gemserve", low), float("nan"))),
+            1.8,
+        ),
+        (
+            f"gemserve {top}-stream / llama-cpp-python {top}-stream",
+            ratio(g_top, agg.get(("llama-cpp-python", top), float("nan"))),
+            None,
+        ),
+    ):
+        if target is None:
+            rows.append([name, value, "", ""])
+        else:
+            rows.append([name, value, f">= {target}", verdict(value, target)])
+    print("\n### Ratios\n")
+    print(md_table(["ratio", "value", "target", "verdict"], rows))
+    print(f"\n(total {elapsed:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

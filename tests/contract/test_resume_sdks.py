@@ -1,0 +1,64 @@
+"""Resuming streams and background runs through both official SDKs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from google import genai
+
+from tests.conftest import LiveServer
+from tests.contract._support import API_KEY, JS_DIR, client_env
+
+pytestmark = pytest.mark.contract
+
+
+def test_python_sdk_resume_and_background(live_server: LiveServer) -> None:
+    client = genai.Client(api_key=API_KEY, http_options={"base_url": live_server.base_url})
+    stream = client.interactions.create(
+        model="gemini-3-flash-preview",
+        input="Count from one to ten.",
+        stream=True,
+        generation_config={"max_output_tokens": 16},
+    )
+    seen = list(stream)
+    iid = seen[0].interaction.id
+    resumed = list(client.interactions.get(iid, stream=True, last_event_id=seen[3].event_id))
+    assert [e.event_id for e in resumed] == [e.event_id for e in seen[4:]]
+    assert resumed[-1].event_type == "interaction.completed"
+
+    background = client.interactions.create(
+        model="gemini-3-flash-preview",
+        input="Write a poem.",
+        background=True,
+        generation_config={"max_output_tokens": 24},
+    )
+    assert background.status in ("in_progress", "queued")
+    followed = list(client.interactions.get(background.id, stream=True))
+    assert followed[0].event_type == "interaction.created"
+    assert followed[-1].event_type == "interaction.completed"
+    text = "".join(e.delta.text for e in followed if e.event_type == "step.delta")
+    polled = client.interactions.get(background.id)
+    assert polled.status in ("completed", "incomplete")
+    assert polled.steps[-1].content[0].text == text
+    assert polled.steps[0].type == "user_input"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_js_sdk_resume_and_background(live_server: LiveServer) -> None:
+    proc = subprocess.run(
+        ["node", "resume.mjs"], cwd=JS_DIR, env=client_env(live_server.base_url),
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    seen, resumed = out["seen"], out["resumed"]
+    assert [e["event_id"] for e in resumed] == [e["event_id"] for e in seen[4:]]
+    assert out["backgroundStatus"] in ("in_progress", "queued")
+    followed = out["followed"]
+    assert followed[0]["event_type"] == "interaction.created"
+    assert followed[-1]["event_type"] == "interaction.completed"
+    text = "".join(e["delta"]["text"] for e in followed if e["event_type"] == "step.delta")
+    assert out["polled"]["steps"][-1]["content"][0]["text"] == text
