@@ -40,6 +40,8 @@ from common import (
     LONG_PROMPTS,
     Server,
     StreamResult,
+    add_omp_argument,
+    apply_omp_policy,
     exit_on_sigterm,
     gemserve_server,
     gemserve_stream,
@@ -97,6 +99,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--round-timeout", type=float, default=600.0, help="seconds allowed for one round"
     )
+    add_omp_argument(parser)
     args = parser.parse_args()
     if args.quick:
         args.tokens, args.reps = 24, 1
@@ -168,6 +171,7 @@ async def bench_system(system: str, server: Server, args: argparse.Namespace) ->
 
 def main() -> int:
     args = parse_args()
+    apply_omp_policy(args.omp_wait_policy)
     exit_on_sigterm()
     print_preamble("bench_concurrency: aggregate tok/s at 1/4/8 streams")
     max_level = max(args.levels)

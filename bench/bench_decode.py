@@ -39,6 +39,8 @@ from common import (
     REPEAT_LAST_N,
     REPEAT_PENALTY,
     StreamResult,
+    add_omp_argument,
+    apply_omp_policy,
     exit_on_sigterm,
     gemserve_server,
     gemserve_stream,
@@ -91,6 +93,7 @@ def parse_args() -> argparse.Namespace:
         default=",".join(PATHS),
         help=f"comma-separated subset of {','.join(PATHS)} for the decode phase",
     )
+    add_omp_argument(parser)
     args = parser.parse_args()
     args.paths = tuple(p for p in PATHS if p in args.paths.split(","))
     if args.quick:
@@ -266,6 +269,7 @@ def summarize(results: dict[str, list[StreamResult]], max_tokens: int) -> str:
 
 def main() -> int:
     args = parse_args()
+    apply_omp_policy(args.omp_wait_policy)
     exit_on_sigterm()
     print_preamble("bench_decode: single-stream decode and TTFT")
     print(

@@ -26,6 +26,8 @@ import psutil
 from common import (
     API_KEY,
     Server,
+    add_omp_argument,
+    apply_omp_policy,
     exit_on_sigterm,
     gemserve_body,
     gemserve_server,
@@ -51,6 +53,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--time-limit", type=float, default=1800.0, help="stop sending after this many seconds"
     )
+    add_omp_argument(parser)
     args = parser.parse_args()
     if args.quick:
         args.requests, args.warmup = 40, 4
@@ -128,6 +131,7 @@ async def drive(
 
 def main() -> int:
     args = parse_args()
+    apply_omp_policy(args.omp_wait_policy)
     exit_on_sigterm()
     print_preamble("bench_rss: gemserve resident memory under short requests")
     print(

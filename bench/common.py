@@ -7,6 +7,7 @@ their own process group on 127.0.0.1 and always stopped (SIGTERM, then SIGKILL) 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -116,6 +117,7 @@ def print_preamble(title: str) -> None:
         f"llama-cpp-python={llama_cpp.__version__} python={platform.python_version()}"
     )
     print(f"cpu={_cpu_model()!r} cores={os.cpu_count()} loadavg(1m,5m)={load1:.2f},{load5:.2f}")
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     print(f"model={gguf_path()}")
     print("```\n", flush=True)
     if load1 > 0.5:
@@ -166,6 +168,32 @@ def verdict(value: float, target: float, *, higher_is_better: bool = True) -> st
         return "n/a"
     ok = value >= target if higher_is_better else value <= target
     return "PASS" if ok else "FAIL"
+
+
+# ----- OpenMP ------------------------------------------------------------------------------
+
+
+def add_omp_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--omp-wait-policy",
+        choices=("default", "passive", "active"),
+        default="default",
+        help="OMP_WAIT_POLICY for every llama.cpp here (in-process and servers); the "
+        "OpenMP build's idle threads spin by default, which collapses throughput when the "
+        "cores are shared with other busy processes",
+    )
+
+
+def apply_omp_policy(policy: str) -> None:
+    """Set OMP_WAIT_POLICY for this process and the servers it starts.
+
+    libgomp reads it once, when llama.cpp's library is loaded: call before importing llama_cpp.
+    """
+    if policy == "default":
+        return
+    if "llama_cpp" in sys.modules:
+        raise RuntimeError("apply_omp_policy() must run before llama_cpp is imported")
+    os.environ["OMP_WAIT_POLICY"] = policy.upper()
 
 
 # ----- signals ------------------------------------------------------------------------------

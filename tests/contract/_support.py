@@ -6,10 +6,11 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gemserve.config import ModelRegistry, ModelSpec
 from gemserve.config.models import DEFAULT_MODEL_ID
@@ -17,6 +18,8 @@ from gemserve.engine import ChatMessage
 from gemserve.engine.chat_template import ChatTemplate
 from gemserve.engine.llama.native import LoadedModel
 from tests.conftest import ROOT, LiveServer
+
+T = TypeVar("T")
 
 # The model name every example of the guide uses; the server maps it to the bundled model.
 MODEL = "gemini-3-flash-preview"
@@ -66,6 +69,30 @@ def default_spec() -> ModelSpec:
 
 def seed_guide() -> str | None:
     return SEED_GUIDE.read_text(encoding="utf-8") if SEED_GUIDE.is_file() else None
+
+
+# Generous: a safety net against a hung server, not a performance budget. On a busy 2-core
+# machine the guide's unbounded examples (up to 512 tokens each) can take minutes.
+EXAMPLE_TIMEOUT_S = 900
+
+
+def run_concurrently(
+    tasks: Mapping[str, Callable[[], T]], timeout: float = EXAMPLE_TIMEOUT_S
+) -> dict[str, T | BaseException]:
+    """Run ``tasks`` in threads at once (the server batches them); an exception is a result."""
+    pool = ThreadPoolExecutor(max_workers=max(1, len(tasks)))
+    futures = {name: pool.submit(task) for name, task in tasks.items()}
+    wait(futures.values(), timeout=timeout)
+    pool.shutdown(wait=False, cancel_futures=True)
+    results: dict[str, T | BaseException] = {}
+    for name, future in futures.items():
+        if not future.done():
+            results[name] = TimeoutError(f"{name} did not finish within {timeout} s")
+        elif future.exception() is not None:
+            results[name] = future.exception()  # type: ignore[assignment]
+        else:
+            results[name] = future.result()
+    return results
 
 
 # ----- server access log ----------------------------------------------------------------------

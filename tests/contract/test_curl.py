@@ -7,10 +7,10 @@ replaced by the server's base URL and ``$GEMINI_API_KEY`` set. Responses are par
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from tests.conftest import LiveServer
 from tests.contract._support import (
     API_KEY,
     DOCS_HOST,
+    EXAMPLE_TIMEOUT_S,
     MODEL,
     AccessLog,
     Tokenizer,
@@ -29,6 +30,7 @@ from tests.contract._support import (
     default_spec,
     parse_sse,
     pick_stop_word,
+    run_concurrently,
     seed_guide,
 )
 
@@ -37,7 +39,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed"),
 ]
 
-TIMEOUT_S = 600
+TIMEOUT_S = 300  # one bounded request (generous for a busy machine)
 
 # ----- the guide's REST examples, verbatim ----------------------------------------------------
 
@@ -105,7 +107,7 @@ def _bash(script: str, server: LiveServer) -> subprocess.CompletedProcess[str]:
         env=client_env(server.base_url),
         capture_output=True,
         text=True,
-        timeout=TIMEOUT_S,
+        timeout=EXAMPLE_TIMEOUT_S,
         check=False,
     )
 
@@ -114,10 +116,19 @@ def _bash(script: str, server: LiveServer) -> subprocess.CompletedProcess[str]:
 def example_runs(live_server: LiveServer) -> dict[str, Any]:
     """All examples at once (the server batches them)."""
     log = AccessLog(live_server)
-    with ThreadPoolExecutor(max_workers=len(EXAMPLES)) as pool:
-        futures = {name: pool.submit(_bash, code, live_server) for name, code in EXAMPLES.items()}
-        runs = {name: future.result() for name, future in futures.items()}
+    runs = run_concurrently(
+        {name: functools.partial(_bash, code, live_server) for name, code in EXAMPLES.items()}
+    )
     return {"runs": runs, "requests": log.lines(expect=len(EXAMPLES))}
+
+
+def _finished(example_runs: dict[str, Any], name: str) -> subprocess.CompletedProcess[str]:
+    proc = example_runs["runs"][name]
+    if isinstance(proc, BaseException):
+        raise AssertionError(f"example {name!r} could not run: {proc!r}") from proc
+    assert proc.returncode == 0, proc.stderr
+    assert isinstance(proc, subprocess.CompletedProcess)
+    return proc
 
 
 def test_examples_are_the_guides_own_code() -> None:
@@ -130,8 +141,7 @@ def test_examples_are_the_guides_own_code() -> None:
 
 @pytest.mark.parametrize("name", [n for n in EXAMPLES if n != "streaming"])
 def test_guide_example_runs_verbatim(example_runs: dict[str, Any], name: str) -> None:
-    proc = example_runs["runs"][name]
-    assert proc.returncode == 0, proc.stderr
+    proc = _finished(example_runs, name)
     interaction = json.loads(proc.stdout)
     assert interaction["model"] == MODEL
     assert interaction["id"]
@@ -150,8 +160,7 @@ def test_guide_example_runs_verbatim(example_runs: dict[str, Any], name: str) ->
 
 
 def test_guide_streaming_example_runs_verbatim(example_runs: dict[str, Any]) -> None:
-    proc = example_runs["runs"]["streaming"]
-    assert proc.returncode == 0, proc.stderr
+    proc = _finished(example_runs, "streaming")
     events = parse_sse(proc.stdout)
     text = check_stream_events([e.data for e in events])
     assert text.strip()

@@ -7,17 +7,18 @@ SDK with bounded requests and reports what it saw as JSON, which the tests below
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from tests.conftest import LiveServer
 from tests.contract._support import (
+    EXAMPLE_TIMEOUT_S,
     JS_DIR,
     MODEL,
     AccessLog,
@@ -26,6 +27,7 @@ from tests.contract._support import (
     check_usage,
     client_env,
     default_spec,
+    run_concurrently,
     seed_guide,
 )
 
@@ -35,7 +37,6 @@ pytestmark = [
 ]
 
 EXAMPLES = ("basic", "thinking", "system_instruction", "temperature", "streaming")
-TIMEOUT_S = 600
 
 
 def _node(script: str, server: LiveServer) -> subprocess.CompletedProcess[str]:
@@ -45,7 +46,7 @@ def _node(script: str, server: LiveServer) -> subprocess.CompletedProcess[str]:
         env=client_env(server.base_url),
         capture_output=True,
         text=True,
-        timeout=TIMEOUT_S,
+        timeout=EXAMPLE_TIMEOUT_S,
         check=False,
     )
 
@@ -60,9 +61,9 @@ def _sdk_installed() -> None:
 def example_runs(live_server: LiveServer) -> dict[str, Any]:
     """All examples at once, as separate node processes (the server batches them)."""
     log = AccessLog(live_server)
-    with ThreadPoolExecutor(max_workers=len(EXAMPLES)) as pool:
-        futures = {name: pool.submit(_node, f"{name}.mjs", live_server) for name in EXAMPLES}
-        runs = {name: future.result() for name, future in futures.items()}
+    runs = run_concurrently(
+        {name: functools.partial(_node, f"{name}.mjs", live_server) for name in EXAMPLES}
+    )
     return {"runs": runs, "requests": log.lines(expect=len(EXAMPLES))}
 
 
@@ -94,6 +95,8 @@ def test_examples_are_the_guides_own_code() -> None:
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_guide_example_runs_verbatim(example_runs: dict[str, Any], name: str) -> None:
     proc = example_runs["runs"][name]
+    if isinstance(proc, BaseException):
+        raise AssertionError(f"{name}.mjs could not run: {proc!r}") from proc
     assert proc.returncode == 0, f"{name}.mjs exited {proc.returncode}:\n{proc.stderr}"
     assert proc.stderr == "", proc.stderr
     assert proc.stdout.strip(), f"{name}.mjs printed nothing"

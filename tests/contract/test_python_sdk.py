@@ -6,11 +6,11 @@ The other tests use bounded ``max_output_tokens`` and assert on content, usage a
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -30,6 +30,7 @@ from tests.contract._support import (
     client_env,
     default_spec,
     pick_stop_word,
+    run_concurrently,
     seed_guide,
 )
 
@@ -134,14 +135,9 @@ def example_runs(live_server: LiveServer) -> dict[str, Any]:
             mp.delenv(name)
         for name, value in env.items():
             mp.setenv(name, value)
-        with ThreadPoolExecutor(max_workers=len(EXAMPLES)) as pool:
-            futures = {name: pool.submit(_run_example, code) for name, code in EXAMPLES.items()}
-            outputs: dict[str, Any] = {}
-            for name, future in futures.items():
-                try:
-                    outputs[name] = future.result(timeout=600)
-                except Exception as exc:
-                    outputs[name] = exc
+        outputs = run_concurrently(
+            {name: functools.partial(_run_example, code) for name, code in EXAMPLES.items()}
+        )
     return {"outputs": outputs, "requests": log.lines(expect=len(EXAMPLES))}
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,27 +14,55 @@ from gemserve.config.models import DEFAULT_MODEL_ID
 from gemserve.engine import FinishReason
 from gemserve.errors import InvalidArgument
 from gemserve.service.interactions import InteractionService
+from gemserve.service.live import LiveInteraction
+from gemserve.store import SqlStore
 from tests.fakes import ScriptedEngine
 
+IID = "v1_" + "ab" * 12
 
-def service(engine: ScriptedEngine) -> InteractionService:
-    registry = ModelRegistry.from_config([], {}, DEFAULT_MODEL_ID)
-    return InteractionService(
-        registry,
-        {DEFAULT_MODEL_ID: engine},
-        Limits(),
-        clock=lambda: datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC),
-        new_id=lambda: "v1_test",
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    sql_store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    await sql_store.start()
+    yield sql_store
+    await sql_store.close()
+
+
+@pytest.fixture
+def service(store: SqlStore) -> Any:
+    def make(engine: ScriptedEngine) -> InteractionService:
+        registry = ModelRegistry.from_config([], {}, DEFAULT_MODEL_ID)
+        return InteractionService(
+            registry,
+            {DEFAULT_MODEL_ID: engine},
+            Limits(),
+            store,
+            clock=lambda: datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC),
+            new_id=lambda: IID,
+        )
+
+    return make
+
+
+async def start(service: Any, engine: ScriptedEngine, body: dict[str, Any]) -> LiveInteraction:
+    _, run = await service(engine).create(body, "tenant")
+    await run.wait()
+    assert isinstance(run, LiveInteraction)
+    return run
+
+
+async def events_of(
+    service: Any, engine: ScriptedEngine, body: dict[str, Any]
+) -> list[dict[str, Any]]:
+    run = await start(service, engine, body)
+    return [event async for event in run.follow()]
+
+
+async def test_stream_event_order_and_fields(service: Any) -> None:
+    events = await events_of(
+        service, ScriptedEngine(), {"model": "gemini-3-flash-preview", "input": "Hi"}
     )
-
-
-async def events_of(engine: ScriptedEngine, body: dict[str, Any]) -> list[dict[str, Any]]:
-    _, run = await service(engine).create(body)
-    return [event async for event in run.events()]
-
-
-async def test_stream_event_order_and_fields() -> None:
-    events = await events_of(ScriptedEngine(), {"model": "gemini-3-flash-preview", "input": "Hi"})
     kinds = [e["event_type"] for e in events]
     assert kinds == [
         "interaction.created",
@@ -53,10 +83,10 @@ async def test_stream_event_order_and_fields() -> None:
     assert completed["usage"]["total_tokens"] == 5 + 3
 
 
-async def test_collect_folds_the_same_events() -> None:
-    _, run = await service(ScriptedEngine()).create({"model": "gemini-2.5-flash", "input": "Hi"})
-    result = await run.collect()
-    assert result["id"] == result["name"] == "v1_test"
+async def test_the_fold_of_the_same_events_is_the_response(service: Any, store: SqlStore) -> None:
+    run = await start(service, ScriptedEngine(), {"model": "gemini-2.5-flash", "input": "Hi"})
+    result = run.fold.result()
+    assert result["id"] == result["name"] == IID
     assert result["model"] == "gemini-2.5-flash"
     assert result["created"] == "2026-11-24T12:00:00Z"
     assert result["steps"] == [
@@ -64,6 +94,14 @@ async def test_collect_folds_the_same_events() -> None:
     ]
     assert result["usage"]["total_input_tokens"] == 5
     assert result["usage"]["total_output_tokens"] == 3
+    stored = await store.get_interaction("tenant", IID, datetime(2026, 11, 24, tzinfo=UTC))
+    assert stored is not None
+    assert (stored.status, stored.steps, stored.usage) == (
+        "completed",
+        result["steps"],
+        result["usage"],
+    )
+    assert await store.get_events(IID, 0) == run.log
 
 
 @pytest.mark.parametrize(
@@ -74,34 +112,37 @@ async def test_collect_folds_the_same_events() -> None:
         (FinishReason.STOP, "completed"),
     ],
 )
-async def test_finish_reason_maps_to_status(reason: FinishReason, status: str) -> None:
-    _, run = await service(ScriptedEngine(reason=reason)).create(
-        {"model": "gemini-2.5-pro", "input": "x"}
-    )
-    assert (await run.collect())["status"] == status
+async def test_finish_reason_maps_to_status(
+    service: Any, reason: FinishReason, status: str
+) -> None:
+    engine = ScriptedEngine(reason=reason)
+    run = await start(service, engine, {"model": "gemini-2.5-pro", "input": "x"})
+    assert run.fold.result()["status"] == status
 
 
-async def test_engine_failure_is_a_failed_interaction_not_an_exception() -> None:
+async def test_engine_failure_is_a_failed_interaction_not_an_exception(service: Any) -> None:
     engine = ScriptedEngine(reason=FinishReason.ERROR, error="llama_decode failed with code -1")
-    events = await events_of(engine, {"model": "gemini-2.5-pro", "input": "x"})
+    events = await events_of(service, engine, {"model": "gemini-2.5-pro", "input": "x"})
     error = next(e for e in events if e["event_type"] == "error")
     assert error["error"]["code"] == "INTERNAL"
     assert "llama_decode" not in error["error"]["message"]  # library text is never echoed
     assert events[-1]["interaction"]["status"] == "failed"
 
 
-async def test_closing_the_event_stream_cancels_the_engine_stream() -> None:
-    engine = ScriptedEngine(pieces=["a"] * 100, delay=0.001)
-    _, run = await service(engine).create({"model": "gemini-2.5-pro", "input": "x"})
-    events = run.events()
-    async for event in events:
+async def test_cancel_ends_the_run_as_cancelled_with_partial_output(service: Any) -> None:
+    engine = ScriptedEngine(pieces=["a"] * 1000, delay=0.001)
+    _, run = await service(engine).create({"model": "gemini-2.5-pro", "input": "x"}, "tenant")
+    async for event in run.follow():
         if event["event_type"] == "step.delta":
             break
-    await events.aclose()
+    run.cancel()
+    await run.wait()
     assert engine.streams[0].cancelled
+    assert run.fold.status == "cancelled"
+    assert run.fold.result()["steps"][0]["content"][0]["text"].startswith("a")
 
 
-async def test_request_becomes_engine_messages_and_sampling() -> None:
+async def test_request_becomes_engine_messages_and_sampling(service: Any) -> None:
     engine = ScriptedEngine()
     body = {
         "model": "gemini-3-flash-preview",
@@ -120,7 +161,7 @@ async def test_request_becomes_engine_messages_and_sampling() -> None:
             "thinkingLevel": "low",
         },
     }
-    await service(engine).create(body)
+    await start(service, engine, body)
     request = engine.requests[0]
     assert [(m.role, m.text) for m in request.messages] == [
         ("system", "You are a cat."),
@@ -138,19 +179,18 @@ async def test_request_becomes_engine_messages_and_sampling() -> None:
     assert sampling.stop_sequences == ("X",)
 
 
-async def test_model_defaults_apply_when_config_is_absent() -> None:
+async def test_model_defaults_apply_when_config_is_absent(service: Any) -> None:
     engine = ScriptedEngine()
-    await service(engine).create({"model": "gemini-3-flash-preview", "input": "Hi"})
+    await start(service, engine, {"model": "gemini-3-flash-preview", "input": "Hi"})
     sampling = engine.requests[0].sampling
     spec = ModelRegistry.from_config([], {}, DEFAULT_MODEL_ID).resolve(DEFAULT_MODEL_ID).spec
     assert sampling.temperature == spec.sampling.temperature
     assert sampling.max_output_tokens == spec.sampling.max_output_tokens
 
 
-async def test_validation_happens_before_the_engine_is_called() -> None:
+async def test_validation_happens_before_the_engine_is_called(service: Any) -> None:
     engine = ScriptedEngine()
+    body = {"model": "gemini-3-flash-preview", "input": [{"type": "image", "data": "eA=="}]}
     with pytest.raises(InvalidArgument):
-        await service(engine).create(
-            {"model": "gemini-3-flash-preview", "input": [{"type": "image", "data": "eA=="}]}
-        )
+        await service(engine).create(body, "tenant")
     assert engine.requests == []
