@@ -13,10 +13,14 @@ Systems (each started here on a free 127.0.0.1 port, stopped at the end):
                     ``/v1/chat/completions`` (skipped when not built)
 
 Every system gets the same GGUF, the same thread count, 4096 tokens of context per sequence,
-greedy decoding with gemserve's repeat penalty (1.15, sent to the peers explicitly), the
-same distinct prompts (stream i gets prompt i) and the same max tokens. ``ignore_eos`` does not
-exist in gemserve, so the prompts are ones that the model answers at length; the table reports
-the tokens actually generated. Prompt caching is off in llama-server (gemserve has none).
+greedy decoding with gemserve's repeat penalty (1.15, sent to the peers explicitly), the same
+prompts and the same max tokens. Stream i of a round asks long-answer question i, prefixed
+with a request number unique within the system's run ("Request 17. Write ..."), so that no
+system reuses a previous round's KV beyond the chat template's shared system prompt (gemserve
+and llama-server both keep per-slot KV for prefix reuse; llama-cpp-python reuses the prefix of
+its previous request). The numbering is the same for every system, so they answer the same
+requests. ``ignore_eos`` does not exist in gemserve: the questions are ones the model answers
+at length, and the table reports the tokens actually generated.
 
 A level's aggregate tok/s is (sum of output tokens of its C streams) / (wall time from sending
 the first request to the end of the last stream), prefill included; median over reps.
@@ -37,7 +41,6 @@ from dataclasses import dataclass
 import httpx
 from common import (
     LLAMA_SERVER_BIN,
-    LONG_PROMPTS,
     Server,
     StreamResult,
     add_omp_argument,
@@ -57,12 +60,25 @@ from common import (
 
 SYSTEMS = ("gemserve", "llama-cpp-python", "llama-server")
 
-# Eight distinct prompts for up to eight streams (more streams reuse them in turn).
+# Eight questions for up to eight streams (more streams reuse them in turn). With the
+# "Request N." prefix and 128 tokens, all but the planets one reached 128 tokens in checks.
 PROMPTS: tuple[str, ...] = (
-    *LONG_PROMPTS,
+    "Write a long, detailed essay about the history of the Roman Empire, from its founding "
+    "to its fall.",
+    "Explain in great detail how a computer works, covering the CPU, memory, storage, "
+    "operating system and networking.",
+    "Write a very long story about a dragon who learns to cook. Make it at least 2000 words.",
+    "Explain the theory of evolution in great detail, with examples.",
+    "Tell me about the planets of the solar system, one by one, in detail.",
+    "What are the causes of World War I? Explain in detail.",
     "Describe the history of the printing press and its impact on the world in detail.",
     "Write a detailed travel guide to Japan, covering cities, food, culture and transport.",
 )
+
+
+def prompt(request_no: int, stream: int) -> str:
+    return f"Request {request_no}. {PROMPTS[stream % len(PROMPTS)]}"
+
 
 StreamFn = Callable[[httpx.AsyncClient, str, int], Awaitable[StreamResult]]
 
@@ -109,7 +125,7 @@ def parse_args() -> argparse.Namespace:
 
 
 async def run_round(
-    stream: StreamFn, streams: int, tokens: int, *, limit_s: float
+    stream: StreamFn, streams: int, tokens: int, first_no: int, *, limit_s: float
 ) -> tuple[float, list[StreamResult]]:
     limits = httpx.Limits(max_connections=streams + 4, max_keepalive_connections=streams + 4)
     async with (
@@ -118,7 +134,7 @@ async def run_round(
     ):
         t0 = time.perf_counter()
         results = await asyncio.gather(
-            *(stream(client, PROMPTS[i % len(PROMPTS)], tokens) for i in range(streams))
+            *(stream(client, prompt(first_no + i, i), tokens) for i in range(streams))
         )
         wall = time.perf_counter() - t0
     return sum(r.output_tokens for r in results) / wall, list(results)
@@ -151,12 +167,16 @@ def start(system: str, args: argparse.Namespace, max_level: int) -> Server:
 
 async def bench_system(system: str, server: Server, args: argparse.Namespace) -> list[LevelResult]:
     fn = stream_fn(system, server.base_url)
-    await run_round(fn, 1, min(16, args.tokens), limit_s=args.round_timeout)  # warm-up
+    await run_round(fn, 1, min(16, args.tokens), 0, limit_s=args.round_timeout)  # warm-up
     out: list[LevelResult] = []
+    next_no = 1
     for level in args.levels:
         level_result = LevelResult(system, level, [], [])
         for rep in range(args.reps):
-            agg, results = await run_round(fn, level, args.tokens, limit_s=args.round_timeout)
+            agg, results = await run_round(
+                fn, level, args.tokens, next_no, limit_s=args.round_timeout
+            )
+            next_no += level
             level_result.agg_tps.append(agg)
             level_result.results.extend(results)
             print(
@@ -205,7 +225,9 @@ def main() -> int:
                 lr.system,
                 lr.streams,
                 len(lr.agg_tps),
-                f"{min(tokens)}-{max(tokens)} (mean {sum(tokens) / len(tokens):.0f})",
+                f"{min(tokens)}-{max(tokens)} (mean {sum(tokens) / len(tokens):.0f}; "
+                + "/".join(sorted({r.tokens_from for r in lr.results}))
+                + ")",
                 median(lr.agg_tps),
                 median([r.ttft * 1000 for r in lr.results]),
                 median([r.decode_tps for r in lr.results]),

@@ -381,8 +381,8 @@ def llama_server(
 ) -> Server:
     """llama.cpp's llama-server built by build_llama_server.sh; ``ctx`` tokens per slot.
 
-    Prompt caching is off: gemserve has no prefix cache, and the benchmark prompts share
-    the chat template's system prompt, which llama-server would otherwise reuse.
+    One KV stream per slot (``--no-kv-unified``), as gemserve. Prompt caching stays at its
+    default (on): gemserve also keeps each slot's KV for prefix reuse.
     """
     if not LLAMA_SERVER_BIN.exists():
         raise ServerError(f"{LLAMA_SERVER_BIN} not found; run bench/build_llama_server.sh")
@@ -400,9 +400,6 @@ def llama_server(
         "-np",
         str(parallel),
         "--no-kv-unified",
-        "--no-cache-prompt",
-        "--cache-ram",
-        "0",
         "--no-webui",
         "--host",
         "127.0.0.1",
@@ -532,7 +529,6 @@ def openai_chat_body(prompt: str, max_tokens: int, *, llama_server_extras: bool)
     }
     if llama_server_extras:
         body["repeat_last_n"] = REPEAT_LAST_N
-        body["cache_prompt"] = False
         body["stream_options"] = {"include_usage": True}
     return body
 
