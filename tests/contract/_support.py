@@ -208,6 +208,8 @@ def check_usage(usage: Mapping[str, Any]) -> None:
     assert inp > 0
     assert out >= 0
     assert usage["total_tokens"] == inp + out + thought
+    # Cached (reused) prompt tokens are part of the input, never more than it.
+    assert 0 <= (usage.get("total_cached_tokens") or 0) <= inp
     assert _by_modality(usage.get("input_tokens_by_modality")) == {"text": inp}
     if usage.get("output_tokens_by_modality") is not None:
         assert _by_modality(usage["output_tokens_by_modality"]) == {"text": out}

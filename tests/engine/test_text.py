@@ -30,10 +30,15 @@ def test_detokenizer_never_splits_a_character(cuts: int) -> None:
         assert all("\ufffd" not in chunk for chunk in emitted)
 
 
-def test_detokenizer_replaces_invalid_bytes_at_the_end() -> None:
+def test_detokenizer_drops_a_character_cut_off_at_the_end() -> None:
     detok = IncrementalDetokenizer()
-    assert detok.feed(b"ok\xe4\xb8") == "ok"
-    assert detok.flush() == "\ufffd"
+    assert detok.feed(b"ok \xf0\x9f") == "ok "
+    assert detok.flush() == ""
+
+
+def test_detokenizer_replaces_invalid_bytes_in_the_middle() -> None:
+    detok = IncrementalDetokenizer()
+    assert detok.feed(b"a\xffb") == "a\ufffdb"
 
 
 def feed_all(matcher: StopMatcher, chunks: list[str]) -> tuple[str, bool]:

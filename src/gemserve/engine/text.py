@@ -23,6 +23,8 @@ class IncrementalDetokenizer:
         return self._decoder.decode(piece)
 
     def flush(self) -> str:
+        """End of generation: an incomplete character cut off by a token limit is dropped."""
+        self._decoder.errors = "ignore"
         return self._decoder.decode(b"", final=True)
 
 
