@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 from google import genai
@@ -13,6 +14,10 @@ from tests.conftest import LiveServer
 from tests.contract._support import API_KEY, JS_DIR, client_env
 
 pytestmark = pytest.mark.contract
+
+
+def text_of(events: list[Any]) -> str:
+    return "".join(e.delta.text for e in events if e.event_type == "step.delta")
 
 
 def test_python_sdk_resume_and_background(live_server: LiveServer) -> None:
@@ -26,7 +31,9 @@ def test_python_sdk_resume_and_background(live_server: LiveServer) -> None:
     seen = list(stream)
     iid = seen[0].interaction.id
     resumed = list(client.interactions.get(iid, stream=True, last_event_id=seen[3].event_id))
-    assert [e.event_id for e in resumed] == [e.event_id for e in seen[4:]]
+    assert resumed[0].event_type == "step.delta"  # seen[4] is the second delta
+    assert text_of(resumed) == text_of(seen[4:])
+    assert resumed[-1].event_id == seen[-1].event_id
     assert resumed[-1].event_type == "interaction.completed"
 
     background = client.interactions.create(
@@ -55,7 +62,11 @@ def test_js_sdk_resume_and_background(live_server: LiveServer) -> None:
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     seen, resumed = out["seen"], out["resumed"]
-    assert [e["event_id"] for e in resumed] == [e["event_id"] for e in seen[4:]]
+    assert resumed[-1]["event_id"] == seen[-1]["event_id"]
+    deltas = [e["delta"]["text"] for e in seen[4:] if e["event_type"] == "step.delta"]
+    assert "".join(
+        e["delta"]["text"] for e in resumed if e["event_type"] == "step.delta"
+    ) == "".join(deltas)
     assert out["backgroundStatus"] in ("in_progress", "queued")
     followed = out["followed"]
     assert followed[0]["event_type"] == "interaction.created"

@@ -13,6 +13,7 @@ from gemserve.config import Limits, ModelRegistry
 from gemserve.config.models import DEFAULT_MODEL_ID
 from gemserve.engine import FinishReason
 from gemserve.errors import InvalidArgument
+from gemserve.service.events import next_event
 from gemserve.service.interactions import InteractionService
 from gemserve.service.live import LiveInteraction
 from gemserve.store import SqlStore
@@ -55,8 +56,13 @@ async def start(service: Any, engine: ScriptedEngine, body: dict[str, Any]) -> L
 async def events_of(
     service: Any, engine: ScriptedEngine, body: dict[str, Any]
 ) -> list[dict[str, Any]]:
+    """Every event, one per decoded piece, as stored (followers may get merged deltas)."""
     run = await start(service, engine, body)
-    return [event async for event in run.follow()]
+    followed = [event async for event in run.follow()]
+    assert "".join(
+        e["delta"]["text"] for e in followed if e["event_type"] == "step.delta"
+    ) == "".join(e["delta"]["text"] for e in run.log if e["event_type"] == "step.delta")
+    return run.log
 
 
 async def test_stream_event_order_and_fields(service: Any) -> None:
@@ -194,3 +200,17 @@ async def test_validation_happens_before_the_engine_is_called(service: Any) -> N
     with pytest.raises(InvalidArgument):
         await service(engine).create(body, "tenant")
     assert engine.requests == []
+
+
+def test_waiting_text_deltas_are_merged_keeping_the_last_id() -> None:
+    def delta(n: int, text: str, index: int = 0) -> dict[str, Any]:
+        return {"event_type": "step.delta", "event_id": f"e{n}", "index": index,
+                "delta": {"type": "text", "text": text}}  # fmt: skip
+
+    stop = {"event_type": "step.stop", "event_id": "e9", "index": 0}
+    log = [delta(1, "a"), delta(2, "b"), delta(3, "c"), stop, delta(10, "x", index=1)]
+    first, at = next_event(log, 0)
+    assert first == delta(3, "abc")
+    assert next_event(log, at) == (stop, 4)
+    assert next_event(log, 4) == (delta(10, "x", index=1), 5)
+    assert next_event(log, 1) == (delta(3, "bc"), 3)

@@ -110,6 +110,31 @@ async def generation_events(
         stream.cancel()
 
 
+def next_event(log: list[dict[str, Any]], index: int) -> tuple[dict[str, Any], int]:
+    """The event at ``index``, with the text deltas already waiting behind it merged in.
+
+    A client that keeps up gets one ``step.delta`` per decoded piece; one that falls behind
+    (or replays) gets the backlog in fewer events, so parsing cannot throttle it further. The
+    merged event keeps the last piece's ``event_id``, so resuming after it loses nothing.
+    """
+    event = log[index]
+    index += 1
+    if event["event_type"] != "step.delta" or event["delta"]["type"] != "text":
+        return event, index
+    end = index
+    while (
+        end < len(log)
+        and log[end]["event_type"] == "step.delta"
+        and log[end]["index"] == event["index"]
+        and log[end]["delta"]["type"] == "text"
+    ):
+        end += 1
+    if end == index:
+        return event, index
+    text = "".join(e["delta"]["text"] for e in log[index - 1 : end])
+    return {**log[end - 1], "delta": {"type": "text", "text": text}}, end
+
+
 class InteractionFold:
     """Accumulates events into an Interaction dict (the non-streaming response)."""
 

@@ -23,7 +23,12 @@ from gemserve.protocol.interactions import (
 )
 from gemserve.service.clock import Clock, IdFactory, iso_utc, new_interaction_id, utc_now
 from gemserve.service.conversation import build_messages
-from gemserve.service.events import TERMINAL_STATUSES, EventSequencer, parse_event_id
+from gemserve.service.events import (
+    TERMINAL_STATUSES,
+    EventSequencer,
+    next_event,
+    parse_event_id,
+)
 from gemserve.service.history import check_interaction_id, history_steps, load_chain
 from gemserve.service.live import LiveInteraction, LiveRegistry
 from gemserve.service.sampling import sampling_params
@@ -193,7 +198,9 @@ class InteractionService:
 
     async def _replay(self, record: InteractionRecord, after: int) -> AsyncIterator[dict[str, Any]]:
         events = await self._store.get_events(record.id, after)
-        for event in events:
+        index = 0
+        while index < len(events):
+            event, index = next_event(events, index)
             yield event
         last = events[-1]["event_type"] if events else None
         if record.status in TERMINAL_STATUSES and last not in (None, "interaction.completed"):

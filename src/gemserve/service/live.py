@@ -22,6 +22,7 @@ from gemserve.service.events import (
     EventSequencer,
     InteractionFold,
     generation_events,
+    next_event,
 )
 from gemserve.store import InteractionRecord, Store
 
@@ -84,8 +85,8 @@ class LiveInteraction:
         index = after_seq
         while True:
             while index < len(self.log):
-                index += 1
-                yield self.log[index - 1]
+                event, index = next_event(self.log, index)
+                yield event
             if self.done.is_set():
                 return
             self._changed.clear()
