@@ -214,3 +214,12 @@ def test_waiting_text_deltas_are_merged_keeping_the_last_id() -> None:
     assert next_event(log, at) == (stop, 4)
     assert next_event(log, 4) == (delta(10, "x", index=1), 5)
     assert next_event(log, 1) == (delta(3, "bc"), 3)
+
+
+async def test_follow_yields_idle_markers_while_nothing_happens(service: Any) -> None:
+    engine = ScriptedEngine(pieces=["slow"], delay=0.3)
+    _, run = await service(engine).create({"model": "gemini-2.5-pro", "input": "x"}, "tenant")
+    events = [event async for event in run.follow(idle_seconds=0.05)]
+    assert None in events
+    assert events[-1] is not None
+    assert events[-1]["event_type"] == "interaction.completed"

@@ -26,9 +26,9 @@ def json_response(payload: Any) -> Response:
     return Response(orjson.dumps(payload), media_type="application/json")
 
 
-def sse_response(events: AsyncIterator[dict[str, Any]], keepalive_seconds: float) -> Response:
+def sse_response(events: AsyncIterator[dict[str, Any] | None]) -> Response:
     return StreamingResponse(
-        sse_frames(events, keepalive_seconds), media_type="text/event-stream", headers=SSE_HEADERS
+        sse_frames(events), media_type="text/event-stream", headers=SSE_HEADERS
     )
 
 
@@ -49,17 +49,19 @@ async def create_interaction(request: Request) -> Response:
     wants_sse = request.query_params.get("alt") == "sse"
     parsed, run = await ctx.interactions.create(body, tenant)
     if parsed.stream or wants_sse:
-        return sse_response(_follow(run), ctx.settings.keepalive_seconds)
+        return sse_response(_follow(run, ctx.settings.keepalive_seconds))
     if parsed.background:
         return json_response(interaction_view(run.record, run, include_input=False))
     await _wait_unless_disconnected(request, run)
     return json_response(run.fold.result())
 
 
-async def _follow(run: LiveInteraction) -> AsyncIterator[dict[str, Any]]:
+async def _follow(
+    run: LiveInteraction, idle_seconds: float
+) -> AsyncIterator[dict[str, Any] | None]:
     """The creator's stream: if it goes away, a foreground interaction is cancelled."""
     try:
-        async for event in run.follow():
+        async for event in run.follow(idle_seconds=idle_seconds):
             yield event
     finally:
         if not run.background:
@@ -87,8 +89,10 @@ async def get_interaction(request: Request) -> Response:
     interaction_id = request.path_params["id"]
     if query_flag(request, "stream"):
         last_event_id = request.query_params.get("last_event_id") or None
-        events = await ctx.interactions.events(tenant, interaction_id, last_event_id)
-        return sse_response(events, ctx.settings.keepalive_seconds)
+        events = await ctx.interactions.events(
+            tenant, interaction_id, last_event_id, idle_seconds=ctx.settings.keepalive_seconds
+        )
+        return sse_response(events)
     include_input = query_flag(request, "include_input")
     return json_response(
         await ctx.interactions.get(tenant, interaction_id, include_input=include_input)

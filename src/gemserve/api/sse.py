@@ -1,8 +1,7 @@
-"""Server-sent events framing: pre-encoded frames and idle keep-alive comments."""
+"""Server-sent events framing: pre-encoded frames and keep-alive comments."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,36 +24,15 @@ def encode_event(event: dict[str, Any]) -> bytes:
     )
 
 
-async def sse_frames(
-    events: AsyncIterator[dict[str, Any]], keepalive_seconds: float
-) -> AsyncIterator[bytes]:
-    """Encode events; emit a comment line whenever the source is idle for ``keepalive_seconds``.
+async def sse_frames(events: AsyncIterator[dict[str, Any] | None]) -> AsyncIterator[bytes]:
+    """Encode events; ``None`` (the source was idle) becomes a keep-alive comment.
 
-    The pending ``__anext__`` is never cancelled by the timer (that would close the source);
-    only closing this generator does, which propagates cancellation to generation.
+    Closing this generator closes the source, which cancels a foreground generation.
     """
-    iterator = aiter(events)
-    pending: asyncio.Future[dict[str, Any]] | None = None
     try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait({pending}, timeout=keepalive_seconds)
-            if not done:
-                yield KEEPALIVE
-                continue
-            try:
-                event = pending.result()
-            except StopAsyncIteration:
-                return
-            finally:
-                pending = None
-            yield encode_event(event)
+        async for event in events:
+            yield KEEPALIVE if event is None else encode_event(event)
     finally:
-        if pending is not None:
-            # Cancelling the pending step throws into the source, whose cleanup runs at once.
-            pending.cancel()
-        else:
-            closer = getattr(iterator, "aclose", None)
-            if closer is not None:
-                await closer()
+        closer = getattr(events, "aclose", None)
+        if closer is not None:
+            await closer()

@@ -186,14 +186,19 @@ class InteractionService:
         return interaction_view(record, self.live.get(tenant, interaction_id), include_input)
 
     async def events(
-        self, tenant: str, interaction_id: str, last_event_id: str | None
-    ) -> AsyncIterator[dict[str, Any]]:
+        self,
+        tenant: str,
+        interaction_id: str,
+        last_event_id: str | None,
+        *,
+        idle_seconds: float | None = None,
+    ) -> AsyncIterator[dict[str, Any] | None]:
         """Validate now; the iterator replays events after ``last_event_id``, then follows."""
         record = await self._record(tenant, interaction_id)
         after = parse_event_id(last_event_id, interaction_id) if last_event_id else 0
         run = self.live.get(tenant, interaction_id)
         if run is not None:
-            return run.follow(after)
+            return run.follow(after, idle_seconds=idle_seconds)
         return self._replay(record, after)
 
     async def _replay(self, record: InteractionRecord, after: int) -> AsyncIterator[dict[str, Any]]:

@@ -80,8 +80,14 @@ class LiveInteraction:
     def status(self) -> str:
         return self.fold.status
 
-    async def follow(self, after_seq: int = 0) -> AsyncIterator[dict[str, Any]]:
-        """Every event with a sequence number above ``after_seq``, then live ones until the end."""
+    async def follow(
+        self, after_seq: int = 0, *, idle_seconds: float | None = None
+    ) -> AsyncIterator[dict[str, Any] | None]:
+        """Every event with a sequence number above ``after_seq``, then live ones until the end.
+
+        With ``idle_seconds``, ``None`` is yielded whenever nothing happened for that long (the
+        HTTP layer turns it into a keep-alive comment).
+        """
         index = after_seq
         while True:
             while index < len(self.log):
@@ -90,7 +96,13 @@ class LiveInteraction:
             if self.done.is_set():
                 return
             self._changed.clear()
-            await self._changed.wait()
+            if idle_seconds is None:
+                await self._changed.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), idle_seconds)
+                except TimeoutError:
+                    yield None
 
     def _append(self, events: list[dict[str, Any]]) -> None:
         for event in events:

@@ -127,7 +127,7 @@ class Scheduler:
         # One KV stream per slot (kv_unified off): each sequence gets context_length cells.
         params.n_ctx = context_length * slots
         params.n_seq_max = slots
-        params.kv_unified = False
+        params.kv_unified = True
         params.n_batch = batch_tokens
         params.n_ubatch = batch_tokens
         params.n_threads = threads
