@@ -124,10 +124,11 @@ class Scheduler:
         self.batch_tokens = batch_tokens
         self._max_queued = max_queued
         params = llama.llama_context_default_params()
-        # One KV stream per slot (kv_unified off): each sequence gets context_length cells.
+        # One KV stream per slot (kv_unified off): each sequence gets context_length cells, and
+        # the caches kept for reuse by idle slots do not widen the attention of active ones.
         params.n_ctx = context_length * slots
         params.n_seq_max = slots
-        params.kv_unified = True
+        params.kv_unified = False
         params.n_batch = batch_tokens
         params.n_ubatch = batch_tokens
         params.n_threads = threads
