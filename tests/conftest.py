@@ -26,20 +26,25 @@ def default_spec() -> ModelSpec:
     return registry.resolve(DEFAULT_MODEL_ID).spec
 
 
+def make_engine(*, slots: int = 4, context_length: int = 512, max_queued: int = 16) -> LlamaEngine:
+    """A real llama.cpp engine on the bundled model (not started)."""
+    spec = default_spec()
+    return LlamaEngine(
+        model_id=spec.id,
+        gguf_path=spec.gguf_path(),
+        context_length=context_length,
+        output_token_limit=context_length,
+        slots=slots,
+        batch_tokens=256,
+        threads=2,
+        max_queued=max_queued,
+    )
+
+
 @pytest.fixture(scope="session")
 async def engine() -> AsyncIterator[LlamaEngine]:
     """The real llama.cpp engine on SmolLM2-135M, 4 slots, shared by the engine tests."""
-    spec = default_spec()
-    llama_engine = LlamaEngine(
-        model_id=spec.id,
-        gguf_path=spec.gguf_path(),
-        context_length=512,
-        output_token_limit=512,
-        slots=4,
-        batch_tokens=256,
-        threads=2,
-        max_queued=16,
-    )
+    llama_engine = make_engine()
     await llama_engine.start()
     yield llama_engine
     await llama_engine.close()

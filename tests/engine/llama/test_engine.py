@@ -18,7 +18,7 @@ from gemserve.engine import (
 )
 from gemserve.engine.llama import LlamaEngine
 from gemserve.errors import InvalidArgument, ResourceExhausted
-from tests.conftest import default_spec
+from tests.conftest import make_engine
 
 pytestmark = pytest.mark.engine
 
@@ -162,17 +162,7 @@ async def test_closing_the_iterator_cancels_generation(engine: LlamaEngine) -> N
 
 
 async def test_full_queue_is_resource_exhausted() -> None:
-    spec = default_spec()
-    small = LlamaEngine(
-        model_id=spec.id,
-        gguf_path=spec.gguf_path(),
-        context_length=256,
-        output_token_limit=256,
-        slots=1,
-        batch_tokens=64,
-        threads=1,
-        max_queued=1,
-    )
+    small = make_engine(slots=1, context_length=256, max_queued=1)
     await small.start()
     try:
         long = SamplingParams(temperature=0.0, top_p=1.0, top_k=0, max_output_tokens=200)

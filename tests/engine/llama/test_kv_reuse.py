@@ -6,7 +6,7 @@ import pytest
 
 from gemserve.engine import ChatMessage, GenerationRequest, SamplingParams
 from gemserve.engine.llama import LlamaEngine
-from tests.conftest import default_spec
+from tests.conftest import make_engine
 from tests.engine.llama.test_engine import run
 
 pytestmark = pytest.mark.engine
@@ -26,17 +26,7 @@ async def test_second_turn_reuses_the_first_turns_kv_cache(engine: LlamaEngine) 
     assert warm.cached_tokens >= first.prompt_tokens
     assert warm.prompt_tokens - warm.cached_tokens < 30
 
-    spec = default_spec()
-    cold_engine = LlamaEngine(
-        model_id=spec.id,
-        gguf_path=spec.gguf_path(),
-        context_length=512,
-        output_token_limit=512,
-        slots=1,
-        batch_tokens=256,
-        threads=2,
-        max_queued=1,
-    )
+    cold_engine = make_engine(slots=1, max_queued=1)
     await cold_engine.start()
     try:
         cold_text, cold = await run(cold_engine, GenerationRequest(turn2, GREEDY))
