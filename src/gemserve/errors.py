@@ -42,6 +42,13 @@ class NotFound(GemserveError):
     rpc_status = "NOT_FOUND"
 
 
+class AlreadyExists(GemserveError):
+    """Only on surfaces the SDKs do not retry (files): both retry 409 on interactions."""
+
+    http_status = 409
+    rpc_status = "ALREADY_EXISTS"
+
+
 class MethodNotAllowed(GemserveError):
     http_status = 405
     rpc_status = "UNIMPLEMENTED"

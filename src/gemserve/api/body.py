@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import orjson
@@ -10,7 +11,14 @@ from starlette.requests import Request
 from gemserve.errors import InvalidArgument, PayloadTooLarge
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
+async def read_json(
+    request: Request, max_bytes: int, *, allow_empty: bool = False, single_quotes: bool = False
+) -> Any:
+    """The parsed body; with ``allow_empty``, an empty body is ``None``.
+
+    ``single_quotes`` also takes ``{'file': {'display_name': 'x'}}``, which the Gemini REST
+    docs' upload example sends (Google's parser accepts it).
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -28,10 +36,15 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
+        if allow_empty:
+            return None
         raise InvalidArgument("The request body is empty; a JSON object is required.")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if single_quotes and b"'" in raw and b'"' not in raw:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                return orjson.loads(raw.replace(b"'", b'"'))
         raise InvalidArgument(
             f"Invalid JSON payload received: {exc.msg} at position {exc.pos}."
         ) from None

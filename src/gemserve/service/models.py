@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from gemserve.config import ModelRegistry
-from gemserve.errors import InvalidArgument
 from gemserve.protocol.models import model_resource
+from gemserve.service.paging import page_window
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
@@ -24,13 +24,7 @@ class ModelCatalog:
         return out
 
     def list(self, page_size: str | None, page_token: str | None) -> dict[str, Any]:
-        size = _parse_int(page_size, "pageSize", DEFAULT_PAGE_SIZE)
-        if size <= 0:
-            size = DEFAULT_PAGE_SIZE
-        size = min(size, MAX_PAGE_SIZE)
-        offset = _parse_int(page_token, "pageToken", 0)
-        if offset < 0:
-            raise InvalidArgument("Invalid value at 'pageToken'.")
+        offset, size = page_window(page_size, page_token, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         models = self._all()
         page: dict[str, Any] = {"models": models[offset : offset + size]}
         if offset + size < len(models):
@@ -42,12 +36,3 @@ class ModelCatalog:
         spec = resolved.spec
         alias_of = None if resolved.requested_name == spec.id else spec.id
         return model_resource(resolved.requested_name, spec, alias_of=alias_of)
-
-
-def _parse_int(raw: str | None, field: str, default: int) -> int:
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidArgument(f"Invalid value at '{field}': {raw!r} is not an integer.") from None

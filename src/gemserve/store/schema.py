@@ -76,3 +76,40 @@ api_keys = sa.Table(
     sa.Column("created_at", Stamp, nullable=False),
     sa.Column("revoked_at", Stamp, nullable=True),
 )
+
+files = sa.Table(
+    "files",
+    metadata,
+    # The blob's key: made by the server, never derived from user input.
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    # The resource name without "files/" (client-chosen or server-made), unique per tenant.
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("display_name", sa.String(512), nullable=True),
+    sa.Column("mime_type", sa.String(255), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("updated_at", Stamp, nullable=False),
+    sa.Column("expires_at", Stamp, nullable=False, index=True),
+    sa.UniqueConstraint("tenant", "name", name="uq_files_tenant_name"),
+)
+
+uploads = sa.Table(
+    "uploads",
+    metadata,
+    # SHA-256 of the upload token in the upload URL (the token is the capability).
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False, index=True),
+    # The blob key the finished file will have; the partial blob is kept under it.
+    sa.Column("file_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("display_name", sa.String(512), nullable=True),
+    sa.Column("mime_type", sa.String(255), nullable=False),
+    sa.Column("declared_size", sa.BigInteger, nullable=True),
+    sa.Column("received", sa.BigInteger, nullable=False),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("expires_at", Stamp, nullable=False, index=True),
+)

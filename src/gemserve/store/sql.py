@@ -72,7 +72,8 @@ class SqlStore:
             self._engine = None
 
     @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction (serialised on SQLite, whose writers would otherwise collide)."""
         if self._sqlite:
             async with self._write_lock, self.engine.begin() as conn:
                 yield conn
@@ -83,14 +84,14 @@ class SqlStore:
     # --- interactions ----------------------------------------------------------------------
 
     async def create_interaction(self, record: InteractionRecord, events: list[Event]) -> None:
-        async with self._write() as conn:
+        async with self.write() as conn:
             await conn.execute(interactions.insert().values(**_row(record)))
             await _insert_events(conn, record.id, 1, events)
 
     async def append_events(self, interaction_id: str, first_seq: int, events: list[Event]) -> None:
         if not events:
             return
-        async with self._write() as conn:
+        async with self.write() as conn:
             await _insert_events(conn, interaction_id, first_seq, events)
 
     async def finish_interaction(
@@ -105,7 +106,7 @@ class SqlStore:
         error: dict[str, Any] | None,
         updated_at: datetime,
     ) -> None:
-        async with self._write() as conn:
+        async with self.write() as conn:
             await _insert_events(conn, interaction_id, first_seq, events)
             await conn.execute(
                 interactions.update()
@@ -139,7 +140,7 @@ class SqlStore:
         return [row[0] for row in result]
 
     async def delete_interaction(self, tenant: str, interaction_id: str) -> bool:
-        async with self._write() as conn:
+        async with self.write() as conn:
             owned = await conn.execute(
                 sa.select(interactions.c.id).where(
                     interactions.c.id == interaction_id, interactions.c.tenant == tenant
@@ -151,7 +152,7 @@ class SqlStore:
             return True
 
     async def fail_unfinished(self, error: dict[str, Any], now: datetime) -> int:
-        async with self._write() as conn:
+        async with self.write() as conn:
             result = await conn.execute(
                 interactions.update()
                 .where(interactions.c.status.not_in(TERMINAL))
@@ -161,7 +162,7 @@ class SqlStore:
 
     async def delete_expired(self, now: datetime, limit: int) -> int:
         expired = sa.select(interactions.c.id).where(interactions.c.expires_at <= now).limit(limit)
-        async with self._write() as conn:
+        async with self.write() as conn:
             result = await conn.execute(expired)
             ids = [row[0] for row in result]
             if ids:
@@ -171,7 +172,7 @@ class SqlStore:
     # --- API keys ----------------------------------------------------------------------------
 
     async def create_key(self, record: ApiKeyRecord) -> None:
-        async with self._write() as conn:
+        async with self.write() as conn:
             await conn.execute(api_keys.insert().values(**vars(record)))
 
     async def list_keys(self) -> list[ApiKeyRecord]:
@@ -182,7 +183,7 @@ class SqlStore:
             return [ApiKeyRecord(**dict(row)) for row in rows]
 
     async def revoke_key(self, key_id: str, now: datetime) -> bool:
-        async with self._write() as conn:
+        async with self.write() as conn:
             result = await conn.execute(
                 api_keys.update()
                 .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
