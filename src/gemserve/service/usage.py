@@ -1,0 +1,27 @@
+"""Input token accounting by modality: image positions reported by the engine, and the text
+the server derived from media (transcripts, document text), counted when it was made."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from gemserve.engine import Finished
+
+
+@dataclass(frozen=True)
+class InputAccounting:
+    image_modalities: tuple[str, ...] = ()  # the modality of each image, in prompt order
+    derived_tokens: tuple[tuple[str, int], ...] = ()  # (modality, tokens) of derived text
+
+    def by_modality(self, finished: Finished) -> dict[str, int]:
+        """Prompt tokens per modality; what is not media is text."""
+        counts: Counter[str] = Counter()
+        for modality, tokens in zip(self.image_modalities, finished.image_tokens, strict=False):
+            counts[modality] += tokens
+        for modality, tokens in self.derived_tokens:
+            counts[modality] += tokens
+        media = sum(counts.values())
+        out = {"text": max(finished.prompt_tokens - media, 0)}
+        out.update((modality, n) for modality, n in counts.items() if n)
+        return out
