@@ -1,0 +1,79 @@
+"""Thought signatures: opaque, tamper-evident tokens that carry a thought back to the server.
+
+A client that keeps history itself (stateless multi-turn) sends ``thought`` steps back with
+their ``signature``; the signature alone restores the thought, so it holds the thought text,
+compressed and encrypted (Fernet: AES-CBC with an HMAC-SHA256 tag) with a key that never
+leaves the server. A changed byte fails the tag, and the text stays hidden when summaries
+were not asked for. The key lives in the data directory (or comes from the configuration,
+so that replicas share it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from gemserve.errors import InvalidArgument
+
+KEY_FILE = "thought-signing.key"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class SignedThought:
+    text: str
+    model: str  # the model id that thought it
+    interaction_id: str
+
+
+def load_or_create_key(data_dir: Path) -> bytes:
+    """The signing key, made at first start (readable by the server's user only)."""
+    path = data_dir / KEY_FILE
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    key = Fernet.generate_key()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    return key
+
+
+class ThoughtSigner:
+    def __init__(self, key: bytes) -> None:
+        self._fernet = Fernet(key)
+
+    def sign(self, thought: SignedThought) -> str:
+        payload = json.dumps(
+            {"v": VERSION, "t": thought.text, "m": thought.model, "i": thought.interaction_id},
+            separators=(",", ":"),
+        ).encode()
+        return self._fernet.encrypt(zlib.compress(payload)).decode()
+
+    def open(self, signature: str) -> SignedThought | None:
+        """The thought a signature carries, or None if it was changed or made elsewhere."""
+        try:
+            raw = zlib.decompress(self._fernet.decrypt(signature.encode()))
+            data = json.loads(raw)
+            if data.get("v") != VERSION:
+                return None
+            return SignedThought(str(data["t"]), str(data["m"]), str(data["i"]))
+        except (InvalidToken, ValueError, KeyError, TypeError, zlib.error):
+            return None
+
+    def verify(self, signature: str, where: str) -> SignedThought:
+        """The thought a signature carries; 400 if it was changed or made elsewhere."""
+        thought = self.open(signature)
+        if thought is None:
+            raise InvalidArgument(
+                f"Invalid value at '{where}.signature': the thought signature is not valid (it "
+                "was changed, or it was not issued by this server)."
+            )
+        return thought
