@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,3 +108,35 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     server = start_server(tmp_path_factory.mktemp("live"))
     yield server
     stop_server(server)
+
+
+# ----- the tiny random vision model (scripts/make_tiny_vlm.py) ---------------------------------
+
+
+@dataclass(frozen=True)
+class TinyVlm:
+    """A random Idefics3/SmolVLM pair: one image becomes 32 image tokens (2 chunks of 16)."""
+
+    gguf: Path
+    mmproj: Path
+    tokens_per_image: int = 32
+    chunks_per_image: int = 2
+
+
+def load_tiny_vlm_maker() -> Callable[..., tuple[Path, Path]]:
+    """``make_tiny_vlm`` from scripts/ (not a package), loaded by file path."""
+    path = ROOT / "scripts" / "make_tiny_vlm.py"
+    spec = importlib.util.spec_from_file_location("make_tiny_vlm", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    maker: Callable[..., tuple[Path, Path]] = module.make_tiny_vlm
+    return maker
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> TinyVlm:
+    """Written once per session (milliseconds); its answers are noise, its plumbing is real."""
+    gguf, mmproj = load_tiny_vlm_maker()(tmp_path_factory.mktemp("tiny-vlm"), seed=0)
+    return TinyVlm(gguf, mmproj)

@@ -13,13 +13,22 @@ from gemserve.engine import (
     GenerationRequest,
     ModelCapabilities,
     TextDelta,
+    ThoughtDelta,
 )
 
 
 class ScriptedStream:
-    def __init__(self, pieces: list[str], reason: FinishReason, delay: float, error: str | None):
+    def __init__(
+        self,
+        pieces: list[str],
+        reason: FinishReason,
+        delay: float,
+        error: str | None,
+        thoughts: list[str] | None = None,
+    ):
         self.prompt_tokens = 5
         self._pieces = pieces
+        self._thoughts = thoughts or []
         self._reason = reason
         self._delay = delay
         self._error = error
@@ -29,13 +38,25 @@ class ScriptedStream:
         self.cancelled = True
 
     async def __aiter__(self) -> AsyncIterator[EngineEvent]:
+        for thought in self._thoughts:
+            await asyncio.sleep(self._delay)
+            if self.cancelled:
+                yield Finished(FinishReason.CANCELLED, self.prompt_tokens, 0)
+                return
+            yield ThoughtDelta(thought)
         for piece in self._pieces:
             await asyncio.sleep(self._delay)
             if self.cancelled:
                 yield Finished(FinishReason.CANCELLED, self.prompt_tokens, 0)
                 return
             yield TextDelta(piece)
-        yield Finished(self._reason, self.prompt_tokens, len(self._pieces), self._error)
+        yield Finished(
+            self._reason,
+            self.prompt_tokens,
+            len(self._thoughts) + len(self._pieces),
+            self._error,
+            thought_tokens=len(self._thoughts),
+        )
 
 
 class ScriptedEngine:
@@ -45,8 +66,11 @@ class ScriptedEngine:
         reason: FinishReason = FinishReason.STOP,
         delay: float = 0.0,
         error: str | None = None,
+        thoughts: list[str] | None = None,
     ) -> None:
+        """``thoughts`` are emitted as a native reasoning model's thought, before the pieces."""
         self.pieces = pieces if pieces is not None else ["Hello", ", ", "world"]
+        self.thoughts = thoughts
         self.reason = reason
         self.delay = delay
         self.error = error
@@ -65,7 +89,7 @@ class ScriptedEngine:
 
     async def generate(self, request: GenerationRequest) -> ScriptedStream:
         self.requests.append(request)
-        stream = ScriptedStream(self.pieces, self.reason, self.delay, self.error)
+        stream = ScriptedStream(self.pieces, self.reason, self.delay, self.error, self.thoughts)
         self.streams.append(stream)
         return stream
 

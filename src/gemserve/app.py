@@ -11,19 +11,26 @@ from datetime import timedelta
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from gemserve.api import health, interactions, models
+from gemserve.api import files, health, interactions, models, uploads
 from gemserve.api.context import AppContext
 from gemserve.api.errors import gemserve_error_handler, http_error_handler, unhandled_error_handler
 from gemserve.api.logging import RequestLogMiddleware
 from gemserve.config import ModelRegistry, ModelSpec, Settings
 from gemserve.engine import Engine
 from gemserve.errors import GemserveError
+from gemserve.media.transcribe import Transcriber, whisper_model_dir
 from gemserve.service.clock import utc_now
+from gemserve.service.fetch import RemoteFetcher
+from gemserve.service.files import FileService
 from gemserve.service.interactions import InteractionService
 from gemserve.service.keys import Authenticator
+from gemserve.service.media import MediaPipeline
 from gemserve.service.models import ModelCatalog
-from gemserve.service.retention import sweep_forever
+from gemserve.service.retention import sweep_forever, sweep_once
+from gemserve.service.signatures import ThoughtSigner, load_or_create_key
 from gemserve.store import SqlStore, database_url_for
+from gemserve.store.blobs import LocalBlobStore
+from gemserve.store.sql_files import SqlFileStore
 
 INTERRUPTED = {
     "code": "INTERNAL",
@@ -49,6 +56,7 @@ def llama_engine(spec: ModelSpec, settings: Settings) -> Engine:
         max_queued=settings.limits.max_queued_requests,
         chat_template=spec.chat_template,
         instruction_tuned=spec.instruction_tuned,
+        mmproj_path=spec.mmproj_path(),
     )
 
 
@@ -60,11 +68,33 @@ def create_app(settings: Settings, engine_factory: EngineFactory = llama_engine)
     registry = ModelRegistry.from_config(settings.models, settings.aliases, settings.default_model)
     engines = {spec.id: engine_factory(spec, settings) for spec in registry.specs}
     store = open_store(settings)
+    blobs = LocalBlobStore(settings.data_dir / "files")
+    files_service = FileService(
+        SqlFileStore(store),
+        blobs,
+        settings.limits,
+        ttl=timedelta(hours=settings.file_ttl_hours),
+        upload_timeout=timedelta(seconds=settings.upload_timeout_seconds),
+    )
+    transcriber = make_transcriber(settings)
     interactions_service = InteractionService(
         registry,
         engines,
         settings.limits,
         store,
+        MediaPipeline(
+            files_service,
+            settings.limits,
+            transcriber,
+            fetcher=RemoteFetcher(
+                frozenset(settings.media_fetch_hosts),
+                max_bytes=settings.limits.max_body_bytes,
+                allow_private=settings.media_fetch_private,
+            )
+            if settings.media_fetch_hosts
+            else None,
+        ),
+        ThoughtSigner(_signing_key(settings)),
         retention=timedelta(days=settings.interaction_ttl_days),
     )
     ctx = AppContext(
@@ -73,6 +103,7 @@ def create_app(settings: Settings, engine_factory: EngineFactory = llama_engine)
         engines=engines,
         interactions=interactions_service,
         models=ModelCatalog(registry),
+        files=files_service,
         auth=Authenticator(store, keys_required=settings.require_keys),
     )
 
@@ -83,10 +114,15 @@ def create_app(settings: Settings, engine_factory: EngineFactory = llama_engine)
         recovered = await store.fail_unfinished(INTERRUPTED, utc_now())
         if recovered:
             log.warning("marked %d interactions interrupted by a restart as failed", recovered)
+        blobs.start()
+        orphans = await files_service.collect_orphans()
+        if orphans:
+            log.warning("deleted %d blobs left without metadata by a crash", orphans)
+        sweeps = [("interactions", lambda: sweep_once(store)), ("files", files_service.sweep)]
         # Accept requests at once (/healthz); /readyz turns 200 when the default model is in.
         background = [
-            asyncio.create_task(_load_engines(registry, engines)),
-            asyncio.create_task(sweep_forever(store, settings.sweep_interval_seconds)),
+            asyncio.create_task(_load_engines(registry, engines, transcriber)),
+            asyncio.create_task(sweep_forever(sweeps, settings.sweep_interval_seconds)),
         ]
         try:
             yield
@@ -97,10 +133,18 @@ def create_app(settings: Settings, engine_factory: EngineFactory = llama_engine)
             await asyncio.gather(*background, return_exceptions=True)
             for engine in engines.values():
                 await engine.close()
+            if transcriber is not None:
+                await transcriber.close()
             await store.close()
 
     app = Starlette(
-        routes=[*health.routes, *interactions.routes, *models.routes],
+        routes=[
+            *health.routes,
+            *interactions.routes,
+            *models.routes,
+            *files.routes,
+            *uploads.routes,
+        ],
         exception_handlers={
             GemserveError: gemserve_error_handler,
             HTTPException: http_error_handler,
@@ -113,7 +157,26 @@ def create_app(settings: Settings, engine_factory: EngineFactory = llama_engine)
     return app
 
 
-async def _load_engines(registry: ModelRegistry, engines: dict[str, Engine]) -> None:
+def _signing_key(settings: Settings) -> bytes:
+    """Thought signatures' key: configured (replicas must share it) or kept in the data dir."""
+    if settings.thought_signing_key is not None:
+        return settings.thought_signing_key.encode()
+    return load_or_create_key(settings.data_dir)
+
+
+def make_transcriber(settings: Settings) -> Transcriber | None:
+    """Whisper for audio input, unless switched off; loaded with the engines."""
+    if settings.transcription_model == "none":
+        return None
+    model_dir = whisper_model_dir(settings.transcription_model, settings.data_dir / "cache")
+    return Transcriber(
+        model_dir, threads=settings.threads, language=settings.transcription_language
+    )
+
+
+async def _load_engines(
+    registry: ModelRegistry, engines: dict[str, Engine], transcriber: Transcriber | None
+) -> None:
     order = sorted(engines, key=lambda model_id: model_id != registry.default_id)
     for model_id in order:
         try:
@@ -121,3 +184,9 @@ async def _load_engines(registry: ModelRegistry, engines: dict[str, Engine]) -> 
             log.info("model %s is loaded", model_id)
         except Exception:
             log.exception("model %s failed to load", model_id)
+    if transcriber is not None:
+        try:
+            await transcriber.start()
+            log.info("speech recognition is loaded")
+        except Exception:
+            log.exception("speech recognition failed to load")

@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Its debug lines carry every SQL parameter, request bodies included.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.root.level))
     from gemserve.app import create_app
 
     try:

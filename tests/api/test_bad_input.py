@@ -114,10 +114,19 @@ def test_out_of_range_or_wrong_type_names_the_field(
         ({**OK_BODY, "input": []}, "'input'"),
         ({**OK_BODY, "input": [{"type": "text"}]}, "input[0]"),
         ({**OK_BODY, "input": [{"type": "hologram", "data": "x"}]}, "hologram"),
-        ({**OK_BODY, "input": [{"type": "thought", "signature": "x"}]}, "thought"),
+        ({**OK_BODY, "input": [{"type": "thought", "signature": "x"}]}, "user_input"),
+        (
+            {
+                **OK_BODY,
+                "input": [
+                    {"type": "thought", "signature": "x"},
+                    {"type": "user_input", "content": [{"type": "text", "text": "Hi"}]},
+                ],
+            },
+            "input[0].signature",
+        ),
         ({**OK_BODY, "input": [{"role": "robot", "content": "hi"}]}, "role"),
         ({**OK_BODY, "tools": [{"type": "google_search"}]}, "'tools'"),
-        ({**OK_BODY, "background": True}, "'background'"),
         ({**OK_BODY, "previous_interaction_id": "v1_abc"}, "'previous_interaction_id'"),
         ({**OK_BODY, "response_mime_type": "application/json"}, "'response_mime_type'"),
     ],

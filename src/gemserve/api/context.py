@@ -10,6 +10,7 @@ from starlette.requests import Request
 from gemserve.config import ModelRegistry, Settings
 from gemserve.engine import Engine
 from gemserve.errors import NotFound
+from gemserve.service.files import FileService
 from gemserve.service.interactions import InteractionService
 from gemserve.service.keys import Authenticator
 from gemserve.service.models import ModelCatalog
@@ -25,6 +26,7 @@ class AppContext:
     interactions: InteractionService
     models: ModelCatalog
     auth: Authenticator
+    files: FileService
 
     @staticmethod
     def of(request: Request) -> AppContext:

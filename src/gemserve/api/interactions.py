@@ -32,6 +32,12 @@ def sse_response(events: AsyncIterator[dict[str, Any] | None]) -> Response:
     )
 
 
+def own_hosts(request: Request) -> frozenset[str]:
+    """The host[:port] this request reached us by: file uris we handed out name it."""
+    host = request.headers.get("host")
+    return frozenset({host.lower()}) if host else frozenset()
+
+
 def query_flag(request: Request, name: str) -> bool:
     raw = request.query_params.get(name)
     if raw is None or raw == "false":
@@ -47,7 +53,7 @@ async def create_interaction(request: Request) -> Response:
     ctx = AppContext.of(request)
     body = await read_json(request, ctx.settings.limits.max_body_bytes)
     wants_sse = request.query_params.get("alt") == "sse"
-    parsed, run = await ctx.interactions.create(body, tenant)
+    parsed, run = await ctx.interactions.create(body, tenant, own_hosts(request))
     if parsed.stream or wants_sse:
         return sse_response(_follow(run, ctx.settings.keepalive_seconds))
     if parsed.background:

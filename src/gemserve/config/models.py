@@ -12,9 +12,9 @@ import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gemserve.errors import NotFound
 
@@ -61,6 +61,44 @@ class SamplingDefaults(BaseModel):
     repeat_penalty: float = Field(default=1.0, ge=1.0, le=2.0)
 
 
+ThinkingLevel = Literal["minimal", "low", "medium", "high", "xhigh"]
+THINKING_LEVELS: tuple[ThinkingLevel, ...] = ("minimal", "low", "medium", "high", "xhigh")
+
+
+def _default_budgets() -> dict[ThinkingLevel, int]:
+    return {"minimal": 0, "low": 256, "medium": 512, "high": 1024, "xhigh": 2048}
+
+
+class ThinkingProfile(BaseModel):
+    """How a model thinks.
+
+    ``native``: the model writes its own thought between ``open_tag`` and ``close_tag``
+    (Qwen3, DeepSeek-R1 distills, SmolLM3); gemserve parses it, closes it at the budget and
+    switches it off for ``minimal``. ``two_pass``: a model that does not think by itself is
+    asked to reason first (a budgeted pass), then to answer with that reasoning. ``off``: no
+    thinking; every level is accepted and none thinks.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["native", "two_pass", "off"] = "two_pass"
+    open_tag: str = Field(default="<think>", min_length=1)
+    close_tag: str = Field(default="</think>", min_length=1)
+    # The level used when a request does not set thinking_level. By default a native model
+    # thinks ("medium") and a two-pass one does not ("minimal": a pass costs a full decode).
+    default_level: ThinkingLevel | None = None
+    # Thinking tokens per level; minimal means no thinking where the model allows it.
+    budgets: dict[ThinkingLevel, int] = Field(default_factory=lambda: _default_budgets())
+
+    @field_validator("budgets")
+    @classmethod
+    def _all_levels(cls, value: dict[ThinkingLevel, int]) -> dict[ThinkingLevel, int]:
+        merged = {**_default_budgets(), **value}
+        if any(n < 0 for n in merged.values()):
+            raise ValueError("thinking budgets must not be negative")
+        return merged
+
+
 class ModelSpec(BaseModel):
     """One ``[[models]]`` entry of the configuration file."""
 
@@ -68,6 +106,8 @@ class ModelSpec(BaseModel):
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     source: str
+    # A vision projector (llama.cpp mmproj GGUF) for image input; same forms as ``source``.
+    mmproj: str | None = None
     display_name: str | None = None
     description: str = ""
     # Jinja2 chat template overriding the one stored in the GGUF.
@@ -77,13 +117,23 @@ class ModelSpec(BaseModel):
     output_token_limit: int = Field(default=4096, ge=1)
     instruction_tuned: bool = True
     sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
+    thinking: ThinkingProfile = Field(default_factory=ThinkingProfile)
+    # A GBNF grammar every output of this model must match (llama.cpp's grammar sampler).
+    grammar: str | None = None
     aliases: list[str] = Field(default_factory=list)
 
     def gguf_path(self) -> Path:
         """Resolve ``source`` to a GGUF file on disk."""
-        if self.source.startswith("bundled:"):
-            return _bundled_file(self.source.removeprefix("bundled:"))
-        return Path(self.source).expanduser()
+        return _resolve(self.source)
+
+    def mmproj_path(self) -> Path | None:
+        return None if self.mmproj is None else _resolve(self.mmproj)
+
+
+def _resolve(source: str) -> Path:
+    if source.startswith("bundled:"):
+        return _bundled_file(source.removeprefix("bundled:"))
+    return Path(source).expanduser()
 
 
 def _bundled_file(ref: str) -> Path:
@@ -108,6 +158,12 @@ BUILTIN_MODELS: tuple[dict[str, Any], ...] = (
             "top_k": 40,
             "max_output_tokens": 512,
             "repeat_penalty": 1.15,
+        },
+        # It does not think by itself: two passes when asked, with budgets sized for a 135M
+        # model.
+        "thinking": {
+            "mode": "two_pass",
+            "budgets": {"minimal": 0, "low": 96, "medium": 192, "high": 384, "xhigh": 768},
         },
     },
 )

@@ -20,7 +20,8 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # The whole request body: inline (base64) media counts here; larger media go by Files API.
+    max_body_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     max_input_parts: int = Field(default=256, ge=1)
     max_text_chars: int = Field(default=1_000_000, ge=1)
     max_stop_sequences: int = Field(default=16, ge=0)
@@ -29,6 +30,17 @@ class Limits(BaseModel):
     max_queued_requests: int = Field(default=64, ge=0)
     # Turns followed back through previous_interaction_id.
     max_conversation_turns: int = Field(default=1000, ge=1)
+    # Files API: one file, and everything one tenant holds (files and pending uploads).
+    max_file_bytes: int = Field(default=2 * 1024**3, ge=1)
+    max_tenant_file_bytes: int = Field(default=20 * 1024**3, ge=1)
+    # Media, per request (the history through previous_interaction_id included). Each cap is
+    # checked before the whole part is decoded.
+    max_media_parts: int = Field(default=32, ge=0)
+    max_image_pixels: int = Field(default=50_000_000, ge=1)
+    max_audio_seconds: float = Field(default=600.0, gt=0)
+    max_video_seconds: float = Field(default=600.0, gt=0)
+    max_video_frames: int = Field(default=32, ge=1)
+    max_document_pages: int = Field(default=100, ge=1)
 
 
 def _default_data_dir() -> Path:
@@ -49,6 +61,10 @@ class Settings(BaseSettings):
     require_keys: bool = False
     interaction_ttl_days: float = Field(default=55.0, gt=0)
     sweep_interval_seconds: float = Field(default=600.0, gt=0)
+    # Uploaded files expire (blob and metadata) after this long, as on Gemini.
+    file_ttl_hours: float = Field(default=48.0, gt=0)
+    # An upload that receives nothing for this long is abandoned and its bytes deleted.
+    upload_timeout_seconds: float = Field(default=3600.0, gt=0)
     default_model: str = "smollm2-135m-instruct"
     # Concurrent sequences decoded together per model (llama.cpp n_seq_max).
     slots: int = Field(default=4, ge=1, le=64)
@@ -56,6 +72,18 @@ class Settings(BaseSettings):
     batch_tokens: int = Field(default=512, ge=16, le=8192)
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     keepalive_seconds: float = Field(default=15.0, gt=0)
+    # Speech recognition for audio (and video sound tracks): "tiny.en" (bundled, English),
+    # "base" (bundled multilingual; needs the `whisper-base` extra), a directory holding a
+    # CTranslate2 Whisper model, or "none".
+    transcription_model: str = "tiny.en"
+    transcription_language: str | None = None
+    # Hosts whose http(s) URLs media parts may name (fetched once, no redirects, capped at
+    # max_body_bytes). Empty: nothing is fetched. Private addresses only with media_fetch_private.
+    media_fetch_hosts: list[str] = Field(default_factory=list)
+    media_fetch_private: bool = False
+    # Key of thought signatures (a Fernet key); by default one is made in the data dir.
+    # Replicas that share a database must share it.
+    thought_signing_key: str | None = None
     log_level: str = "info"
     limits: Limits = Field(default_factory=Limits)
     # Raw [[models]] and [aliases] tables; parsed by ModelRegistry.

@@ -1,6 +1,7 @@
 """Engines turn a conversation into a stream of text deltas and know nothing of HTTP or storage."""
 
 from gemserve.engine.base import (
+    IMAGE_PLACEHOLDER,
     ChatMessage,
     Engine,
     EngineEvent,
@@ -9,12 +10,16 @@ from gemserve.engine.base import (
     FinishReason,
     GenerationRequest,
     GenerationStream,
+    ImageInput,
     ModelCapabilities,
+    ReasoningControl,
     SamplingParams,
     TextDelta,
+    ThoughtDelta,
 )
 
 __all__ = [
+    "IMAGE_PLACEHOLDER",
     "ChatMessage",
     "Engine",
     "EngineEvent",
@@ -23,7 +28,10 @@ __all__ = [
     "Finished",
     "GenerationRequest",
     "GenerationStream",
+    "ImageInput",
     "ModelCapabilities",
+    "ReasoningControl",
     "SamplingParams",
     "TextDelta",
+    "ThoughtDelta",
 ]

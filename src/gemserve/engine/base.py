@@ -15,11 +15,26 @@ from typing import Literal, Protocol
 
 Role = Literal["system", "user", "assistant"]
 
+# Where an image sits in a message's text. Callers remove it from any text they did not write.
+IMAGE_PLACEHOLDER = "<|gemserve:image|>"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInput:
+    """Decoded pixels for a vision model."""
+
+    width: int
+    height: int
+    rgb: bytes  # width * height * 3, row-major
+    digest: str  # identifies the pixels (prompt caching)
+
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: Role
     text: str
+    # One per IMAGE_PLACEHOLDER in ``text``, in order.
+    images: tuple[ImageInput, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +49,21 @@ class SamplingParams:
     # llama.cpp's multiplicative repeat penalty over recent tokens (1.0 = off); a model default.
     repeat_penalty: float = 1.0
     stop_sequences: tuple[str, ...] = ()
+    # A GBNF grammar every output must match (llama.cpp's grammar sampler).
+    grammar: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningControl:
+    """A native reasoning model: its thought tags, and the thinking budget in tokens.
+
+    With ``budget`` 0 the model is told not to think. When a thought reaches the budget the
+    engine writes the closing tag itself, so the model goes on to the answer.
+    """
+
+    open_tag: str = "<think>"
+    close_tag: str = "</think>"
+    budget: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +71,7 @@ class GenerationRequest:
     messages: tuple[ChatMessage, ...]
     sampling: SamplingParams
     request_id: str = ""
+    reasoning: ReasoningControl | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +97,13 @@ class TextDelta:
 
 
 @dataclass(slots=True)
+class ThoughtDelta:
+    """Text of the model's thought (native reasoning models)."""
+
+    text: str
+
+
+@dataclass(slots=True)
 class Finished:
     reason: FinishReason
     prompt_tokens: int
@@ -73,9 +111,13 @@ class Finished:
     error: str | None = None
     # Prompt tokens whose KV state was reused from an earlier request instead of prefilled.
     cached_tokens: int = 0
+    # Prompt positions taken by each input image, in order (part of prompt_tokens).
+    image_tokens: tuple[int, ...] = ()
+    # Of output_tokens, those spent thinking (native reasoning), closing tags included.
+    thought_tokens: int = 0
 
 
-EngineEvent = TextDelta | Finished
+EngineEvent = TextDelta | ThoughtDelta | Finished
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +129,8 @@ class EngineStats:
     tokens_generated: int
     requests_finished: int = 0
     requests_cancelled: int = 0
+    images_encoded: int = 0  # image chunks through the vision projector
+    peak_active: int = 0  # the most sequences ever decoded in one step
     extra: dict[str, float] = field(default_factory=dict)
 
 

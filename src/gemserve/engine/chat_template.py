@@ -35,13 +35,21 @@ class ChatTemplate:
         self._bos = bos_token
         self._eos = eos_token
 
-    def render(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> str:
+    def render(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        add_generation_prompt: bool = True,
+        **variables: Any,
+    ) -> str:
+        """``variables`` are extra template inputs, such as ``enable_thinking``."""
         try:
             return self._template.render(
                 messages=[{"role": m.role, "content": m.text} for m in messages],
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self._bos,
                 eos_token=self._eos,
+                **variables,
             )
         except ChatTemplateError:
             raise

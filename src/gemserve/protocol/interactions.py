@@ -6,6 +6,7 @@ functions: the hot streaming path encodes one dict per token and must stay cheap
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictStr, ValidationError, field_validator
@@ -75,7 +76,16 @@ class ModelOutputStep(WireModel):
     error: Any = None
 
 
-Step = Annotated[UserInputStep | ModelOutputStep, Field(discriminator="type")]
+class ThoughtStep(WireModel):
+    """A thought sent back in a stateless history; its signature restores the thought."""
+
+    type: Literal["thought"]
+    signature: StrictStr | None = None
+    summary: list[Content] | None = None
+
+
+Step = Annotated[UserInputStep | ModelOutputStep | ThoughtStep, Field(discriminator="type")]
+InputStep = UserInputStep | ModelOutputStep | ThoughtStep
 
 STEP_TYPES = frozenset(
     {
@@ -102,7 +112,7 @@ STEP_TYPES = frozenset(
         "processing_result",
     }
 )
-SUPPORTED_STEP_TYPES = frozenset({"user_input", "model_output"})
+SUPPORTED_STEP_TYPES = frozenset({"user_input", "model_output", "thought"})
 
 
 class CreateInteraction(WireModel):
@@ -140,7 +150,7 @@ class CreateInteraction(WireModel):
             raise invalid_argument(exc) from None
 
 
-def parse_input(raw: Any, *, max_parts: int) -> list[UserInputStep | ModelOutputStep]:
+def parse_input(raw: Any, *, max_parts: int) -> list[InputStep]:
     """Normalise every accepted ``input`` shape to a list of steps.
 
     Shapes: a string, one content object, a list of content objects (JS sends these bare),
@@ -177,7 +187,7 @@ def parse_input(raw: Any, *, max_parts: int) -> list[UserInputStep | ModelOutput
     else:
         content = [_validate_content(item, f"input[{i}]") for i, item in enumerate(items)]
         steps = [UserInputStep(type="user_input", content=content)]
-    parts = sum(len(step.content) for step in steps)
+    parts = sum(len(step.content) for step in steps if not isinstance(step, ThoughtStep))
     if parts > max_parts:
         raise InvalidArgument(f"The input has {parts} parts; the limit is {max_parts}.")
     if not any(isinstance(step, UserInputStep) for step in steps):
@@ -203,10 +213,15 @@ def _legacy_turn(item: dict[str, Any], index: int) -> dict[str, Any]:
     return {"type": step_type, "content": content}
 
 
-def _validate_step(item: dict[str, Any], index: int) -> UserInputStep | ModelOutputStep:
-    model: type[UserInputStep] | type[ModelOutputStep] = (
-        UserInputStep if item["type"] == "user_input" else ModelOutputStep
-    )
+_STEP_MODELS: dict[str, type[UserInputStep] | type[ModelOutputStep] | type[ThoughtStep]] = {
+    "user_input": UserInputStep,
+    "model_output": ModelOutputStep,
+    "thought": ThoughtStep,
+}
+
+
+def _validate_step(item: dict[str, Any], index: int) -> InputStep:
+    model = _STEP_MODELS[item["type"]]
     try:
         return model.model_validate(item)
     except ValidationError as exc:
@@ -240,8 +255,14 @@ def _validate_content(item: dict[str, Any], where: str) -> TextContent | MediaCo
 
 
 def usage_dict(
-    input_tokens: int, output_tokens: int, thought_tokens: int = 0, *, cached: int = 0
+    input_tokens: int,
+    output_tokens: int,
+    thought_tokens: int = 0,
+    *,
+    cached: int = 0,
+    input_by_modality: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
+    by_modality = input_by_modality or {"text": input_tokens}
     usage: dict[str, Any] = {
         "total_input_tokens": input_tokens,
         "total_output_tokens": output_tokens,
@@ -249,7 +270,9 @@ def usage_dict(
         "total_cached_tokens": cached,
         "total_tool_use_tokens": 0,
         "total_tokens": input_tokens + output_tokens + thought_tokens,
-        "input_tokens_by_modality": [{"modality": "text", "tokens": input_tokens}],
+        "input_tokens_by_modality": [
+            {"modality": modality, "tokens": tokens} for modality, tokens in by_modality.items()
+        ],
         "output_tokens_by_modality": [{"modality": "text", "tokens": output_tokens}],
     }
     if cached:

@@ -26,5 +26,5 @@ def model_resource(name: str, spec: ModelSpec, *, alias_of: str | None = None) -
         "maxTemperature": 2.0,
         "topP": spec.sampling.top_p,
         "topK": spec.sampling.top_k,
-        "thinking": False,
+        "thinking": spec.thinking.mode != "off",
     }

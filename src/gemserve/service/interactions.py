@@ -13,25 +13,25 @@ from datetime import timedelta
 from typing import Any
 
 from gemserve.config import Limits, ModelRegistry
-from gemserve.engine import Engine, GenerationRequest
+from gemserve.engine import ChatMessage, Engine, GenerationRequest
 from gemserve.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from gemserve.protocol.interactions import (
-    CreateInteraction,
-    ModelOutputStep,
-    UserInputStep,
-    parse_input,
-)
+from gemserve.protocol.interactions import CreateInteraction, InputStep, parse_input
 from gemserve.service.clock import Clock, IdFactory, iso_utc, new_interaction_id, utc_now
 from gemserve.service.conversation import build_messages
 from gemserve.service.events import (
     TERMINAL_STATUSES,
     EventSequencer,
+    ThoughtSealer,
     next_event,
     parse_event_id,
 )
 from gemserve.service.history import check_interaction_id, history_steps, load_chain
 from gemserve.service.live import LiveInteraction, LiveRegistry
+from gemserve.service.media import MediaPipeline
 from gemserve.service.sampling import sampling_params
+from gemserve.service.signatures import ThoughtSigner
+from gemserve.service.thinking import plan_thinking, restore_thoughts, start_turn
+from gemserve.service.usage import InputAccounting
 from gemserve.store import InteractionRecord, Store
 
 log = logging.getLogger("gemserve.interactions")
@@ -56,6 +56,8 @@ class InteractionService:
         engines: Mapping[str, Engine],
         limits: Limits,
         store: Store,
+        media: MediaPipeline,
+        signer: ThoughtSigner,
         *,
         retention: timedelta = timedelta(days=55),
         clock: Clock = utc_now,
@@ -65,6 +67,8 @@ class InteractionService:
         self._engines = engines
         self._limits = limits
         self._store = store
+        self._media = media
+        self._signer = signer
         self._retention = retention
         self._clock = clock
         self._new_id = new_id
@@ -72,8 +76,14 @@ class InteractionService:
 
     # ----- create ----------------------------------------------------------------------------
 
-    async def create(self, body: Any, tenant: str) -> tuple[CreateInteraction, LiveInteraction]:
-        """Validate, rebuild history, admit to the engine and start the run."""
+    async def create(
+        self, body: Any, tenant: str, own_hosts: frozenset[str] = frozenset()
+    ) -> tuple[CreateInteraction, LiveInteraction]:
+        """Validate, rebuild history, decode media, admit to the engine and start the run.
+
+        ``own_hosts`` are the host[:port] names this request reached the server by, so file
+        uris the server handed out can be recognised.
+        """
         request = CreateInteraction.parse(body)
         if request.model is None:
             raise InvalidArgument("Missing required field 'model'.")
@@ -84,7 +94,7 @@ class InteractionService:
             raise Unavailable(f"Model {resolved.spec.id!r} is still loading; retry shortly.")
         steps = parse_input(request.input, max_parts=self._limits.max_input_parts)
         now = self._clock()
-        history: list[UserInputStep | ModelOutputStep] = []
+        history: list[InputStep] = []
         if request.previous_interaction_id is not None:
             previous = check_interaction_id(
                 request.previous_interaction_id, "previous_interaction_id"
@@ -93,13 +103,19 @@ class InteractionService:
                 self._store, tenant, previous, now, self._limits.max_conversation_turns
             )
             history = history_steps(chain)
-        messages = build_messages(
-            [*history, *steps], request.system_instruction, engine.capabilities(), self._limits
+        conversation = restore_thoughts(
+            [*history, *steps], self._signer, resolved.spec.thinking, stored=len(history)
+        )
+        messages, accounting = await self._model_input(
+            conversation, request.system_instruction, engine, tenant, own_hosts
         )
         sampling = sampling_params(request.generation_config, resolved.spec, self._limits)
+        plan = plan_thinking(request.generation_config, resolved.spec)
         interaction_id = self._new_id()
         try:
-            stream = await engine.generate(GenerationRequest(messages, sampling, interaction_id))
+            stream = await start_turn(
+                engine, GenerationRequest(messages, sampling, interaction_id), plan
+            )
         except InvalidArgument as exc:
             if history:
                 raise InvalidArgument(
@@ -133,6 +149,10 @@ class InteractionService:
             self._store if request.store else None,
             self._clock,
             on_done=self.live.discard,
+            accounting=accounting,
+            thoughts=ThoughtSealer(
+                self._signer, resolved.spec.id, interaction_id, summaries=plan.summaries
+            ),
         )
         try:
             await run.start()
@@ -143,6 +163,30 @@ class InteractionService:
         if request.store:
             self.live.add(run)
         return request, run
+
+    async def _model_input(
+        self,
+        steps: list[InputStep],
+        system_instruction: str | None,
+        engine: Engine,
+        tenant: str,
+        own_hosts: frozenset[str],
+    ) -> tuple[tuple[ChatMessage, ...], InputAccounting]:
+        """Media decoded and rendered for this model, as chat messages, with the accounting
+        of input tokens by modality."""
+        prepared = await self._media.prepare(
+            steps,
+            tenant=tenant,
+            model=engine.capabilities(),
+            others={model_id: e.capabilities() for model_id, e in self._engines.items()},
+            own_hosts=own_hosts,
+        )
+        messages = build_messages(prepared, system_instruction, self._limits)
+        derived = [
+            (modality, len(await engine.tokenize(text))) for modality, text in prepared.derived_text
+        ]
+        accounting = InputAccounting(tuple(prepared.image_modalities), tuple(derived))
+        return messages, accounting
 
     @staticmethod
     def _reject_unserved(request: CreateInteraction) -> None:

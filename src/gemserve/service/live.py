@@ -21,9 +21,11 @@ from gemserve.service.events import (
     TERMINAL_STATUSES,
     EventSequencer,
     InteractionFold,
+    ThoughtSealer,
     generation_events,
     next_event,
 )
+from gemserve.service.usage import InputAccounting
 from gemserve.store import InteractionRecord, Store
 
 log = logging.getLogger("gemserve.interactions")
@@ -41,6 +43,8 @@ class LiveInteraction:
         store: Store | None,
         clock: Clock,
         on_done: Callable[[LiveInteraction], None] = lambda _run: None,
+        accounting: InputAccounting | None = None,
+        thoughts: ThoughtSealer | None = None,
     ) -> None:
         self.record = record
         self._header = header
@@ -52,7 +56,9 @@ class LiveInteraction:
         self._store = store
         self._clock = clock
         self._sequencer = EventSequencer(record.id)
-        self._events = generation_events(header, stream, self._sequencer, clock)
+        self._events = generation_events(
+            header, stream, self._sequencer, clock, accounting, thoughts
+        )
         self.log: list[dict[str, Any]] = []
         self.fold = InteractionFold()
         self._changed = asyncio.Event()

@@ -55,4 +55,5 @@ def sampling_params(
         frequency_penalty=config.frequency_penalty or 0.0,
         repeat_penalty=defaults.repeat_penalty,
         stop_sequences=stops,
+        grammar=spec.grammar,
     )

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from gemserve.engine.base import (
+    IMAGE_PLACEHOLDER,
     EngineEvent,
     EngineStats,
     Finished,
@@ -17,13 +18,22 @@ from gemserve.engine.base import (
 from gemserve.engine.chat_template import CHATML_TEMPLATE, ChatTemplate, ChatTemplateError
 from gemserve.engine.llama.native import LoadedModel
 from gemserve.engine.llama.scheduler import Scheduler, Sequence
+from gemserve.engine.llama.vision import MultimodalPrompt, VisionError, VisionProjector
+from gemserve.engine.reasoning import Phase, ThinkingParser
 from gemserve.errors import InvalidArgument, Unavailable
 
 
 class LlamaStream:
     """Events of one request, fed by the engine thread through ``loop.call_soon_threadsafe``."""
 
-    def __init__(self, scheduler: Scheduler, prompt: list[int], request: GenerationRequest):
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        prompt: list[int],
+        request: GenerationRequest,
+        media: MultimodalPrompt | None = None,
+        thinking: tuple[ThinkingParser, tuple[int, ...]] | None = None,
+    ):
         self.prompt_tokens = len(prompt)
         self._queue: asyncio.Queue[list[EngineEvent]] = asyncio.Queue()
         self._scheduler = scheduler
@@ -33,6 +43,10 @@ class LlamaStream:
             sampling=request.sampling,
             loop=asyncio.get_running_loop(),
             sink=self._queue.put_nowait,
+            media=media,
+            reasoning=request.reasoning,
+            thinking=thinking[0] if thinking else None,
+            close_tokens=thinking[1] if thinking else (),
         )
 
     def submit(self) -> None:
@@ -71,6 +85,7 @@ class LlamaEngine:
         max_queued: int,
         chat_template: str | None = None,
         instruction_tuned: bool = True,
+        mmproj_path: Path | None = None,
     ) -> None:
         self._model_id = model_id
         self._path = gguf_path
@@ -82,6 +97,9 @@ class LlamaEngine:
         self._max_queued = max_queued
         self._template_override = chat_template
         self._instruction_tuned = instruction_tuned
+        self._mmproj_path = mmproj_path
+        self._vision: VisionProjector | None = None
+        self._valid_grammars: set[str] = set()
         self._model: LoadedModel | None = None
         self._scheduler: Scheduler | None = None
         self._template: ChatTemplate | None = None
@@ -95,6 +113,7 @@ class LlamaEngine:
             model_id=self._model_id,
             context_length=self._context_length,
             output_token_limit=self._output_token_limit,
+            input_modalities=frozenset({"text", "image"} if self._mmproj_path else {"text"}),
             instruction_tuned=self._instruction_tuned,
         )
 
@@ -109,6 +128,9 @@ class LlamaEngine:
         bos, eos = model.bos_eos_text()
         source = self._template_override or model.chat_template() or CHATML_TEMPLATE
         self._template = ChatTemplate(source, bos_token=bos, eos_token=eos)
+        vision = None
+        if self._mmproj_path is not None:
+            vision = VisionProjector(self._mmproj_path, model, threads=self._threads)
         scheduler = Scheduler(
             model,
             slots=self._slots,
@@ -116,9 +138,11 @@ class LlamaEngine:
             batch_tokens=self._batch_tokens,
             threads=self._threads,
             max_queued=self._max_queued,
+            vision=vision,
         )
         scheduler.start()
         self._model = model
+        self._vision = vision
         self._scheduler = scheduler
 
     async def close(self) -> None:
@@ -126,6 +150,9 @@ class LlamaEngine:
         self._scheduler = None
         if scheduler is not None:
             await asyncio.to_thread(scheduler.stop)
+        if self._vision is not None:
+            self._vision.close()
+            self._vision = None
         if model is not None:
             model.free()
             self._model = None
@@ -139,26 +166,95 @@ class LlamaEngine:
         model, _, _ = self._require()
         return await asyncio.to_thread(model.tokenize, text, add_special=False)
 
-    def _prompt_tokens(self, request: GenerationRequest) -> list[int]:
-        model, _, template = self._require()
+    def _render(self, request: GenerationRequest) -> tuple[str, Phase]:
+        """The prompt text, and where a reasoning model's output starts (before, inside or
+        after its thought)."""
+        _, _, template = self._require()
+        control = request.reasoning
+        variables = {} if control is None else {"enable_thinking": control.budget > 0}
         try:
-            rendered = template.render(request.messages)
+            rendered = template.render(request.messages, **variables)
         except ChatTemplateError as exc:
             raise InvalidArgument(
                 f"The conversation does not fit this model's chat template: {exc}"
             ) from None
-        return model.tokenize(rendered)
+        if control is None:
+            return rendered, Phase.ANSWER
+        tail = rendered.rstrip()
+        if control.budget > 0:
+            # Some templates open the thought in the generation prompt (DeepSeek-R1 style).
+            return rendered, Phase.THOUGHT if tail.endswith(control.open_tag) else Phase.BEFORE
+        if not tail.endswith(control.close_tag):
+            # Thinking off: an empty thought in the prompt, where the template did not add one.
+            opening = "" if tail.endswith(control.open_tag) else control.open_tag
+            rendered = f"{rendered}{opening}\n\n{control.close_tag}\n\n"
+        return rendered, Phase.ANSWER
+
+    def _prompt_tokens(self, request: GenerationRequest, rendered: str) -> MultimodalPrompt:
+        model, _, _ = self._require()
+        images = [image for message in request.messages for image in message.images]
+        if not images:
+            return MultimodalPrompt(tokens=model.tokenize(rendered))
+        if self._vision is None:
+            raise InvalidArgument(f"Model {self._model_id!r} cannot take image input.")
+        if rendered.count(IMAGE_PLACEHOLDER) != len(images):
+            raise InvalidArgument("The chat template dropped or repeated an image.")
+        text = rendered.replace(IMAGE_PLACEHOLDER, self._vision.marker)
+        try:
+            prompt = self._vision.tokenize(text, images)
+        except VisionError as exc:
+            raise InvalidArgument(f"Model {self._model_id!r}: {exc}.") from None
+        too_big = [
+            s.n_tokens for s in prompt.spans if s.non_causal and s.n_tokens > self._batch_tokens
+        ]
+        if too_big:
+            self._vision.free(prompt)
+            raise InvalidArgument(
+                f"An image of model {self._model_id!r} needs {too_big[0]} tokens in one batch; "
+                f"the server's batch is {self._batch_tokens} (raise GEMSERVE_BATCH_TOKENS)."
+            )
+        return prompt
+
+    def _check_grammar(self, grammar: str) -> None:
+        if grammar in self._valid_grammars:
+            return
+        model, _, _ = self._require()
+        if not model.grammar_is_valid(grammar):
+            raise InvalidArgument(f"The grammar of model {self._model_id!r} is invalid.")
+        self._valid_grammars.add(grammar)
+
+    def _prepare(
+        self, request: GenerationRequest
+    ) -> tuple[MultimodalPrompt, tuple[ThinkingParser, tuple[int, ...]] | None]:
+        if request.sampling.grammar is not None:
+            self._check_grammar(request.sampling.grammar)
+        rendered, phase = self._render(request)
+        prompt = self._prompt_tokens(request, rendered)
+        control = request.reasoning
+        if control is None:
+            return prompt, None
+        model, _, _ = self._require()
+        parser = ThinkingParser(control.open_tag, control.close_tag, phase=phase)
+        close = tuple(model.tokenize(control.close_tag + "\n\n", add_special=False))
+        return prompt, (parser, close)
 
     async def generate(self, request: GenerationRequest) -> LlamaStream:
         _, scheduler, _ = self._require()
-        prompt = await asyncio.to_thread(self._prompt_tokens, request)
-        if len(prompt) >= self._context_length:
-            raise InvalidArgument(
-                f"The input is {len(prompt)} tokens long, but model {self._model_id!r} has a "
-                f"context of {self._context_length} tokens (prompt and output together)."
-            )
-        stream = LlamaStream(scheduler, prompt, request)
-        stream.submit()
+        prompt, thinking = await asyncio.to_thread(self._prepare, request)
+        media = prompt if prompt.spans else None
+        try:
+            if len(prompt.tokens) >= self._context_length:
+                raise InvalidArgument(
+                    f"The input is {len(prompt.tokens)} tokens long, but model "
+                    f"{self._model_id!r} has a context of {self._context_length} tokens (prompt "
+                    "and output together)."
+                )
+            stream = LlamaStream(scheduler, prompt.tokens, request, media, thinking)
+            stream.submit()
+        except BaseException:
+            if media is not None and self._vision is not None:
+                self._vision.free(media)
+            raise
         return stream
 
     def stats(self) -> EngineStats:
@@ -174,6 +270,8 @@ class LlamaEngine:
             tokens_generated=scheduler.tokens_generated,
             requests_finished=scheduler.requests_finished,
             requests_cancelled=scheduler.requests_cancelled,
+            images_encoded=scheduler.images_encoded,
+            peak_active=scheduler.peak_active,
         )
 
 

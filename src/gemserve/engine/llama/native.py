@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp as llama
+import llama_cpp.mtmd_cpp as mtmd
 
 log = logging.getLogger("gemserve.llama")
 
@@ -35,6 +36,8 @@ def init_backend() -> None:
     """Initialise llama.cpp once per process (idempotent) and route its logs."""
     with _init_lock:
         llama.llama_log_set(_route_native_log, ctypes.c_void_p(0))
+        mtmd.mtmd_log_set(_route_native_log, ctypes.c_void_p(0))
+        mtmd.mtmd_helper_log_set(_route_native_log, ctypes.c_void_p(0))
         llama.llama_backend_init()
 
 
@@ -108,6 +111,14 @@ class LoadedModel:
             cached = buf.raw[:n]
             self._pieces[token] = cached
         return cached
+
+    def grammar_is_valid(self, grammar: str) -> bool:
+        """Whether llama.cpp parses this GBNF grammar (rule ``root``) for this vocabulary."""
+        sampler = llama.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
+        if not sampler:
+            return False
+        llama.llama_sampler_free(sampler)
+        return True
 
     def is_eog(self, token: int) -> bool:
         return bool(llama.llama_vocab_is_eog(self.vocab, token))

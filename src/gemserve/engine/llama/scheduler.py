@@ -17,12 +17,23 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import llama_cpp as llama
 import numpy as np
 
-from gemserve.engine.base import EngineEvent, Finished, FinishReason, SamplingParams, TextDelta
+from gemserve.engine.base import (
+    EngineEvent,
+    Finished,
+    FinishReason,
+    ReasoningControl,
+    SamplingParams,
+    TextDelta,
+    ThoughtDelta,
+)
 from gemserve.engine.llama.native import LoadedModel
+from gemserve.engine.llama.vision import MediaSpan, MultimodalPrompt, VisionError, VisionProjector
+from gemserve.engine.reasoning import Phase, ThinkingParser
 from gemserve.engine.text import IncrementalDetokenizer, StopMatcher
 from gemserve.errors import ResourceExhausted
 
@@ -38,10 +49,15 @@ Sink = Callable[[list[EngineEvent]], None]
 class Sequence:
     """One request's state inside the scheduler. Only the engine thread mutates it."""
 
-    prompt: list[int]
+    prompt: list[int]  # token ids; negative keys where image embeddings go
     sampling: SamplingParams
     loop: asyncio.AbstractEventLoop
     sink: Sink
+    media: MultimodalPrompt | None = None
+    # Native reasoning: the budget, a parser of the output, and the closing tag's tokens.
+    reasoning: ReasoningControl | None = None
+    thinking: ThinkingParser | None = None
+    close_tokens: tuple[int, ...] = ()
     cancelled: bool = False
     # Filled in on admission:
     seq_id: int = -1
@@ -56,10 +72,27 @@ class Sequence:
     stops: StopMatcher | None = None
     outbox: list[EngineEvent] = field(default_factory=list)
     finished: bool = False
+    next_span: int = 0  # index of the first image chunk not yet in the KV cache
+    n_thought: int = 0  # generated tokens spent thinking
+    forced: deque[int] = field(default_factory=deque)  # tokens to emit instead of sampling
+    grammar: ctypes.c_void_p | None = None  # the grammar sampler inside ``sampler``, if any
 
     @property
     def prefilling(self) -> bool:
         return self.n_past < len(self.prompt)
+
+    def waiting_span(self) -> MediaSpan | None:
+        """The image chunk that must be decoded before any further prompt token."""
+        if self.media is None or self.next_span >= len(self.media.spans):
+            return None
+        span = self.media.spans[self.next_span]
+        return span if span.start == self.n_past else None
+
+    def text_boundary(self) -> int:
+        """Where the run of text tokens from ``n_past`` ends (the next image, or the end)."""
+        if self.media is not None and self.next_span < len(self.media.spans):
+            return self.media.spans[self.next_span].start
+        return len(self.prompt)
 
 
 @dataclass(eq=False)
@@ -79,8 +112,14 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return i
 
 
-def _build_sampler(sampling: SamplingParams, n_vocab: int) -> ctypes.c_void_p:
+def _build_sampler(sampling: SamplingParams, model: LoadedModel) -> ctypes.c_void_p:
+    n_vocab = model.n_vocab
     chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+    if sampling.grammar is not None:
+        grammar = llama.llama_sampler_init_grammar(model.vocab, sampling.grammar.encode(), b"root")
+        if not grammar:  # validated when the model was loaded; a bug if it happens here
+            raise ValueError("invalid grammar")
+        llama.llama_sampler_chain_add(chain, grammar)
     if sampling.presence_penalty or sampling.frequency_penalty or sampling.repeat_penalty != 1.0:
         llama.llama_sampler_chain_add(
             chain,
@@ -105,6 +144,16 @@ def _build_sampler(sampling: SamplingParams, n_vocab: int) -> ctypes.c_void_p:
     return chain  # type: ignore[no-any-return]
 
 
+def _grammar_allows(grammar: ctypes.c_void_p | None, token: int) -> bool:
+    """Whether the grammar sampler accepts ``token`` next (always, without a grammar)."""
+    if grammar is None:
+        return True
+    candidate = (llama.llama_token_data * 1)(llama.llama_token_data(token, 0.0, 0.0))
+    array = llama.llama_token_data_array(candidate, 1, -1, False)
+    llama.llama_sampler_apply(grammar, ctypes.byref(array))
+    return bool(candidate[0].logit != float("-inf"))
+
+
 class Scheduler:
     """Owns the llama.cpp context; all native calls on it happen on ``self._thread``."""
 
@@ -117,8 +166,10 @@ class Scheduler:
         batch_tokens: int,
         threads: int,
         max_queued: int,
+        vision: VisionProjector | None = None,
     ) -> None:
         self._model = model
+        self._vision = vision
         self.slots = slots
         self.context_length = context_length
         self.batch_tokens = batch_tokens
@@ -146,6 +197,16 @@ class Scheduler:
         self._logits = np.ctypeslib.as_array(self._batch.logits, shape=(batch_tokens,))
         self._n_seq[:] = 1
         self._seq_ids = [self._batch.seq_id[i] for i in range(batch_tokens)]
+        self._embd_batch = None
+        if vision is not None:
+            # A second batch for image embeddings: llama_decode takes tokens or embeddings.
+            batch = llama.llama_batch_init(batch_tokens, vision.n_embd, 1)
+            self._embd_batch = batch
+            self._embd = np.ctypeslib.as_array(batch.embd, shape=(batch_tokens * vision.n_embd,))
+            self._embd_pos = np.ctypeslib.as_array(batch.pos, shape=(batch_tokens,))
+            np.ctypeslib.as_array(batch.n_seq_id, shape=(batch_tokens,))[:] = 1
+            np.ctypeslib.as_array(batch.logits, shape=(batch_tokens,))[:] = 0
+            self._embd_seq_ids = [batch.seq_id[i] for i in range(batch_tokens)]
 
         self._cond = threading.Condition()
         self._waiting: deque[Sequence] = deque()
@@ -158,6 +219,8 @@ class Scheduler:
         self.tokens_generated = 0
         self.requests_finished = 0
         self.requests_cancelled = 0
+        self.images_encoded = 0
+        self.peak_active = 0
 
     # ----- called from any thread -------------------------------------------------------
 
@@ -193,6 +256,8 @@ class Scheduler:
             self._cond.notify()
         self._thread.join()
         llama.llama_batch_free(self._batch)
+        if self._embd_batch is not None:
+            llama.llama_batch_free(self._embd_batch)
         llama.llama_free(self._ctx)
 
     # ----- the engine thread --------------------------------------------------------------
@@ -227,6 +292,7 @@ class Scheduler:
             self._flush(dropped)
         if not self._active:
             return True
+        self._decode_media()
         self._decode_once()
         self._flush(self._active)
         self._active = [s for s in self._active if not s.finished]
@@ -254,6 +320,14 @@ class Scheduler:
         self._free_slots.remove(best)
         # At least one prompt token is decoded again: its logits start the answer.
         reuse = min(common_prefix(best.tokens, seq.prompt), len(seq.prompt) - 1)
+        if seq.media is not None:
+            # An image is decoded whole: reuse stops at the start of one it would cut.
+            for index, span in enumerate(seq.media.spans):
+                if span.start + span.n_tokens <= reuse:
+                    seq.next_span = index + 1
+                    continue
+                reuse = min(reuse, span.start)
+                break
         if reuse < len(best.tokens) and not llama.llama_memory_seq_rm(
             self._memory, best.seq_id, reuse, -1
         ):
@@ -263,9 +337,63 @@ class Scheduler:
         self._slot_of[best.seq_id] = best
         seq.seq_id = best.seq_id
         seq.n_past = seq.cached = reuse
-        seq.sampler = _build_sampler(seq.sampling, self._model.n_vocab)
+        seq.sampler = _build_sampler(seq.sampling, self._model)
+        if seq.sampling.grammar is not None:
+            seq.grammar = llama.llama_sampler_chain_get(seq.sampler, 0)
         seq.stops = StopMatcher(seq.sampling.stop_sequences)
         self._active.append(seq)
+
+    def _decode_media(self) -> None:
+        """Encode one waiting image chunk and decode its embeddings (one image per step, so
+        the other sequences keep decoding between the images of a long prompt)."""
+        if self._vision is None or self._embd_batch is None:
+            return
+        for seq in self._active:
+            span = seq.waiting_span()
+            if span is None or seq.finished:
+                continue
+            try:
+                embeddings = self._vision.encode(span)
+            except VisionError as exc:
+                log.error("image encoding failed: %s", exc)
+                self._finish(seq, FinishReason.ERROR, "image encoding failed")
+                return
+            self.images_encoded += 1
+            rc = self._decode_embeddings(seq.seq_id, span, embeddings)
+            if rc != 0:
+                log.error("llama_decode returned %d for an image of %d tokens", rc, span.n_tokens)
+                self._finish(seq, FinishReason.ERROR, f"llama_decode failed with code {rc}")
+                return
+            seq.n_past = span.start + span.n_tokens
+            seq.next_span += 1
+            return
+
+    def _decode_embeddings(
+        self, seq_id: int, span: MediaSpan, embeddings: np.ndarray[Any, Any]
+    ) -> int:
+        assert self._embd_batch is not None
+        assert self._vision is not None
+        n_embd = self._vision.n_embd
+        if span.non_causal:
+            # The image attends to itself both ways; it fits one batch (checked at admission).
+            llama.llama_set_causal_attn(self._ctx, False)
+        try:
+            for offset in range(0, span.n_tokens, self.batch_tokens):
+                rows = min(self.batch_tokens, span.n_tokens - offset)
+                self._embd[: rows * n_embd] = embeddings[offset : offset + rows].reshape(-1)
+                first = span.start + offset
+                self._embd_pos[:rows] = np.arange(first, first + rows, dtype=self._embd_pos.dtype)
+                for i in range(rows):
+                    self._embd_seq_ids[i][0] = seq_id
+                self._embd_batch.n_tokens = rows
+                rc: int = llama.llama_decode(self._ctx, self._embd_batch)
+                self.decode_steps += 1
+                if rc != 0:
+                    return rc
+            return 0
+        finally:
+            if span.non_causal:
+                llama.llama_set_causal_attn(self._ctx, True)
 
     def _decode_once(self) -> None:
         n = 0
@@ -285,7 +413,9 @@ class Scheduler:
             if not seq.prefilling:
                 continue
             start = seq.n_past
-            take = min(budget, len(seq.prompt) - start)
+            take = min(budget, seq.text_boundary() - start)
+            if take <= 0:
+                continue  # its next image is decoded in a step of its own
             end = start + take
             self._tokens[n : n + take] = seq.prompt[start:end]
             self._pos[n : n + take] = np.arange(start, end, dtype=self._pos.dtype)
@@ -301,6 +431,9 @@ class Scheduler:
             else:
                 seq.batch_index = -1
             chunks.append((seq, end))
+        if n == 0:
+            return
+        self.peak_active = max(self.peak_active, len(decoding) + len(chunks))
         self._batch.n_tokens = n
         rc = llama.llama_decode(self._ctx, self._batch)
         self.decode_steps += 1
@@ -316,7 +449,16 @@ class Scheduler:
             seq.decoded.append(seq.last_token)
         for seq in self._active:
             if seq.batch_index >= 0 and not seq.finished:
-                token = llama.llama_sampler_sample(seq.sampler, self._ctx, seq.batch_index)
+                if seq.forced and not _grammar_allows(seq.grammar, seq.forced[0]):
+                    # A grammar that forbids the tag here (an empty thought, say) would make
+                    # llama.cpp abort on accepting it: let the model write on instead.
+                    seq.forced.clear()
+                if seq.forced:
+                    # The engine writes this token (a thought's closing tag), not the model.
+                    token = seq.forced.popleft()
+                    llama.llama_sampler_accept(seq.sampler, token)
+                else:
+                    token = llama.llama_sampler_sample(seq.sampler, self._ctx, seq.batch_index)
                 seq.batch_index = -1
                 self._on_token(seq, token)
 
@@ -329,18 +471,48 @@ class Scheduler:
         self.tokens_generated += 1
         text = seq.detok.feed(model.piece(token))
         stopped = False
-        if text and seq.stops is not None:
+        if seq.thinking is not None:
+            text, stopped = self._route_thinking(seq, text)
+        elif text and seq.stops is not None:
             text, stopped = seq.stops.feed(text)
         if text:
             seq.outbox.append(TextDelta(text))
         if stopped:
             self._finish(seq, FinishReason.STOP, keep_held=False)
-        elif seq.n_generated >= seq.sampling.max_output_tokens:
+        elif seq.n_generated - seq.n_thought >= seq.sampling.max_output_tokens:
             self._finish(seq, FinishReason.MAX_TOKENS)
         elif seq.n_past + 1 >= self.context_length:
             self._finish(seq, FinishReason.CONTEXT)
         else:
             seq.last_token = token
+
+    def _route_thinking(self, seq: Sequence, text: str) -> tuple[str, bool]:
+        """Send thought text as thought deltas; return the answer text (and whether a stop
+        sequence ended it). Counts thought tokens and closes a thought at its budget."""
+        parser = seq.thinking
+        assert parser is not None
+        thinking = parser.phase is not Phase.ANSWER
+        answer = ""
+        for is_thought, piece in parser.feed(text) if text else ():
+            if is_thought:
+                seq.outbox.append(ThoughtDelta(piece))
+            else:
+                answer += piece
+        if thinking and not answer:
+            seq.n_thought += 1
+        stopped = False
+        if answer and seq.stops is not None:
+            answer, stopped = seq.stops.feed(answer)
+        control = seq.reasoning
+        if (
+            control is not None
+            and parser.phase is Phase.THOUGHT
+            and seq.n_thought >= control.budget
+            and not parser.holding_tag
+            and not seq.forced
+        ):
+            seq.forced.extend(seq.close_tokens)
+        return answer, stopped
 
     def _finish(
         self,
@@ -362,13 +534,30 @@ class Scheduler:
             FinishReason.CONTEXT,
         ):
             tail = seq.detok.flush()
+            if seq.thinking is not None:
+                pieces = seq.thinking.feed(tail) + seq.thinking.flush()
+                seq.outbox.extend(ThoughtDelta(t) for is_thought, t in pieces if is_thought)
+                tail = "".join(t for is_thought, t in pieces if not is_thought)
             if seq.stops is not None:
                 tail, _ = seq.stops.feed(tail)
                 tail += seq.stops.flush()
             if tail:
                 seq.outbox.append(TextDelta(tail))
+        image_tokens: tuple[int, ...] = ()
+        if seq.media is not None:
+            image_tokens = seq.media.image_tokens
+            if self._vision is not None:
+                self._vision.free(seq.media)
         seq.outbox.append(
-            Finished(reason, len(seq.prompt), seq.n_generated, error, cached_tokens=seq.cached)
+            Finished(
+                reason,
+                len(seq.prompt),
+                seq.n_generated,
+                error,
+                cached_tokens=seq.cached,
+                image_tokens=image_tokens,
+                thought_tokens=seq.n_thought,
+            )
         )
         if seq.seq_id >= 0:
             slot = self._slot_of.pop(seq.seq_id)
@@ -383,6 +572,7 @@ class Scheduler:
         if seq.sampler is not None:
             llama.llama_sampler_free(seq.sampler)
             seq.sampler = None
+            seq.grammar = None
 
     def _flush(self, seqs: list[Sequence]) -> None:
         """Deliver this step's events: one thread-safe wake-up per event loop."""
