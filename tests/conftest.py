@@ -140,3 +140,27 @@ def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> TinyVlm:
     """Written once per session (milliseconds); its answers are noise, its plumbing is real."""
     gguf, mmproj = load_tiny_vlm_maker()(tmp_path_factory.mktemp("tiny-vlm"), seed=0)
     return TinyVlm(gguf, mmproj)
+
+
+# ----- the tiny random audio model (scripts/make_tiny_audio_lm.py) -----------------------------
+
+
+@dataclass(frozen=True)
+class TinyAudioLm:
+    """A random Ultravox pair: each 30 s window of sound becomes one chunk of 50 tokens."""
+
+    gguf: Path
+    mmproj: Path
+    tokens_per_window: int = 50
+
+
+@pytest.fixture(scope="session")
+def tiny_audio_lm(tmp_path_factory: pytest.TempPathFactory) -> TinyAudioLm:
+    path = ROOT / "scripts" / "make_tiny_audio_lm.py"
+    spec = importlib.util.spec_from_file_location("make_tiny_audio_lm", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    gguf, mmproj = module.make_tiny_audio_lm(tmp_path_factory.mktemp("tiny-audio"), seed=0)
+    return TinyAudioLm(gguf, mmproj)

@@ -34,7 +34,7 @@ import pytest
 from google.genai import _interactions
 from PIL import Image
 
-from tests.conftest import LiveServer, TinyVlm, start_server, stop_server
+from tests.conftest import LiveServer, TinyAudioLm, TinyVlm, start_server, stop_server
 from tests.contract._support import (
     DOCS_HOST,
     JS_DIR,
@@ -351,9 +351,12 @@ def test_curl_example_on_a_text_model_is_a_clear_400(
 
 
 @pytest.fixture(scope="module")
-def vlm_server(tmp_path_factory: pytest.TempPathFactory, tiny_vlm: TinyVlm) -> Iterator[LiveServer]:
-    """SmolLM2 (default) plus the tiny VLM as gemini-3-flash-preview; debug logs show the
-    transcripts. One thread per model: the tiny model is fastest alone."""
+def vlm_server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_vlm: TinyVlm, tiny_audio_lm: TinyAudioLm
+) -> Iterator[LiveServer]:
+    """SmolLM2 (default) plus the tiny VLM as gemini-3-flash-preview and a tiny model that
+    hears; debug logs show the transcripts. One thread per model: tiny models run fastest
+    alone."""
     tmp = tmp_path_factory.mktemp("vlm")
     config = tmp / "gemserve.toml"
     config.write_text(
@@ -370,6 +373,13 @@ output_token_limit = 512
 [models.sampling]
 temperature = 0.0
 max_output_tokens = 16
+
+[[models]]
+id = "tiny-audio"
+source = "{tiny_audio_lm.gguf}"
+mmproj = "{tiny_audio_lm.mmproj}"
+context_length = 1024
+output_token_limit = 256
 
 [aliases]
 "{MODEL}" = "{VLM}"
@@ -627,6 +637,25 @@ def test_inline_audio_is_transcribed_into_the_prompt(
     counts = by_modality(interaction["usage"])
     assert set(counts) == {"text", "audio"}
     assert counts["audio"] > tokenizer.count(SENTENCE)
+
+
+def test_a_model_with_an_audio_projector_hears_the_sound_itself(
+    client: Client, vlm_server: LiveServer, tiny_audio_lm: TinyAudioLm
+) -> None:
+    mark = len(vlm_server.log())
+    interaction = client.ok(
+        "tiny-audio",
+        [
+            {"type": "text", "text": "What was said?"},
+            inline("audio", (MEDIA / "speech.wav").read_bytes(), "audio/wav"),
+        ],
+    )
+    counts = by_modality(interaction["usage"])
+    assert counts["audio"] == tiny_audio_lm.tokens_per_window  # one 30 s window of sound
+    assert "transcript:" not in log_after(vlm_server, mark)  # no Whisper on this path
+    refused = client.create("tiny-audio", [inline("image", noise_png(1), "image/png")])
+    assert refused.status_code == 400
+    assert "model 'tiny-audio' cannot take image input" in refused.json()["error"]["message"]
 
 
 def test_uploaded_audio_is_transcribed_into_the_prompt(

@@ -19,7 +19,13 @@ import pytest
 from PIL import Image
 
 from gemserve.config import Limits
-from gemserve.engine import IMAGE_PLACEHOLDER, Finished, FinishReason, ModelCapabilities
+from gemserve.engine import (
+    MEDIA_PLACEHOLDER,
+    AudioInput,
+    Finished,
+    FinishReason,
+    ModelCapabilities,
+)
 from gemserve.errors import InvalidArgument, Unavailable
 from gemserve.media.transcribe import Transcriber
 from gemserve.protocol.interactions import (
@@ -161,7 +167,7 @@ def placeholders_match(prepared: PreparedInput) -> None:
     """What the engine relies on: one placeholder per image, in every part."""
     for step in prepared.steps:
         for part in step.parts:
-            assert part.text.count(IMAGE_PLACEHOLDER) == len(part.images), part.text
+            assert part.text.count(MEDIA_PLACEHOLDER) == len(part.media), part.text
 
 
 # ----- capabilities ---------------------------------------------------------------------------
@@ -211,7 +217,7 @@ async def test_without_a_transcriber_video_needs_a_vision_model(files: FileServi
     assert "model 'text-model' cannot take video input; models that can: " in message
     assert "another-vision, vision-model." in message
     prepared = await prepare(pipeline, user(inline("video", MP4, "video/mp4")))
-    assert prepared.image_modalities == ["video"] * 4
+    assert prepared.media_modalities == ["video"] * 4
     assert prepared.derived_text == []  # frames only: no sound without a recogniser
 
 
@@ -297,8 +303,8 @@ async def test_file_uris_resolve_to_the_tenants_file(files: FileService, templat
         pipeline_of(files), user(by_uri("image", template.format(name=record.name)))
     )
     [part] = prepared.steps[0].parts
-    assert part.text == IMAGE_PLACEHOLDER
-    [image] = part.images
+    assert part.text == MEDIA_PLACEHOLDER
+    [image] = part.media
     assert (image.width, image.height) == (40, 30)
     assert image.rgb == PIXELS.tobytes()
 
@@ -312,7 +318,7 @@ async def test_another_tenants_file_is_not_found(files: FileService) -> None:
     prepared = await prepare(
         pipeline, user(by_uri("image", f"files/{record.name}")), tenant="tenant-b"
     )
-    assert len(prepared.steps[0].parts[0].images) == 1
+    assert len(prepared.steps[0].parts[0].media) == 1
 
 
 async def test_a_deleted_file_is_not_found(files: FileService) -> None:
@@ -334,7 +340,7 @@ async def test_a_uri_part_may_override_the_stored_mime_type(files: FileService) 
     record = await upload(files, PNG, "application/octet-stream")
     uri = f"files/{record.name}"
     prepared = await prepare(pipeline_of(files), user(by_uri("image", uri, "image/png")))
-    assert len(prepared.steps[0].parts[0].images) == 1
+    assert len(prepared.steps[0].parts[0].media) == 1
     message = await refused(pipeline_of(files), user(by_uri("image", uri, "image/jpeg")))
     assert "The data is PNG, but its MIME type says image/jpeg." in message
 
@@ -373,7 +379,7 @@ async def test_video_seconds_are_summed_across_parts(files: FileService) -> None
         len(
             (
                 await prepare(pipeline_of(files, max_video_seconds=8.0), user(clip, clip))
-            ).image_modalities
+            ).media_modalities
         )
         == 8
     )
@@ -416,7 +422,7 @@ async def test_audio_becomes_a_delimited_transcript_cached_by_content(files: Fil
         assert SENTENCE in rendered
         assert rendered.endswith("[End of audio transcript]")
     assert prepared.derived_text == [("audio", first), ("audio", second)]
-    assert prepared.image_modalities == []
+    assert prepared.media_modalities == []
     # 16 kHz samples reached the recogniser; the same bytes again are not transcribed again.
     assert whisper.calls == [pytest.approx(62042, abs=800)] * 2
     await prepare(pipeline, user(inline("audio", WAV, "audio/wav")), caps=TEXT)
@@ -433,14 +439,14 @@ async def test_video_on_a_vision_model_is_timed_frames_and_the_transcript(
     part = prepared.steps[0].parts[1]
     lines = part.text.splitlines()
     assert lines[0] == "[Video 'video' (video/mp4, 4.0 s)]"
-    assert lines[1:5] == [f"[00:0{s}] {IMAGE_PLACEHOLDER}" for s in range(4)]
+    assert lines[1:5] == [f"[00:0{s}] {MEDIA_PLACEHOLDER}" for s in range(4)]
     assert SENTENCE in part.text
     assert lines[-1] == "[End of video]"
-    assert [(i.width, i.height) for i in part.images] == [(128, 96)] * 4
-    red = np.frombuffer(part.images[0].rgb, np.uint8).reshape(-1, 3).mean(axis=0)
+    assert [(i.width, i.height) for i in part.media] == [(128, 96)] * 4
+    red = np.frombuffer(part.media[0].rgb, np.uint8).reshape(-1, 3).mean(axis=0)
     assert red[0] > 240
     assert red[1:].max() < 15
-    assert prepared.image_modalities == ["video"] * 4
+    assert prepared.media_modalities == ["video"] * 4
     assert [m for m, _ in prepared.derived_text] == ["video"]
     placeholders_match(prepared)
 
@@ -450,10 +456,10 @@ async def test_video_on_a_text_model_is_its_transcript(files: FileService) -> No
     pipeline = pipeline_of(files, whisper)
     prepared = await prepare(pipeline, user(inline("video", MP4, "video/mp4")), caps=TEXT)
     [part] = prepared.steps[0].parts
-    assert part.images == ()
+    assert part.media == ()
     assert "cannot see video frames" in part.text
     assert SENTENCE in part.text
-    assert IMAGE_PLACEHOLDER not in part.text
+    assert MEDIA_PLACEHOLDER not in part.text
     assert len(whisper.calls) == 1
     silent = inline("video", video_only_mp4(), "video/mp4")
     message = await refused(pipeline, user(silent), caps=TEXT)
@@ -471,12 +477,12 @@ async def test_a_pdf_is_its_page_texts_and_for_vision_models_page_images(
         "[Document 'document' (application/pdf, 2 pages)]\n"
         f"[Page 1]\n{PAGE_TEXTS[0]}\n[Page 2]\n{PAGE_TEXTS[1]}\n[End of document]"
     )
-    assert part.images == ()
+    assert part.media == ()
     assert for_text.derived_text == [("document", PAGE_TEXTS[0]), ("document", PAGE_TEXTS[1])]
     for_vision = await prepare(pipeline, user(doc))
     part = for_vision.steps[0].parts[0]
-    assert len(part.images) == 2
-    assert for_vision.image_modalities == ["document", "document"]
+    assert len(part.media) == 2
+    assert for_vision.media_modalities == ["document", "document"]
     assert PAGE_TEXTS[1] in part.text
     placeholders_match(for_vision)
 
@@ -490,7 +496,7 @@ async def test_a_pdf_without_text_needs_a_vision_model(files: FileService) -> No
     message = await refused(pipeline_of(files), user(text("x"), scanned), caps=TEXT)
     assert "no text to extract" in message
     prepared = await prepare(pipeline_of(files), user(text("x"), scanned))
-    assert prepared.image_modalities == ["document"]
+    assert prepared.media_modalities == ["document"]
 
 
 async def test_modalities_follow_prompt_order(files: FileService) -> None:
@@ -503,8 +509,8 @@ async def test_modalities_follow_prompt_order(files: FileService) -> None:
         ),
         others={},
     )
-    assert prepared.image_modalities == ["document"] * 2 + ["image"] + ["video"] * 4
-    images = [i for step in prepared.steps for part in step.parts for i in part.images]
+    assert prepared.media_modalities == ["document"] * 2 + ["image"] + ["video"] * 4
+    images = [i for step in prepared.steps for part in step.parts for i in part.media]
     assert images[2].rgb == PIXELS.tobytes()
 
 
@@ -514,20 +520,20 @@ async def test_modalities_follow_prompt_order(files: FileService) -> None:
 async def test_placeholders_in_user_and_model_text_are_stripped(files: FileService) -> None:
     prepared = await prepare(
         pipeline_of(files),
-        user(text(f"look {IMAGE_PLACEHOLDER}here"), inline("image", PNG, "image/png")),
-        model(text(f"I see{IMAGE_PLACEHOLDER}.")),
+        user(text(f"look {MEDIA_PLACEHOLDER}here"), inline("image", PNG, "image/png")),
+        model(text(f"I see{MEDIA_PLACEHOLDER}.")),
     )
     user_parts, model_parts = (step.parts for step in prepared.steps)
     assert user_parts[0].text == "look here"
     assert model_parts[0].text == "I see."
-    assert user_parts[1].text == IMAGE_PLACEHOLDER
+    assert user_parts[1].text == MEDIA_PLACEHOLDER
     placeholders_match(prepared)
 
 
 async def test_placeholders_in_derived_text_are_stripped(files: FileService) -> None:
-    whisper = FakeTranscriber(f"say {IMAGE_PLACEHOLDER} now")
-    note = f"Page text with {IMAGE_PLACEHOLDER} inside".encode()
-    record = await upload(files, WAV, "audio/wav", display_name=f"a{IMAGE_PLACEHOLDER}b")
+    whisper = FakeTranscriber(f"say {MEDIA_PLACEHOLDER} now")
+    note = f"Page text with {MEDIA_PLACEHOLDER} inside".encode()
+    record = await upload(files, WAV, "audio/wav", display_name=f"a{MEDIA_PLACEHOLDER}b")
     prepared = await prepare(
         pipeline_of(files, whisper),
         user(
@@ -536,19 +542,19 @@ async def test_placeholders_in_derived_text_are_stripped(files: FileService) -> 
             inline("video", MP4, "video/mp4"),
         ),
     )
-    assert IMAGE_PLACEHOLDER not in prepared.steps[0].parts[0].text
-    assert IMAGE_PLACEHOLDER not in prepared.steps[0].parts[1].text
+    assert MEDIA_PLACEHOLDER not in prepared.steps[0].parts[0].text
+    assert MEDIA_PLACEHOLDER not in prepared.steps[0].parts[1].text
     assert "say  now" in prepared.steps[0].parts[2].text
-    assert all(IMAGE_PLACEHOLDER not in t for _, t in prepared.derived_text)
+    assert all(MEDIA_PLACEHOLDER not in t for _, t in prepared.derived_text)
     placeholders_match(prepared)
 
 
 @pytest.mark.parametrize("vector", ["video mime_type", "document display_name"])
 async def test_client_labels_cannot_place_an_image(files: FileService, vector: str) -> None:
     if vector == "video mime_type":
-        part = inline("video", MP4, f"video/{IMAGE_PLACEHOLDER}")
+        part = inline("video", MP4, f"video/{MEDIA_PLACEHOLDER}")
     else:
-        record = await upload(files, PDF, "application/pdf", display_name=f"x{IMAGE_PLACEHOLDER}y")
+        record = await upload(files, PDF, "application/pdf", display_name=f"x{MEDIA_PLACEHOLDER}y")
         part = by_uri("document", f"files/{record.name}")
     placeholders_match(await prepare(pipeline_of(files), user(part)))
 
@@ -589,13 +595,13 @@ def test_a_host_name_starting_with_127_is_remote() -> None:
 # ----- usage by modality ----------------------------------------------------------------------
 
 
-def finished(prompt_tokens: int, image_tokens: Sequence[int]) -> Finished:
-    return Finished(FinishReason.STOP, prompt_tokens, 5, image_tokens=tuple(image_tokens))
+def finished(prompt_tokens: int, media_tokens: Sequence[int]) -> Finished:
+    return Finished(FinishReason.STOP, prompt_tokens, 5, media_tokens=tuple(media_tokens))
 
 
 def test_input_accounting_splits_the_prompt_by_modality() -> None:
     accounting = InputAccounting(
-        image_modalities=("image", "video", "video"),
+        media_modalities=("image", "video", "video"),
         derived_tokens=(("audio", 10), ("video", 7), ("document", 20)),
     )
     counts = accounting.by_modality(finished(200, (32, 32, 32)))
@@ -605,3 +611,42 @@ def test_input_accounting_splits_the_prompt_by_modality() -> None:
 
 def test_input_accounting_without_media_is_all_text() -> None:
     assert InputAccounting().by_modality(finished(42, ())) == {"text": 42}
+
+
+# ----- models that hear -----------------------------------------------------------------------
+
+HEARING = ModelCapabilities("hearing-model", 4096, 1024, frozenset({"text", "audio"}))
+
+
+async def test_a_model_with_an_audio_projector_gets_the_sound_not_a_transcript(
+    files: FileService,
+) -> None:
+    transcriber = FakeTranscriber()
+    prepared = await prepare(
+        pipeline_of(files, transcriber),
+        user(text("What was said?"), inline("audio", WAV, "audio/wav")),
+        caps=HEARING,
+    )
+    placeholders_match(prepared)
+    [part] = [p for p in prepared.steps[0].parts if p.media]
+    [sound] = part.media
+    assert isinstance(sound, AudioInput)
+    assert sound.sample_rate == 16_000
+    assert len(sound.samples) // 4 == pytest.approx(3.88 * 16_000, rel=0.02)
+    assert transcriber.calls == []  # nothing transcribed
+    assert prepared.media_modalities == ["audio"]
+    assert prepared.derived_text == []
+
+
+async def test_a_hearing_model_gets_a_videos_sound_track_as_sound(files: FileService) -> None:
+    prepared = await prepare(
+        pipeline_of(files, None),
+        user(text("What is said?"), inline("video", MP4, "video/mp4")),
+        caps=HEARING,
+        others={"hearing-model": HEARING},
+    )
+    placeholders_match(prepared)
+    [part] = [p for p in prepared.steps[0].parts if p.media]
+    assert [type(m) for m in part.media] == [AudioInput]
+    assert "cannot see video frames; only the sound track follows" in part.text
+    assert prepared.media_modalities == ["video"]

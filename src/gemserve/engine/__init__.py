@@ -1,7 +1,8 @@
 """Engines turn a conversation into a stream of text deltas and know nothing of HTTP or storage."""
 
 from gemserve.engine.base import (
-    IMAGE_PLACEHOLDER,
+    MEDIA_PLACEHOLDER,
+    AudioInput,
     ChatMessage,
     Engine,
     EngineEvent,
@@ -11,6 +12,7 @@ from gemserve.engine.base import (
     GenerationRequest,
     GenerationStream,
     ImageInput,
+    MediaInput,
     ModelCapabilities,
     ReasoningControl,
     SamplingParams,
@@ -19,7 +21,8 @@ from gemserve.engine.base import (
 )
 
 __all__ = [
-    "IMAGE_PLACEHOLDER",
+    "MEDIA_PLACEHOLDER",
+    "AudioInput",
     "ChatMessage",
     "Engine",
     "EngineEvent",
@@ -29,6 +32,7 @@ __all__ = [
     "GenerationRequest",
     "GenerationStream",
     "ImageInput",
+    "MediaInput",
     "ModelCapabilities",
     "ReasoningControl",
     "SamplingParams",

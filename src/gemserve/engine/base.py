@@ -15,8 +15,9 @@ from typing import Literal, Protocol
 
 Role = Literal["system", "user", "assistant"]
 
-# Where an image sits in a message's text. Callers remove it from any text they did not write.
-IMAGE_PLACEHOLDER = "<|gemserve:image|>"
+# Where an image or a sound sits in a message's text. Callers remove it from any text they
+# did not write.
+MEDIA_PLACEHOLDER = "<|gemserve:media|>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +31,23 @@ class ImageInput:
 
 
 @dataclass(frozen=True, slots=True)
+class AudioInput:
+    """Decoded sound for a model with an audio projector."""
+
+    samples: bytes  # mono float32 (native byte order) at ``sample_rate``
+    sample_rate: int
+    digest: str  # identifies the samples (prompt caching)
+
+
+MediaInput = ImageInput | AudioInput
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: Role
     text: str
-    # One per IMAGE_PLACEHOLDER in ``text``, in order.
-    images: tuple[ImageInput, ...] = ()
+    # One per MEDIA_PLACEHOLDER in ``text``, in order.
+    media: tuple[MediaInput, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +124,8 @@ class Finished:
     error: str | None = None
     # Prompt tokens whose KV state was reused from an earlier request instead of prefilled.
     cached_tokens: int = 0
-    # Prompt positions taken by each input image, in order (part of prompt_tokens).
-    image_tokens: tuple[int, ...] = ()
+    # Prompt positions taken by each image or sound, in order (part of prompt_tokens).
+    media_tokens: tuple[int, ...] = ()
     # Of output_tokens, those spent thinking (native reasoning), closing tags included.
     thought_tokens: int = 0
 
@@ -129,7 +142,7 @@ class EngineStats:
     tokens_generated: int
     requests_finished: int = 0
     requests_cancelled: int = 0
-    images_encoded: int = 0  # image chunks through the vision projector
+    images_encoded: int = 0  # image (and audio) chunks through the projector
     peak_active: int = 0  # the most sequences ever decoded in one step
     extra: dict[str, float] = field(default_factory=dict)
 

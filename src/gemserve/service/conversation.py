@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gemserve.config import Limits
-from gemserve.engine import ChatMessage, ImageInput
+from gemserve.engine import ChatMessage, MediaInput
 from gemserve.engine.base import Role
 from gemserve.errors import InvalidArgument
 from gemserve.service.media import PreparedInput, clean_text
@@ -18,19 +18,19 @@ def build_messages(
     total_chars = len(system_instruction or "")
     for step in prepared.steps:
         text = "\n".join(part.text for part in step.parts)
-        images: tuple[ImageInput, ...] = tuple(i for part in step.parts for i in part.images)
+        media: tuple[MediaInput, ...] = tuple(m for part in step.parts for m in part.media)
         total_chars += len(text)
         role: Role = "user" if step.role == "user" else "assistant"
         if messages and messages[-1].role == role:
             # Consecutive steps of one role form a single turn, as the templates expect.
             last = messages[-1]
-            messages[-1] = ChatMessage(role, last.text + "\n" + text, last.images + images)
+            messages[-1] = ChatMessage(role, last.text + "\n" + text, last.media + media)
         else:
-            messages.append(ChatMessage(role, text, images))
+            messages.append(ChatMessage(role, text, media))
     if total_chars > limits.max_text_chars:
         raise InvalidArgument(
             f"The input has {total_chars} characters of text; the limit is {limits.max_text_chars}."
         )
-    if not any(m.role == "user" and (m.text.strip() or m.images) for m in messages):
+    if not any(m.role == "user" and (m.text.strip() or m.media) for m in messages):
         raise InvalidArgument("Invalid value at 'input': the input has no text.")
     return tuple(messages)

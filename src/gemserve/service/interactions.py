@@ -185,7 +185,7 @@ class InteractionService:
         derived = [
             (modality, len(await engine.tokenize(text))) for modality, text in prepared.derived_text
         ]
-        accounting = InputAccounting(tuple(prepared.image_modalities), tuple(derived))
+        accounting = InputAccounting(tuple(prepared.media_modalities), tuple(derived))
         return messages, accounting
 
     @staticmethod

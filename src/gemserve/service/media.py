@@ -1,8 +1,9 @@
 """Media parts of an interaction: loaded (inline data or a file), decoded under the caps, and
 rendered as what the chosen model can take in.
 
-A part becomes text and images for the engine: images go to vision models as pixels; audio
-becomes a delimited transcript (Whisper); video becomes frames at about one per second plus
+A part becomes text and media for the engine: images go to vision models as pixels; audio goes
+as sound to models with an audio projector, and otherwise becomes a delimited transcript
+(Whisper); video becomes frames at about one per second plus
 the transcript of its sound; documents become their text page by page (plus page images for
 vision models). A part the model cannot take in any way is a 400 that names the part, the
 model, and the models that could. Nothing is dropped silently.
@@ -26,10 +27,16 @@ from urllib.parse import urlsplit
 import anyio
 
 from gemserve.config import Limits
-from gemserve.engine import IMAGE_PLACEHOLDER, ImageInput, ModelCapabilities
+from gemserve.engine import (
+    MEDIA_PLACEHOLDER,
+    AudioInput,
+    ImageInput,
+    MediaInput,
+    ModelCapabilities,
+)
 from gemserve.errors import InvalidArgument, NotFound, Unavailable
 from gemserve.media import MediaError
-from gemserve.media.audio import decode_audio
+from gemserve.media.audio import SAMPLE_RATE, DecodedAudio, decode_audio
 from gemserve.media.document import DOCUMENT_TYPES, PDF, decode_document
 from gemserve.media.image import DecodedImage, decode_image
 from gemserve.media.transcribe import Transcriber
@@ -64,7 +71,7 @@ class RenderedPart:
     """A content part as the model takes it: text with an image placeholder per image."""
 
     text: str
-    images: tuple[ImageInput, ...] = ()
+    media: tuple[MediaInput, ...] = ()
 
 
 @dataclass
@@ -77,7 +84,7 @@ class RenderedStep:
 class PreparedInput:
     steps: list[RenderedStep]
     # The modality of each image, in prompt order (a video frame counts as video).
-    image_modalities: list[str] = field(default_factory=list)
+    media_modalities: list[str] = field(default_factory=list)
     # Text the server derived from media (transcripts, document text), by modality.
     derived_text: list[tuple[str, str]] = field(default_factory=list)
 
@@ -94,7 +101,7 @@ class _Budget:
 
 def clean_text(text: str) -> str:
     """Text from a client or a decoder: it must not be able to place an image."""
-    return text.replace(IMAGE_PLACEHOLDER, "")
+    return text.replace(MEDIA_PLACEHOLDER, "")
 
 
 def file_name_from_uri(uri: str, own_hosts: frozenset[str]) -> str | None:
@@ -287,8 +294,8 @@ class MediaPipeline:
                 source, mime, max_pixels=self._limits.max_image_pixels, max_side=MAX_IMAGE_SIDE
             )
         )
-        ctx.prepared.image_modalities.append("image")
-        return RenderedPart(IMAGE_PLACEHOLDER, (_engine_image(image),))
+        ctx.prepared.media_modalities.append("image")
+        return RenderedPart(MEDIA_PLACEHOLDER, (_engine_image(image),))
 
     async def _audio(
         self, source: bytes | Path, mime: str, label: str, ctx: _PartContext
@@ -296,6 +303,10 @@ class MediaPipeline:
         seconds_left = ctx.budget.audio_seconds
         audio = await self._decode(lambda: decode_audio(source, max_seconds=seconds_left))
         ctx.budget.audio_seconds -= audio.seconds
+        if "audio" in ctx.model.input_modalities:
+            # The model hears: the sound itself, through its audio projector.
+            ctx.prepared.media_modalities.append("audio")
+            return RenderedPart(MEDIA_PLACEHOLDER, (_engine_audio(audio, _digest(source)),))
         transcript = await self._transcribe(audio.samples, _digest(source), ctx.where)
         text = clean_text(
             f"[Audio {label!r} ({mime}, {audio.seconds:.1f} s), transcribed by the server]\n"
@@ -308,6 +319,7 @@ class MediaPipeline:
         self, source: bytes | Path, mime: str, label: str, ctx: _PartContext
     ) -> RenderedPart:
         sees = "image" in ctx.model.input_modalities
+        hears = "audio" in ctx.model.input_modalities
         video = await self._decode(
             lambda: decode_video(
                 source,
@@ -315,33 +327,36 @@ class MediaPipeline:
                 max_frames=self._limits.max_video_frames,
                 max_side=MAX_IMAGE_SIDE,
                 want_frames=sees,
-                want_audio=self.transcribes,
+                want_audio=hears or self.transcribes,
             )
         )
         ctx.budget.video_seconds -= video.seconds
-        transcript = None
-        if video.audio is not None:
-            transcript = await self._transcribe(video.audio.samples, _digest(source), ctx.where)
         if not sees and video.audio is None:
             raise InvalidArgument(
                 f"Invalid value at '{ctx.where}': the video has no sound track, and model "
                 f"{ctx.model.model_id!r} cannot see its frames."
             )
         lines = [f"[Video {label!r} ({mime}, {video.seconds:.1f} s)]"]
-        images: list[ImageInput] = []
+        media: list[MediaInput] = []
         if sees:
             for frame in video.frames:
                 minutes, seconds = divmod(int(frame.seconds), 60)
-                lines.append(f"[{minutes:02d}:{seconds:02d}] {IMAGE_PLACEHOLDER}")
-                images.append(_engine_image(frame.image))
-                ctx.prepared.image_modalities.append("video")
+                lines.append(f"[{minutes:02d}:{seconds:02d}] {MEDIA_PLACEHOLDER}")
+                media.append(_engine_image(frame.image))
+                ctx.prepared.media_modalities.append("video")
+        elif hears:
+            lines.append("[This model cannot see video frames; only the sound track follows.]")
         else:
             lines.append(
                 "[This model cannot see video frames; only the transcript of the video's sound "
                 "track follows.]"
             )
-        derived = ""
-        if video.audio is not None:
+        if video.audio is not None and hears:
+            lines.append(f"[Sound track] {MEDIA_PLACEHOLDER}")
+            media.append(_engine_audio(video.audio, _digest(source)))
+            ctx.prepared.media_modalities.append("video")
+        elif video.audio is not None:
+            transcript = await self._transcribe(video.audio.samples, _digest(source), ctx.where)
             derived = clean_text(
                 "[Transcript of the video's sound track]\n"
                 f"{transcript or '(no speech recognised)'}\n[End of transcript]"
@@ -349,7 +364,7 @@ class MediaPipeline:
             ctx.prepared.derived_text.append(("video", derived))
             lines.append(derived)
         lines.append("[End of video]")
-        return RenderedPart("\n".join(lines), tuple(images))
+        return RenderedPart("\n".join(lines), tuple(media))
 
     async def _document(
         self, source: bytes | Path, mime: str, label: str, ctx: _PartContext
@@ -373,14 +388,14 @@ class MediaPipeline:
                 f"PDF?), and model {ctx.model.model_id!r} cannot read page images."
             )
         lines = [f"[Document {label!r} ({mime}, {len(document.pages)} pages)]"]
-        images: list[ImageInput] = []
+        images: list[MediaInput] = []
         for page in document.pages:
             text = clean_text(page.text)
             lines.append(f"[Page {page.number}]" if mime == PDF else "")
             if page.image is not None:
-                lines.append(IMAGE_PLACEHOLDER)
+                lines.append(MEDIA_PLACEHOLDER)
                 images.append(_engine_image(page.image))
-                ctx.prepared.image_modalities.append("document")
+                ctx.prepared.media_modalities.append("document")
             if text:
                 lines.append(text)
                 ctx.prepared.derived_text.append(("document", text))
@@ -421,12 +436,16 @@ def _can_take(kind: str, caps: ModelCapabilities, transcribes: bool) -> bool:
     if kind == "audio":
         return transcribes or "audio" in caps.input_modalities
     if kind == "video":
-        return sees or transcribes
+        return sees or transcribes or "audio" in caps.input_modalities
     return True  # documents: their text always, page images too for vision models
 
 
 def _engine_image(image: DecodedImage) -> ImageInput:
     return ImageInput(image.width, image.height, image.rgb, image.digest)
+
+
+def _engine_audio(audio: DecodedAudio, digest: str) -> AudioInput:
+    return AudioInput(audio.samples.tobytes(), SAMPLE_RATE, digest)
 
 
 def _digest(source: bytes | Path) -> str:

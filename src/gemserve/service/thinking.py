@@ -19,7 +19,7 @@ from typing import Any
 from gemserve.config import ModelSpec
 from gemserve.config.models import ThinkingLevel, ThinkingProfile
 from gemserve.engine import (
-    IMAGE_PLACEHOLDER,
+    MEDIA_PLACEHOLDER,
     ChatMessage,
     Engine,
     EngineEvent,
@@ -178,7 +178,7 @@ def _append_to_last_user(
 
 def _answer_instruction(messages: tuple[ChatMessage, ...]) -> str:
     question = next((m.text for m in reversed(messages) if m.role == "user"), "")
-    question = question.replace(IMAGE_PLACEHOLDER, "").strip()
+    question = question.replace(MEDIA_PLACEHOLDER, "").strip()
     if not question or len(question) > RESTATE_LIMIT:
         return ANSWER_INSTRUCTION_LONG
     return ANSWER_INSTRUCTION.format(question=question)
@@ -192,7 +192,7 @@ def _combined(first: Finished, second: Finished) -> Finished:
         output_tokens=first.output_tokens + second.output_tokens,
         error=second.error,
         cached_tokens=first.cached_tokens,
-        image_tokens=first.image_tokens,
+        media_tokens=first.media_tokens,
         thought_tokens=first.output_tokens,
     )
 

@@ -11,13 +11,13 @@ from gemserve.engine import Finished
 
 @dataclass(frozen=True)
 class InputAccounting:
-    image_modalities: tuple[str, ...] = ()  # the modality of each image, in prompt order
+    media_modalities: tuple[str, ...] = ()  # the modality of each image, in prompt order
     derived_tokens: tuple[tuple[str, int], ...] = ()  # (modality, tokens) of derived text
 
     def by_modality(self, finished: Finished) -> dict[str, int]:
         """Prompt tokens per modality; what is not media is text."""
         counts: Counter[str] = Counter()
-        for modality, tokens in zip(self.image_modalities, finished.image_tokens, strict=False):
+        for modality, tokens in zip(self.media_modalities, finished.media_tokens, strict=False):
             counts[modality] += tokens
         for modality, tokens in self.derived_tokens:
             counts[modality] += tokens

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from gemserve.engine import (
-    IMAGE_PLACEHOLDER,
+    MEDIA_PLACEHOLDER,
     ChatMessage,
     Finished,
     FinishReason,
@@ -68,7 +68,7 @@ def image(seed: int, width: int = 80, height: int = 60) -> ImageInput:
 def ask(
     *images: ImageInput, text: str = "Describe this image.", sampling: SamplingParams = GREEDY
 ) -> GenerationRequest:
-    prompt = IMAGE_PLACEHOLDER * len(images) + text
+    prompt = MEDIA_PLACEHOLDER * len(images) + text
     return GenerationRequest((ChatMessage("user", prompt, images),), sampling)
 
 
@@ -107,11 +107,11 @@ async def test_one_image_takes_32_prompt_positions(vlm: LlamaEngine) -> None:
     answer, finished = await run(vlm, ask(image(1)))
     assert finished.reason in (FinishReason.STOP, FinishReason.MAX_TOKENS)
     assert answer
-    assert finished.image_tokens == (32,)
+    assert finished.media_tokens == (32,)
     # The 32 image positions plus the image's layout tokens come on top of the text.
     assert finished.prompt_tokens >= text_only.prompt_tokens + 32
     assert finished.prompt_tokens <= text_only.prompt_tokens + 32 + 16
-    assert text_only.image_tokens == ()
+    assert text_only.media_tokens == ()
     assert vlm.stats().images_encoded - encoded == 2  # an overview and one slice
 
 
@@ -119,13 +119,13 @@ async def test_images_in_several_messages_are_all_counted(vlm: LlamaEngine) -> N
     _, one = await run(vlm, ask(image(2)))
     messages = (
         ChatMessage(
-            "user", f"First {IMAGE_PLACEHOLDER} and {IMAGE_PLACEHOLDER}.", (image(3), image(4))
+            "user", f"First {MEDIA_PLACEHOLDER} and {MEDIA_PLACEHOLDER}.", (image(3), image(4))
         ),
         ChatMessage("assistant", "Two noisy pictures."),
-        ChatMessage("user", f"Now {IMAGE_PLACEHOLDER}?", (image(5, 200, 100),)),
+        ChatMessage("user", f"Now {MEDIA_PLACEHOLDER}?", (image(5, 200, 100),)),
     )
     _, finished = await run(vlm, GenerationRequest(messages, GREEDY))
-    assert finished.image_tokens == (32, 32, 32)
+    assert finished.media_tokens == (32, 32, 32)
     assert finished.prompt_tokens > one.prompt_tokens + 64
 
 
@@ -146,7 +146,7 @@ async def test_concurrent_image_requests_equal_solo_runs(
     finally:
         await pair.close()
     assert [text for text, _ in together] == [text for text, _ in solo]
-    assert [f.image_tokens for _, f in together] == [(32,), (32,)]
+    assert [f.media_tokens for _, f in together] == [(32,), (32,)]
     assert [f.prompt_tokens for _, f in together] == [f.prompt_tokens for _, f in solo]
     assert stats.peak_active == 2
     assert stats.images_encoded == 4
@@ -182,7 +182,7 @@ async def test_a_second_turn_reuses_the_cached_image(vlm: LlamaEngine, tiny_vlm:
     first_answer, first = await run(vlm, ask(image(41)))
     second_turn = GenerationRequest(
         (
-            ChatMessage("user", f"{IMAGE_PLACEHOLDER}Describe this image.", (image(41),)),
+            ChatMessage("user", f"{MEDIA_PLACEHOLDER}Describe this image.", (image(41),)),
             ChatMessage("assistant", first_answer),
             ChatMessage("user", "And the colours?"),
         ),
@@ -193,7 +193,7 @@ async def test_a_second_turn_reuses_the_cached_image(vlm: LlamaEngine, tiny_vlm:
     # The whole first prompt (image included) came from the KV cache: nothing re-encoded.
     assert second.cached_tokens >= first.prompt_tokens
     assert vlm.stats().images_encoded == encoded
-    assert second.image_tokens == (32,)
+    assert second.media_tokens == (32,)
     # And the cache is right: a fresh engine computing everything gives the same answer.
     fresh = make_vlm(tiny_vlm)
     await fresh.start()
@@ -220,14 +220,14 @@ async def test_a_changed_image_is_not_served_from_the_cache(vlm: LlamaEngine) ->
     assert changed.cached_tokens < first.prompt_tokens - 32
     assert answer == expected
     assert vlm.stats().images_encoded - encoded == 6
-    assert after_51.image_tokens == (32,)
+    assert after_51.media_tokens == (32,)
 
 
 async def test_an_engine_without_a_projector_refuses_images(tiny_vlm: TinyVlm) -> None:
     engine = make_vlm(tiny_vlm, vision=False)
     await engine.start()
     try:
-        with pytest.raises(InvalidArgument, match="'tiny-vlm' cannot take image input"):
+        with pytest.raises(InvalidArgument, match="'tiny-vlm' takes text only"):
             await engine.generate(ask(image(1)))
         text, finished = await run(engine, ask())
         assert finished.output_tokens > 0
@@ -237,12 +237,12 @@ async def test_an_engine_without_a_projector_refuses_images(tiny_vlm: TinyVlm) -
         await engine.close()
 
 
-async def test_placeholders_must_match_the_images(vlm: LlamaEngine) -> None:
+async def test_placeholders_must_match_the_media(vlm: LlamaEngine) -> None:
     request = GenerationRequest(
-        (ChatMessage("user", f"{IMAGE_PLACEHOLDER}{IMAGE_PLACEHOLDER}Two?", (image(1),)),),
+        (ChatMessage("user", f"{MEDIA_PLACEHOLDER}{MEDIA_PLACEHOLDER}Two?", (image(1),)),),
         GREEDY,
     )
-    with pytest.raises(InvalidArgument, match="dropped or repeated an image"):
+    with pytest.raises(InvalidArgument, match="dropped or repeated a media part"):
         await vlm.generate(request)
 
 
@@ -266,7 +266,7 @@ async def test_images_beyond_the_context_are_refused_and_the_engine_goes_on(
             await small.generate(ask(*(image(i) for i in range(4))))
         assert "context of 128 tokens" in info.value.message
         _, finished = await run(small, ask(image(1)))
-        assert finished.image_tokens == (32,)
+        assert finished.media_tokens == (32,)
     finally:
         await small.close()
 
@@ -298,11 +298,11 @@ async def test_cancelling_mid_generation_frees_the_slot(vlm: LlamaEngine) -> Non
     assert isinstance(finished, Finished)
     assert finished.reason is FinishReason.CANCELLED
     assert 0 < finished.output_tokens < 3000
-    assert finished.image_tokens == (32,)
+    assert finished.media_tokens == (32,)
     await wait_until(lambda: vlm.stats().active == 1)
     # The freed slot takes a new image request while the other one still runs.
     _, fresh = await run(vlm, ask(image(61)))
-    assert fresh.image_tokens == (32,)
+    assert fresh.media_tokens == (32,)
     await wait_until(lambda: vlm.stats().active == 1)
     assert streams[1].prompt_tokens == fresh.prompt_tokens  # still running alongside
     streams[1].cancel()

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from gemserve.engine.base import (
-    IMAGE_PLACEHOLDER,
+    MEDIA_PLACEHOLDER,
     EngineEvent,
     EngineStats,
     Finished,
@@ -17,8 +17,8 @@ from gemserve.engine.base import (
 )
 from gemserve.engine.chat_template import CHATML_TEMPLATE, ChatTemplate, ChatTemplateError
 from gemserve.engine.llama.native import LoadedModel
+from gemserve.engine.llama.projector import MultimodalPrompt, Projector, ProjectorError
 from gemserve.engine.llama.scheduler import Scheduler, Sequence
-from gemserve.engine.llama.vision import MultimodalPrompt, VisionError, VisionProjector
 from gemserve.engine.reasoning import Phase, ThinkingParser
 from gemserve.errors import InvalidArgument, Unavailable
 
@@ -98,7 +98,9 @@ class LlamaEngine:
         self._template_override = chat_template
         self._instruction_tuned = instruction_tuned
         self._mmproj_path = mmproj_path
-        self._vision: VisionProjector | None = None
+        self._projector: Projector | None = None
+        # What the configuration promises until the projector is loaded and says.
+        self._modalities = frozenset({"text", "image"} if mmproj_path else {"text"})
         self._valid_grammars: set[str] = set()
         self._model: LoadedModel | None = None
         self._scheduler: Scheduler | None = None
@@ -113,7 +115,7 @@ class LlamaEngine:
             model_id=self._model_id,
             context_length=self._context_length,
             output_token_limit=self._output_token_limit,
-            input_modalities=frozenset({"text", "image"} if self._mmproj_path else {"text"}),
+            input_modalities=self._modalities,
             instruction_tuned=self._instruction_tuned,
         )
 
@@ -128,9 +130,9 @@ class LlamaEngine:
         bos, eos = model.bos_eos_text()
         source = self._template_override or model.chat_template() or CHATML_TEMPLATE
         self._template = ChatTemplate(source, bos_token=bos, eos_token=eos)
-        vision = None
+        projector = None
         if self._mmproj_path is not None:
-            vision = VisionProjector(self._mmproj_path, model, threads=self._threads)
+            projector = Projector(self._mmproj_path, model, threads=self._threads)
         scheduler = Scheduler(
             model,
             slots=self._slots,
@@ -138,11 +140,17 @@ class LlamaEngine:
             batch_tokens=self._batch_tokens,
             threads=self._threads,
             max_queued=self._max_queued,
-            vision=vision,
+            projector=projector,
         )
         scheduler.start()
         self._model = model
-        self._vision = vision
+        self._projector = projector
+        if projector is not None:
+            self._modalities = frozenset(
+                {"text"}
+                | ({"image"} if projector.vision else set())
+                | ({"audio"} if projector.audio else set())
+            )
         self._scheduler = scheduler
 
     async def close(self) -> None:
@@ -150,9 +158,9 @@ class LlamaEngine:
         self._scheduler = None
         if scheduler is not None:
             await asyncio.to_thread(scheduler.stop)
-        if self._vision is not None:
-            self._vision.close()
-            self._vision = None
+        if self._projector is not None:
+            self._projector.close()
+            self._projector = None
         if model is not None:
             model.free()
             self._model = None
@@ -192,25 +200,25 @@ class LlamaEngine:
 
     def _prompt_tokens(self, request: GenerationRequest, rendered: str) -> MultimodalPrompt:
         model, _, _ = self._require()
-        images = [image for message in request.messages for image in message.images]
-        if not images:
+        media = [item for message in request.messages for item in message.media]
+        if not media:
             return MultimodalPrompt(tokens=model.tokenize(rendered))
-        if self._vision is None:
-            raise InvalidArgument(f"Model {self._model_id!r} cannot take image input.")
-        if rendered.count(IMAGE_PLACEHOLDER) != len(images):
-            raise InvalidArgument("The chat template dropped or repeated an image.")
-        text = rendered.replace(IMAGE_PLACEHOLDER, self._vision.marker)
+        if self._projector is None:
+            raise InvalidArgument(f"Model {self._model_id!r} takes text only.")
+        if rendered.count(MEDIA_PLACEHOLDER) != len(media):
+            raise InvalidArgument("The chat template dropped or repeated a media part.")
+        text = rendered.replace(MEDIA_PLACEHOLDER, self._projector.marker)
         try:
-            prompt = self._vision.tokenize(text, images)
-        except VisionError as exc:
+            prompt = self._projector.tokenize(text, media)
+        except ProjectorError as exc:
             raise InvalidArgument(f"Model {self._model_id!r}: {exc}.") from None
         too_big = [
             s.n_tokens for s in prompt.spans if s.non_causal and s.n_tokens > self._batch_tokens
         ]
         if too_big:
-            self._vision.free(prompt)
+            self._projector.free(prompt)
             raise InvalidArgument(
-                f"An image of model {self._model_id!r} needs {too_big[0]} tokens in one batch; "
+                f"A media part of model {self._model_id!r} needs {too_big[0]} tokens in one batch; "
                 f"the server's batch is {self._batch_tokens} (raise GEMSERVE_BATCH_TOKENS)."
             )
         return prompt
@@ -252,8 +260,8 @@ class LlamaEngine:
             stream = LlamaStream(scheduler, prompt.tokens, request, media, thinking)
             stream.submit()
         except BaseException:
-            if media is not None and self._vision is not None:
-                self._vision.free(media)
+            if media is not None and self._projector is not None:
+                self._projector.free(media)
             raise
         return stream
 

@@ -32,7 +32,7 @@ from gemserve.engine.base import (
     ThoughtDelta,
 )
 from gemserve.engine.llama.native import LoadedModel
-from gemserve.engine.llama.vision import MediaSpan, MultimodalPrompt, VisionError, VisionProjector
+from gemserve.engine.llama.projector import MediaSpan, MultimodalPrompt, Projector, ProjectorError
 from gemserve.engine.reasoning import Phase, ThinkingParser
 from gemserve.engine.text import IncrementalDetokenizer, StopMatcher
 from gemserve.errors import ResourceExhausted
@@ -166,10 +166,10 @@ class Scheduler:
         batch_tokens: int,
         threads: int,
         max_queued: int,
-        vision: VisionProjector | None = None,
+        projector: Projector | None = None,
     ) -> None:
         self._model = model
-        self._vision = vision
+        self._projector = projector
         self.slots = slots
         self.context_length = context_length
         self.batch_tokens = batch_tokens
@@ -198,11 +198,11 @@ class Scheduler:
         self._n_seq[:] = 1
         self._seq_ids = [self._batch.seq_id[i] for i in range(batch_tokens)]
         self._embd_batch = None
-        if vision is not None:
+        if projector is not None:
             # A second batch for image embeddings: llama_decode takes tokens or embeddings.
-            batch = llama.llama_batch_init(batch_tokens, vision.n_embd, 1)
+            batch = llama.llama_batch_init(batch_tokens, projector.n_embd, 1)
             self._embd_batch = batch
-            self._embd = np.ctypeslib.as_array(batch.embd, shape=(batch_tokens * vision.n_embd,))
+            self._embd = np.ctypeslib.as_array(batch.embd, shape=(batch_tokens * projector.n_embd,))
             self._embd_pos = np.ctypeslib.as_array(batch.pos, shape=(batch_tokens,))
             np.ctypeslib.as_array(batch.n_seq_id, shape=(batch_tokens,))[:] = 1
             np.ctypeslib.as_array(batch.logits, shape=(batch_tokens,))[:] = 0
@@ -346,15 +346,15 @@ class Scheduler:
     def _decode_media(self) -> None:
         """Encode one waiting image chunk and decode its embeddings (one image per step, so
         the other sequences keep decoding between the images of a long prompt)."""
-        if self._vision is None or self._embd_batch is None:
+        if self._projector is None or self._embd_batch is None:
             return
         for seq in self._active:
             span = seq.waiting_span()
             if span is None or seq.finished:
                 continue
             try:
-                embeddings = self._vision.encode(span)
-            except VisionError as exc:
+                embeddings = self._projector.encode(span)
+            except ProjectorError as exc:
                 log.error("image encoding failed: %s", exc)
                 self._finish(seq, FinishReason.ERROR, "image encoding failed")
                 return
@@ -372,8 +372,8 @@ class Scheduler:
         self, seq_id: int, span: MediaSpan, embeddings: np.ndarray[Any, Any]
     ) -> int:
         assert self._embd_batch is not None
-        assert self._vision is not None
-        n_embd = self._vision.n_embd
+        assert self._projector is not None
+        n_embd = self._projector.n_embd
         if span.non_causal:
             # The image attends to itself both ways; it fits one batch (checked at admission).
             llama.llama_set_causal_attn(self._ctx, False)
@@ -543,11 +543,11 @@ class Scheduler:
                 tail += seq.stops.flush()
             if tail:
                 seq.outbox.append(TextDelta(tail))
-        image_tokens: tuple[int, ...] = ()
+        media_tokens: tuple[int, ...] = ()
         if seq.media is not None:
-            image_tokens = seq.media.image_tokens
-            if self._vision is not None:
-                self._vision.free(seq.media)
+            media_tokens = seq.media.media_tokens
+            if self._projector is not None:
+                self._projector.free(seq.media)
         seq.outbox.append(
             Finished(
                 reason,
@@ -555,7 +555,7 @@ class Scheduler:
                 seq.n_generated,
                 error,
                 cached_tokens=seq.cached,
-                image_tokens=image_tokens,
+                media_tokens=media_tokens,
                 thought_tokens=seq.n_thought,
             )
         )

@@ -1,10 +1,11 @@
-"""Images through llama.cpp's multimodal library (libmtmd), for the batched scheduler.
+"""Images and sound through llama.cpp's multimodal library (libmtmd), for the batched
+scheduler.
 
-``VisionProjector.tokenize`` (any thread: libmtmd documents it thread-safe) turns a rendered
-prompt with image markers into one flat list of positions: text tokens, and for every image
+``Projector.tokenize`` (any thread: libmtmd documents it thread-safe) turns a rendered prompt
+with media markers into one flat list of positions: text tokens, and for every image or audio
 chunk a run of negative keys standing for its embeddings (they let the scheduler's prefix
-cache match images like tokens). ``encode`` (engine thread only: two concurrent encodes on
-one context crash libmtmd) computes a chunk's embeddings, which the scheduler decodes in an
+cache match media like tokens). ``encode`` (engine thread only: two concurrent encodes on one
+context crash libmtmd) computes a chunk's embeddings, which the scheduler decodes in an
 embedding batch.
 """
 
@@ -22,23 +23,23 @@ import llama_cpp.mtmd_cpp as mtmd
 import numpy as np
 import numpy.typing as npt
 
-from gemserve.engine.base import ImageInput
+from gemserve.engine.base import ImageInput, MediaInput
 from gemserve.engine.llama.native import LoadedModel, init_backend
 
 _KEY_MASK = (1 << 62) - 1
 
 
-class VisionError(ValueError):
-    """The images could not be prepared for this model (the message is safe to show)."""
+class ProjectorError(ValueError):
+    """The media could not be prepared for this model (the message is safe to show)."""
 
 
 @dataclass(eq=False)
 class MediaSpan:
-    """One image chunk in a prompt: positions ``start`` … ``start + n_tokens - 1``."""
+    """One image or audio chunk in a prompt: positions ``start`` … ``start + n_tokens - 1``."""
 
     start: int
     n_tokens: int
-    chunk: Any  # an owned mtmd_input_chunk*, freed by VisionProjector.free
+    chunk: Any  # an owned mtmd_input_chunk*, freed by Projector.free
     non_causal: bool
     embeddings: npt.NDArray[np.float32] | None = None
 
@@ -47,11 +48,11 @@ class MediaSpan:
 class MultimodalPrompt:
     tokens: list[int]  # token ids, and negative keys at image positions
     spans: list[MediaSpan] = field(default_factory=list)
-    image_tokens: tuple[int, ...] = ()  # positions taken by each input image, in order
+    media_tokens: tuple[int, ...] = ()  # positions taken by each image or sound, in order
 
 
-class VisionProjector:
-    """An mmproj file loaded next to a text model."""
+class Projector:
+    """An mmproj file (vision, audio or both) loaded next to a text model."""
 
     def __init__(self, mmproj: Path, model: LoadedModel, *, threads: int) -> None:
         if not mmproj.is_file():
@@ -68,9 +69,12 @@ class VisionProjector:
         if not ctx:
             raise RuntimeError(f"llama.cpp could not load the projector {mmproj}")
         self._ctx = ctx
-        if not mtmd.mtmd_support_vision(ctx):
+        self.vision = bool(mtmd.mtmd_support_vision(ctx))
+        self.audio = bool(mtmd.mtmd_support_audio(ctx))
+        self.audio_sample_rate = int(mtmd.mtmd_get_audio_sample_rate(ctx)) if self.audio else 0
+        if not (self.vision or self.audio):
             self.close()
-            raise RuntimeError(f"{mmproj} is not a vision projector")
+            raise RuntimeError(f"{mmproj} projects neither images nor audio")
         if mtmd.mtmd_decode_use_mrope(ctx):
             self.close()
             raise RuntimeError(
@@ -83,18 +87,15 @@ class VisionProjector:
     def marker(self) -> str:
         return self._marker.decode()
 
-    def tokenize(self, text: str, images: Sequence[ImageInput]) -> MultimodalPrompt:
-        """Split ``text`` (one marker per image) into text tokens and image chunks."""
+    def tokenize(self, text: str, media: Sequence[MediaInput]) -> MultimodalPrompt:
+        """Split ``text`` (one marker per item of ``media``) into text tokens and chunks."""
         bitmaps = []
         chunks = mtmd.mtmd_input_chunks_init()
         try:
-            for index, image in enumerate(images):
-                pixels = (ctypes.c_uint8 * len(image.rgb)).from_buffer_copy(image.rgb)
-                bitmap = mtmd.mtmd_bitmap_init(image.width, image.height, pixels)
-                if not bitmap:
-                    raise VisionError("an image could not be prepared for the model")
+            for index, item in enumerate(media):
+                bitmap = self._bitmap(item)
                 bitmaps.append(bitmap)
-                mtmd.mtmd_bitmap_set_id(bitmap, f"{index}:{image.digest[:32]}".encode())
+                mtmd.mtmd_bitmap_set_id(bitmap, f"{index}:{item.digest[:32]}".encode())
             encoded = text.encode()
             prompt = mtmd.mtmd_input_text()
             prompt.text = encoded
@@ -104,16 +105,34 @@ class VisionProjector:
             array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
             rc = mtmd.mtmd_tokenize(self._ctx, chunks, ctypes.byref(prompt), array, len(bitmaps))
             if rc != 0:
-                raise VisionError(f"the images could not be tokenized (libmtmd code {rc})")
-            return self._collect(chunks, len(images))
+                raise ProjectorError(f"the media could not be tokenized (libmtmd code {rc})")
+            return self._collect(chunks, len(media))
         finally:
             mtmd.mtmd_input_chunks_free(chunks)
             for bitmap in bitmaps:
                 mtmd.mtmd_bitmap_free(bitmap)
 
-    def _collect(self, chunks: Any, n_images: int) -> MultimodalPrompt:
+    def _bitmap(self, item: MediaInput) -> Any:
+        if isinstance(item, ImageInput):
+            if not self.vision:
+                raise ProjectorError("this model's projector takes no images")
+            pixels = (ctypes.c_uint8 * len(item.rgb)).from_buffer_copy(item.rgb)
+            bitmap = mtmd.mtmd_bitmap_init(item.width, item.height, pixels)
+        else:
+            if not self.audio:
+                raise ProjectorError("this model's projector takes no audio")
+            if item.sample_rate != self.audio_sample_rate:
+                raise ProjectorError(f"audio must be sampled at {self.audio_sample_rate} Hz")
+            n = len(item.samples) // 4
+            samples = (ctypes.c_float * n).from_buffer_copy(item.samples)
+            bitmap = mtmd.mtmd_bitmap_init_from_audio(n, samples)
+        if not bitmap:
+            raise ProjectorError("a media part could not be prepared for the model")
+        return bitmap
+
+    def _collect(self, chunks: Any, n_media: int) -> MultimodalPrompt:
         out = MultimodalPrompt(tokens=[])
-        per_image = [0] * n_images
+        per_item = [0] * n_media
         part_of: dict[bytes, int] = {}
         try:
             for i in range(mtmd.mtmd_input_chunks_size(chunks)):
@@ -124,11 +143,11 @@ class VisionProjector:
                     ptr = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(n))
                     out.tokens.extend(ptr[j] for j in range(n.value))
                     continue
-                if kind != mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
-                    raise VisionError("this model's projector produced a non-image chunk")
+                if kind not in (mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE, mtmd.MTMD_INPUT_CHUNK_TYPE_AUDIO):
+                    raise ProjectorError("this model's projector produced an unknown chunk")
                 n_tokens = mtmd.mtmd_input_chunk_get_n_tokens(chunk)
                 if mtmd.mtmd_input_chunk_get_n_pos(chunk) != n_tokens:
-                    raise VisionError("this projector's position layout is not supported")
+                    raise ProjectorError("this projector's position layout is not supported")
                 image_id = mtmd.mtmd_input_chunk_get_id(chunk) or b""
                 owned = mtmd.mtmd_input_chunk_copy(chunk)
                 span = MediaSpan(
@@ -138,26 +157,26 @@ class VisionProjector:
                     non_causal=bool(mtmd.mtmd_decode_use_non_causal(self._ctx, owned)),
                 )
                 out.spans.append(span)
-                # Several chunks of one image (tiles) share its id; keys differ by tile.
+                # Several chunks of one item (tiles, audio windows) share its id; keys differ.
                 tile = part_of.get(image_id, 0)
                 part_of[image_id] = tile + 1
                 out.tokens.extend(
                     -1 - (hash((image_id, tile, row)) & _KEY_MASK) for row in range(n_tokens)
                 )
                 index = int(image_id.split(b":", 1)[0] or 0)
-                if 0 <= index < n_images:
-                    per_image[index] += n_tokens
+                if 0 <= index < n_media:
+                    per_item[index] += n_tokens
         except BaseException:
             self.free(out)
             raise
-        out.image_tokens = tuple(per_image)
+        out.media_tokens = tuple(per_item)
         return out
 
     def encode(self, span: MediaSpan) -> npt.NDArray[np.float32]:
         """The chunk's embeddings, ``n_tokens × n_embd``. Engine thread only."""
         rc = mtmd.mtmd_encode_chunk(self._ctx, span.chunk)
         if rc != 0:
-            raise VisionError(f"image encoding failed (libmtmd code {rc})")
+            raise ProjectorError(f"media encoding failed (libmtmd code {rc})")
         ptr = mtmd.mtmd_get_output_embd(self._ctx)
         flat = np.ctypeslib.as_array(ptr, shape=(span.n_tokens * self.n_embd,))
         # Copy: the next encode overwrites this buffer.
