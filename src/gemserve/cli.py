@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -12,15 +11,7 @@ from pathlib import Path
 import uvicorn
 
 from gemserve.config import Settings, load_settings
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from gemserve.hosts import is_loopback
 
 
 def _add_storage_flags(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "keys":
         return asyncio.run(_keys(args, settings))
-    if not _is_loopback(settings.host) and not settings.require_keys:
+    if not is_loopback(settings.host) and not settings.require_keys:
         print(
             f"gemserve: refusing to listen on {settings.host} without --require-keys: open mode "
             "accepts any API key and is for loopback only.",

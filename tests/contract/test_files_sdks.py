@@ -159,21 +159,28 @@ def test_python_uploads_20_mb_in_8_mib_chunks(
 # ----- JS -------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-def test_js_uploads_20_mb_in_8_mib_chunks(live_server: LiveServer, big_file: Path) -> None:
-    env = {**client_env(live_server.base_url), "GEMINI_API_KEY": fresh_key()}
-    log = AccessLog(live_server)
+def run_files_mjs(server: LiveServer, path: Path) -> dict[str, Any]:
+    """``node files.mjs <path>`` with a key of its own; what the SDK returned, as JSON."""
+    if not (JS_DIR / "node_modules" / "@google" / "genai" / "package.json").is_file():
+        pytest.fail("@google/genai is not installed: run `npm ci` in tests/contract/js")
     proc = subprocess.run(
-        ["node", "files.mjs", str(big_file)],
+        ["node", "files.mjs", str(path)],
         cwd=JS_DIR,
-        env=env,
+        env={**client_env(server.base_url), "GEMINI_API_KEY": fresh_key()},
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,
         check=False,
     )
     assert proc.returncode == 0, f"files.mjs failed:\n{proc.stderr}"
-    uploaded = json.loads(proc.stdout)["uploadedFile"]
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_js_uploads_20_mb_in_8_mib_chunks(live_server: LiveServer, big_file: Path) -> None:
+    log = AccessLog(live_server)
+    uploaded = run_files_mjs(live_server, big_file)["uploadedFile"]
     assert uploaded["sizeBytes"] == str(BIG)
     assert uploaded["sha256Hash"] == b64_sha256(big_file.read_bytes())
     # The big file: start + three chunks; then the small Blob: start + one chunk.
@@ -182,23 +189,10 @@ def test_js_uploads_20_mb_in_8_mib_chunks(live_server: LiveServer, big_file: Pat
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_js_upload_get_list_delete(live_server: LiveServer, tmp_path: Path) -> None:
-    if not (JS_DIR / "node_modules" / "@google" / "genai" / "package.json").is_file():
-        pytest.fail("@google/genai is not installed: run `npm ci` in tests/contract/js")
     path = tmp_path / "photo.jpg"
     path.write_bytes(JPEG)
-    env = {**client_env(live_server.base_url), "GEMINI_API_KEY": fresh_key()}
     log = AccessLog(live_server)
-    proc = subprocess.run(
-        ["node", "files.mjs", str(path)],
-        cwd=JS_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    assert proc.returncode == 0, f"files.mjs failed:\n{proc.stderr}"
-    result: dict[str, Any] = json.loads(proc.stdout)
+    result = run_files_mjs(live_server, path)
     uploaded = result["uploadedFile"]
     fid = file_id(uploaded["name"])
     # undefined (null here) if the server had answered in snake_case.

@@ -41,6 +41,8 @@ from tests.contract._support import (
     run_concurrently,
     seed_guide,
 )
+from tests.contract.test_curl import EXAMPLES as CURL_EXAMPLES
+from tests.contract.test_python_sdk import EXAMPLES as PYTHON_EXAMPLES
 
 pytestmark = pytest.mark.contract
 
@@ -56,33 +58,9 @@ TIMEOUT_S = 300  # one bounded request (generous for a busy machine)
 
 # ----- the guide's thinking example, verbatim ---------------------------------------------------
 
-PY_EXAMPLE = """\
-from google import genai
-
-client = genai.Client()
-
-interaction = client.interactions.create(
-    model="gemini-3-flash-preview",
-    input="How does AI work?",
-    generation_config={
-        "thinking_level": "low"
-    }
-)
-print(interaction.steps[-1].content[0].text)
-"""
-
-REST_EXAMPLE = """\
-curl -X POST "https://generativelanguage.googleapis.com/v1beta/interactions" \\
-  -H "x-goog-api-key: $GEMINI_API_KEY" \\
-  -H 'Content-Type: application/json' \\
-  -d '{
-    "model": "gemini-3-flash-preview",
-    "input": "How does AI work?",
-    "generation_config": {
-      "thinking_level": "low"
-    }
-  }'
-"""
+# The guide's thinking example, as the SDK and curl suites hold it (checked against the guide).
+PY_EXAMPLE = PYTHON_EXAMPLES["thinking"]
+REST_EXAMPLE = CURL_EXAMPLES["thinking"]
 
 JS_EXAMPLE = "thinking.mjs"  # js/thinking.mjs is the guide's JS example, verbatim
 

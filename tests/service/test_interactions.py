@@ -2,56 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 
-from gemserve.config import Limits, ModelRegistry
+from gemserve.config import ModelRegistry
 from gemserve.config.models import DEFAULT_MODEL_ID
 from gemserve.engine import FinishReason
 from gemserve.errors import InvalidArgument
 from gemserve.service.events import next_event
-from gemserve.service.files import FileService
 from gemserve.service.interactions import InteractionService
 from gemserve.service.live import LiveInteraction
-from gemserve.service.media import MediaPipeline
-from gemserve.service.signatures import ThoughtSigner
 from gemserve.store import SqlStore
-from gemserve.store.blobs import LocalBlobStore
-from gemserve.store.sql_files import SqlFileStore
 from tests.fakes import ScriptedEngine
+from tests.service.conftest import build_service
 
 IID = "v1_" + "ab" * 12
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    sql_store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-    await sql_store.start()
-    yield sql_store
-    await sql_store.close()
 
 
 @pytest.fixture
 def service(store: SqlStore, tmp_path: Path) -> Any:
     def make(engine: ScriptedEngine) -> InteractionService:
         registry = ModelRegistry.from_config([], {}, DEFAULT_MODEL_ID)
-        blobs = LocalBlobStore(tmp_path / "files")
-        blobs.start()
-        files = FileService(SqlFileStore(store), blobs, Limits())
-        return InteractionService(
-            registry,
-            {DEFAULT_MODEL_ID: engine},
-            Limits(),
-            store,
-            MediaPipeline(files, Limits(), transcriber=None),
-            ThoughtSigner(Fernet.generate_key()),
-            clock=lambda: datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC),
-            new_id=lambda: IID,
+        return build_service(
+            store, tmp_path / "files", registry, {DEFAULT_MODEL_ID: engine}, new_id=lambda: IID
         )
 
     return make

@@ -3,15 +3,13 @@ thought steps and signatures, and thoughts restored from a stateless history."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
 
-from gemserve.config import Limits, ModelRegistry
+from gemserve.config import ModelRegistry
 from gemserve.config.models import DEFAULT_MODEL_ID
 from gemserve.errors import InvalidArgument
 from gemserve.protocol.interactions import (
@@ -20,16 +18,13 @@ from gemserve.protocol.interactions import (
     ThoughtStep,
     UserInputStep,
 )
-from gemserve.service.files import FileService
 from gemserve.service.interactions import InteractionService
 from gemserve.service.live import LiveInteraction
-from gemserve.service.media import MediaPipeline
 from gemserve.service.signatures import SignedThought, ThoughtSigner
 from gemserve.service.thinking import ANSWER_INSTRUCTION, THINK_INSTRUCTION, restore_thoughts
 from gemserve.store import SqlStore
-from gemserve.store.blobs import LocalBlobStore
-from gemserve.store.sql_files import SqlFileStore
 from tests.fakes import ScriptedEngine
+from tests.service.conftest import build_service
 
 NATIVE = {
     "id": "reasoner",
@@ -40,29 +35,11 @@ SIGNER = ThoughtSigner(Fernet.generate_key())
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    sql_store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-    await sql_store.start()
-    yield sql_store
-    await sql_store.close()
-
-
-@pytest.fixture
 def service(store: SqlStore, tmp_path: Path) -> Any:
     def make(default: ScriptedEngine, native: ScriptedEngine | None = None) -> InteractionService:
         registry = ModelRegistry.from_config([NATIVE], {}, DEFAULT_MODEL_ID)
-        blobs = LocalBlobStore(tmp_path / "files")
-        blobs.start()
-        files = FileService(SqlFileStore(store), blobs, Limits())
-        return InteractionService(
-            registry,
-            {DEFAULT_MODEL_ID: default, "reasoner": native or ScriptedEngine()},
-            Limits(),
-            store,
-            MediaPipeline(files, Limits(), transcriber=None),
-            SIGNER,
-            clock=lambda: datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC),
-        )
+        engines = {DEFAULT_MODEL_ID: default, "reasoner": native or ScriptedEngine()}
+        return build_service(store, tmp_path / "files", registry, engines, signer=SIGNER)
 
     return make
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import ipaddress
 import logging
 import re
 from collections import OrderedDict
@@ -35,6 +34,7 @@ from gemserve.engine import (
     ModelCapabilities,
 )
 from gemserve.errors import InvalidArgument, NotFound, Unavailable
+from gemserve.hosts import is_loopback
 from gemserve.media import MediaError
 from gemserve.media.audio import SAMPLE_RATE, DecodedAudio, decode_audio
 from gemserve.media.document import DOCUMENT_TYPES, PDF, decode_document
@@ -115,18 +115,9 @@ def file_name_from_uri(uri: str, own_hosts: frozenset[str]) -> str | None:
     match = _FILE_URI_PATH.fullmatch(parts.path)
     if match is None:
         return None
-    if host == GOOGLE_FILES_HOST or parts.netloc.lower() in own_hosts or _is_loopback(host):
+    if host == GOOGLE_FILES_HOST or parts.netloc.lower() in own_hosts or is_loopback(host):
         return match.group(1)
     return None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class MediaPipeline:
