@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
@@ -282,3 +283,63 @@ def test_history_longer_than_the_context_is_400_not_truncation(limited_server: L
         timeout=60,
     )
     assert_envelope(follow, 400, "INVALID_ARGUMENT", "128", "history")
+
+
+# ----- media parts: each bad one is a 400 naming the part, the server never decodes it all -----
+
+PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()  # mislabelled as audio
+
+
+def media_body(part: dict[str, Any]) -> dict[str, Any]:
+    return {**OK_BODY, "input": [{"type": "text", "text": "What is this?"}, part]}
+
+
+@pytest.mark.parametrize(
+    ("part", "fragments"),
+    [
+        (
+            {"type": "audio", "data": "@@ not base64 @@", "mime_type": "audio/wav"},
+            ("input[0].content[1].data", "base64"),
+        ),
+        (
+            {
+                "type": "audio",
+                "data": base64.b64encode(b"\x89PNG\r\n").decode(),
+                "mime_type": "audio/wav",
+            },
+            ("input[0].content[1]", "could not be decoded as audio"),
+        ),
+        (
+            {"type": "audio", "data": "AAAA", "mime_type": "image/png"},
+            ("input[0].content[1].mime_type", "is not a audio type"),
+        ),
+        (
+            {"type": "document", "data": "AAAA", "mime_type": "application/msword"},
+            ("input[0].content[1].mime_type", "PDF, plain text"),
+        ),
+        (
+            {"type": "document", "uri": "files/no-such-file", "mime_type": "application/pdf"},
+            ("input[0].content[1].uri", "was not found"),
+        ),
+        (
+            {"type": "video", "uri": "https://example.com/clip.mp4", "mime_type": "video/mp4"},
+            ("input[0].content[1].uri", "does not fetch"),
+        ),
+    ],
+)
+def test_bad_media_parts_are_400(
+    client: httpx.Client, part: dict[str, Any], fragments: tuple[str, ...]
+) -> None:
+    assert_envelope(post(client, media_body(part)), 400, "INVALID_ARGUMENT", *fragments)
+
+
+def test_ten_hours_of_audio_are_refused_from_the_header(client: httpx.Client) -> None:
+    from tests.media.test_audio import ten_hours_of_silence
+
+    part = {
+        "type": "audio",
+        "data": base64.b64encode(ten_hours_of_silence()).decode(),
+        "mime_type": "audio/flac",
+    }
+    message = assert_envelope(post(client, media_body(part)), 400, "INVALID_ARGUMENT")
+    assert "36000.0 seconds long; the limit is 600 seconds" in message

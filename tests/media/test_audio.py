@@ -7,6 +7,7 @@ import time
 import wave
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -143,3 +144,37 @@ def test_the_sound_track_of_a_video_decodes() -> None:
     audio = decode_audio(MEDIA / "clip.mp4", max_seconds=10)
     assert audio.seconds == pytest.approx(SPEECH_SECONDS, abs=0.15)
     assert float(np.abs(audio.samples).max()) > 0.1
+
+
+def ten_hours_of_silence() -> bytes:
+    """A real 10-hour FLAC (1 kHz, silent: 2.7 MB) that would decode to 1.15 GB at 16 kHz."""
+    out = io.BytesIO()
+    minute = np.zeros((1, 60_000), dtype=np.int16)
+    with av.open(out, "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=1000, layout="mono")
+        for i in range(600):
+            frame = av.AudioFrame.from_ndarray(minute, format="s16", layout="mono")
+            frame.sample_rate = 1000
+            frame.pts = i * 60_000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return out.getvalue()
+
+
+def test_ten_hours_of_audio_are_refused_from_the_header_before_decoding() -> None:
+    data = ten_hours_of_silence()
+    started = time.perf_counter()
+    with pytest.raises(MediaError, match=r"36000\.0 seconds long; the limit is 600 seconds"):
+        decode_audio(data, max_seconds=600)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_header_that_lies_about_ten_hours_decodes_what_is_there() -> None:
+    """A WAV header claiming 10 h before one second of sound: FFmpeg measures the real data."""
+    data = sine_wav(rate=16_000, channels=1, seconds=1.0, hz=440.0)
+    claimed = 10 * 3600 * 16_000 * 2
+    forged = data[:4] + (36 + claimed).to_bytes(4, "little") + data[8:40]
+    forged += claimed.to_bytes(4, "little") + data[44:]
+    assert decode_audio(forged, max_seconds=600).seconds == pytest.approx(1.0, abs=0.01)
