@@ -311,7 +311,7 @@ def media_body(part: dict[str, Any]) -> dict[str, Any]:
         ),
         (
             {"type": "audio", "data": "AAAA", "mime_type": "image/png"},
-            ("input[0].content[1].mime_type", "is not a audio type"),
+            ("input[0].content[1].mime_type", "is not an audio type"),
         ),
         (
             {"type": "document", "data": "AAAA", "mime_type": "application/msword"},

@@ -271,7 +271,8 @@ class MediaPipeline:
         )
         if not matches:
             raise InvalidArgument(
-                f"Invalid value at '{ctx.where}.mime_type': {raw!r} is not a {kind} type"
+                f"Invalid value at '{ctx.where}.mime_type': {raw!r} is not "
+                f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} type"
                 + (" (PDF, plain text, CSV, Markdown or HTML)." if kind == "document" else ".")
             )
         return mime
