@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
+from typing import Any
 
+import llama_cpp
 import pytest
 
 from gemserve.engine import (
@@ -74,6 +77,33 @@ async def test_eight_concurrent_requests_complete_coherently(engine: LlamaEngine
     steps = engine.stats().decode_steps - steps_before
     # Batched: far fewer decode calls than tokens (4 slots decode together).
     assert steps < generated * 0.6, (steps, generated)
+
+
+async def test_decode_batches_list_sequences_in_id_order(
+    engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama.cpp makes one weight pass per run of consecutive sequence ids as they appear in
+    the batch (per-slot KV streams), so the scheduler must lay every batch out by id."""
+    batches: list[list[int]] = []
+    decode = llama_cpp.llama_decode
+
+    def recording_decode(ctx: Any, batch: Any) -> int:
+        batches.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])
+        return int(decode(ctx, batch))
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", recording_decode)
+    # Staggered lengths and arrivals, so slots free and refill in a different order.
+    lengths = [40, 8, 24, 16, 32, 8]
+    runs = []
+    for i, (question, _) in enumerate(QUESTIONS[: len(lengths)]):
+        sampling = dataclasses.replace(GREEDY, max_output_tokens=lengths[i])
+        runs.append(asyncio.create_task(run(engine, request(question, sampling))))
+        await asyncio.sleep(0.02 * i)
+    await asyncio.gather(*runs)
+    mixed = [ids for ids in batches if len(set(ids)) > 1]
+    assert mixed, "no batch carried more than one sequence"
+    for ids in batches:
+        assert ids == sorted(ids), ids
 
 
 async def test_batched_output_equals_solo_output_at_temperature_zero(engine: LlamaEngine) -> None:

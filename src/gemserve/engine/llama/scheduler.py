@@ -33,6 +33,7 @@ from gemserve.engine.base import (
 )
 from gemserve.engine.llama.native import LoadedModel
 from gemserve.engine.llama.projector import MediaSpan, MultimodalPrompt, Projector, ProjectorError
+from gemserve.engine.llama.slots import Slot, choose_slot, common_prefix
 from gemserve.engine.reasoning import Phase, ThinkingParser
 from gemserve.engine.text import IncrementalDetokenizer, StopMatcher
 from gemserve.errors import ResourceExhausted
@@ -93,23 +94,6 @@ class Sequence:
         if self.media is not None and self.next_span < len(self.media.spans):
             return self.media.spans[self.next_span].start
         return len(self.prompt)
-
-
-@dataclass(eq=False)
-class Slot:
-    """One KV stream. It keeps the tokens of its last sequence so a follow-up can reuse them."""
-
-    seq_id: int
-    tokens: list[int] = field(default_factory=list)
-    last_used: int = 0
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def _build_sampler(sampling: SamplingParams, model: LoadedModel) -> ctypes.c_void_p:
@@ -311,12 +295,9 @@ class Scheduler:
         return dropped
 
     def _admit(self, seq: Sequence) -> None:
-        """Take the free slot that already holds the longest prefix of this prompt (else the
-        least recently used one), drop the rest of its cache, and prefill only what is new."""
-        best = max(
-            self._free_slots,
-            key=lambda slot: (common_prefix(slot.tokens, seq.prompt), -slot.last_used),
-        )
+        """Take the free slot that already holds the longest prefix of this prompt (see
+        ``choose_slot``), drop the rest of its cache, and prefill only what is new."""
+        best = choose_slot(self._free_slots, self._slot_of.keys(), seq.prompt)
         self._free_slots.remove(best)
         # At least one prompt token is decoded again: its logits start the answer.
         reuse = min(common_prefix(best.tokens, seq.prompt), len(seq.prompt) - 1)
@@ -396,41 +377,48 @@ class Scheduler:
                 llama.llama_set_causal_attn(self._ctx, True)
 
     def _decode_once(self) -> None:
-        n = 0
         decoding = [s for s in self._active if not s.prefilling]
-        for seq in decoding:
-            self._tokens[n] = seq.last_token
-            self._pos[n] = seq.n_past
-            self._seq_ids[n][0] = seq.seq_id
-            self._logits[n] = 1
-            seq.batch_index = n
-            n += 1
-        budget = self.batch_tokens - n
+        # Prefill chunks share what the decoding tokens leave, first come first served.
+        budget = self.batch_tokens - len(decoding)
         chunks: list[tuple[Sequence, int]] = []
         for seq in self._active:
             if budget <= 0:
                 break
             if not seq.prefilling:
                 continue
-            start = seq.n_past
-            take = min(budget, seq.text_boundary() - start)
+            take = min(budget, seq.text_boundary() - seq.n_past)
             if take <= 0:
                 continue  # its next image is decoded in a step of its own
-            end = start + take
+            chunks.append((seq, seq.n_past + take))
+            budget -= take
+        # In sequence-id order: llama.cpp cuts a batch over per-slot KV streams into one
+        # weight pass per run of consecutive ids *as they appear in the batch*.
+        ends = {id(seq): end for seq, end in chunks}
+        n = 0
+        for seq in sorted([*decoding, *(s for s, _ in chunks)], key=lambda s: s.seq_id):
+            sid = seq.seq_id
+            end = ends.get(id(seq), -1)
+            if end < 0:
+                self._tokens[n] = seq.last_token
+                self._pos[n] = seq.n_past
+                self._seq_ids[n][0] = sid
+                self._logits[n] = 1
+                seq.batch_index = n
+                n += 1
+                continue
+            start = seq.n_past
+            take = end - start
             self._tokens[n : n + take] = seq.prompt[start:end]
             self._pos[n : n + take] = np.arange(start, end, dtype=self._pos.dtype)
             self._logits[n : n + take] = 0
-            sid = seq.seq_id
             for i in range(n, n + take):
                 self._seq_ids[i][0] = sid
             n += take
-            budget -= take
             if end == len(seq.prompt):
                 self._logits[n - 1] = 1
                 seq.batch_index = n - 1
             else:
                 seq.batch_index = -1
-            chunks.append((seq, end))
         if n == 0:
             return
         self.peak_active = max(self.peak_active, len(decoding) + len(chunks))
