@@ -127,7 +127,7 @@ def create_app(settings: Settings, engine_factory: EngineFactory = llama_engine)
         try:
             yield
         finally:
-            await interactions_service.live.shutdown()
+            await interactions_service.shutdown()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)

@@ -7,7 +7,10 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gemserve.store import ApiKeyRecord, InteractionRecord, SqlStore
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from gemserve.store import ApiKeyRecord, EventBatch, InteractionRecord, SqlStore
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 
@@ -47,13 +50,36 @@ async def test_create_get_roundtrip_preserves_every_field(store: SqlStore) -> No
 async def test_events_are_kept_in_order_and_replayed_after_a_sequence(store: SqlStore) -> None:
     record = new_record()
     await store.create_interaction(record, [event(1), event(2)])
-    await store.append_events(record.id, 3, [event(3), event(4)])
-    await store.append_events(record.id, 5, [])
+    await store.append_events([EventBatch(record.id, 3, [event(3), event(4)])])
+    await store.append_events([EventBatch(record.id, 5, [])])
+    await store.append_events([])
     assert [e["event_id"] for e in await store.get_events(record.id, 0)] == [
         f"evt_x_{i}" for i in range(1, 5)
     ]
     assert [e["event_id"] for e in await store.get_events(record.id, 2)] == ["evt_x_3", "evt_x_4"]
     assert await store.get_events(record.id, 4) == []
+
+
+async def test_one_append_writes_several_interactions(store: SqlStore) -> None:
+    first, second = new_record(), new_record()
+    await store.create_interaction(first, [event(1)])
+    await store.create_interaction(second, [event(1), event(2)])
+    await store.append_events(
+        [EventBatch(first.id, 2, [event(2), event(3)]), EventBatch(second.id, 3, [event(3)])]
+    )
+    assert len(await store.get_events(first.id, 0)) == 3
+    assert [e["event_id"] for e in await store.get_events(second.id, 1)] == ["evt_x_2", "evt_x_3"]
+
+
+async def test_a_failed_append_writes_nothing(store: SqlStore) -> None:
+    first, second = new_record(), new_record()
+    await store.create_interaction(first, [event(1)])
+    await store.create_interaction(second, [event(1)])
+    with pytest.raises(IntegrityError):  # seq 1 of the second one exists
+        await store.append_events(
+            [EventBatch(first.id, 2, [event(2)]), EventBatch(second.id, 1, [event(1)])]
+        )
+    assert len(await store.get_events(first.id, 0)) == 1
 
 
 async def test_finish_writes_final_state_and_last_events(store: SqlStore) -> None:
@@ -136,7 +162,7 @@ async def test_concurrent_writers_do_not_conflict(store: SqlStore) -> None:
     async def writer(record: InteractionRecord) -> None:
         await store.create_interaction(record, [event(1)])
         for seq in range(2, 12):
-            await store.append_events(record.id, seq, [event(seq)])
+            await store.append_events([EventBatch(record.id, seq, [event(seq)])])
 
     await asyncio.gather(*(writer(r) for r in records))
     for record in records:

@@ -26,6 +26,7 @@ from gemserve.service.events import (
     parse_event_id,
 )
 from gemserve.service.history import check_interaction_id, history_steps, load_chain
+from gemserve.service.journal import EventJournal
 from gemserve.service.live import LiveInteraction, LiveRegistry
 from gemserve.service.media import MediaPipeline
 from gemserve.service.sampling import sampling_params
@@ -73,6 +74,12 @@ class InteractionService:
         self._clock = clock
         self._new_id = new_id
         self.live = LiveRegistry()
+        self._journal = EventJournal(store)
+
+    async def shutdown(self) -> None:
+        """Cancel the running interactions, let them store their final state, stop writing."""
+        await self.live.shutdown()
+        await self._journal.close()
 
     # ----- create ----------------------------------------------------------------------------
 
@@ -148,6 +155,7 @@ class InteractionService:
             stream,
             self._store if request.store else None,
             self._clock,
+            journal=self._journal,
             on_done=self.live.discard,
             accounting=accounting,
             thoughts=ThoughtSealer(

@@ -3,15 +3,14 @@
 Generation runs in a server-owned task, never in a request handler, so that a background
 interaction outlives its request and several clients can follow one interaction. Handlers
 subscribe with :meth:`LiveInteraction.follow`; the runner appends each event to the in-memory
-log, wakes the followers, and persists the events in batches (the final batch and the final
-state in one transaction).
+log and wakes the followers; the :class:`EventJournal` stores the events in batches while it
+runs, and the runner writes the last ones with the final state in one transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -25,13 +24,11 @@ from gemserve.service.events import (
     generation_events,
     next_event,
 )
+from gemserve.service.journal import EventJournal
 from gemserve.service.usage import InputAccounting
 from gemserve.store import InteractionRecord, Store
 
 log = logging.getLogger("gemserve.interactions")
-
-# While generating, events reach the store at most this often; the rest go with the final state.
-FLUSH_SECONDS = 0.2
 
 
 class LiveInteraction:
@@ -42,6 +39,7 @@ class LiveInteraction:
         stream: GenerationStream,
         store: Store | None,
         clock: Clock,
+        journal: EventJournal | None = None,
         on_done: Callable[[LiveInteraction], None] = lambda _run: None,
         accounting: InputAccounting | None = None,
         thoughts: ThoughtSealer | None = None,
@@ -54,6 +52,7 @@ class LiveInteraction:
         self.background = record.background
         self._stream = stream
         self._store = store
+        self._journal = journal if store is not None else None
         self._clock = clock
         self._sequencer = EventSequencer(record.id)
         self._events = generation_events(
@@ -63,7 +62,8 @@ class LiveInteraction:
         self.fold = InteractionFold()
         self._changed = asyncio.Event()
         self.done = asyncio.Event()
-        self._persisted = 0  # events already in the store
+        self.persisted = 0  # events already in the store
+        self.finishing = False  # the final write has begun
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -72,7 +72,7 @@ class LiveInteraction:
         self._append(opening)
         if self._store is not None:
             await self._store.create_interaction(self.record, list(opening))
-            self._persisted = len(opening)
+            self.persisted = len(opening)
         self._task = asyncio.create_task(self._run(), name=f"interaction {self.id}")
 
     def cancel(self) -> None:
@@ -117,19 +117,12 @@ class LiveInteraction:
         self._changed.set()
 
     async def _run(self) -> None:
-        last_flush = time.monotonic()
+        journal = self._journal
         try:
             async for event in self._events:
                 self._append([event])
-                kind = event["event_type"]
-                now = time.monotonic()
-                if (
-                    self._store is not None
-                    and kind != "interaction.completed"
-                    and now - last_flush >= FLUSH_SECONDS
-                ):
-                    await self._flush()
-                    last_flush = now
+                if journal is not None:
+                    journal.mark(self)
         except Exception:
             log.exception("interaction %s: the run failed", self.id)
             self._stream.cancel()
@@ -144,39 +137,39 @@ class LiveInteraction:
         finally:
             await self._finish()
 
-    async def _flush(self) -> None:
-        assert self._store is not None
-        pending = self.log[self._persisted :]
-        if pending:
-            await self._store.append_events(self.id, self._persisted + 1, pending)
-            self._persisted += len(pending)
-
     async def _finish(self) -> None:
         status = self.fold.status
         if status not in TERMINAL_STATUSES:
             status = "failed"
             self.fold.interaction["status"] = status
         log.info("interaction %s %s", self.id, status)
+        self.finishing = True
         try:
             if self._store is not None:
-                result = self.fold.result()
-                await self._store.finish_interaction(
-                    self.id,
-                    first_seq=self._persisted + 1,
-                    events=self.log[self._persisted :],
-                    status=result["status"],
-                    steps=result["steps"],
-                    usage=result.get("usage"),
-                    error=result["errors"][0] if result.get("errors") else None,
-                    updated_at=self._clock(),
-                )
-                self._persisted = len(self.log)
+                if self._journal is not None:
+                    await self._journal.settle(self)
+                await self._write_final_state()
         except Exception:
             log.exception("interaction %s: could not store the final state", self.id)
         finally:
             self._on_done(self)
             self.done.set()
             self._changed.set()
+
+    async def _write_final_state(self) -> None:
+        assert self._store is not None
+        result = self.fold.result()
+        await self._store.finish_interaction(
+            self.id,
+            first_seq=self.persisted + 1,
+            events=self.log[self.persisted :],
+            status=result["status"],
+            steps=result["steps"],
+            usage=result.get("usage"),
+            error=result["errors"][0] if result.get("errors") else None,
+            updated_at=self._clock(),
+        )
+        self.persisted = len(self.log)
 
 
 class LiveRegistry:

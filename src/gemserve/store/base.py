@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 Event = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """Events of one interaction numbered ``first_seq``, ``first_seq + 1``, …"""
+
+    interaction_id: str
+    first_seq: int
+    events: list[Event]
 
 
 @dataclass
@@ -49,8 +59,8 @@ class Store(Protocol):
     async def create_interaction(self, record: InteractionRecord, events: list[Event]) -> None:
         """Insert the row and its first events (seq 1..n) in one transaction."""
 
-    async def append_events(self, interaction_id: str, first_seq: int, events: list[Event]) -> None:
-        """Append events numbered ``first_seq``, ``first_seq + 1``, …"""
+    async def append_events(self, batches: Sequence[EventBatch]) -> None:
+        """Append the events of several interactions in one transaction."""
 
     async def finish_interaction(
         self,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from gemserve.store.base import ApiKeyRecord, Event, InteractionRecord
+from gemserve.store.base import ApiKeyRecord, Event, EventBatch, InteractionRecord
 from gemserve.store.schema import api_keys, interaction_events, interactions
 
 TERMINAL = ("completed", "incomplete", "failed", "cancelled")
@@ -88,11 +88,16 @@ class SqlStore:
             await conn.execute(interactions.insert().values(**_row(record)))
             await _insert_events(conn, record.id, 1, events)
 
-    async def append_events(self, interaction_id: str, first_seq: int, events: list[Event]) -> None:
-        if not events:
+    async def append_events(self, batches: Sequence[EventBatch]) -> None:
+        rows = [
+            {"interaction_id": batch.interaction_id, "seq": batch.first_seq + i, "event": event}
+            for batch in batches
+            for i, event in enumerate(batch.events)
+        ]
+        if not rows:
             return
         async with self.write() as conn:
-            await _insert_events(conn, interaction_id, first_seq, events)
+            await conn.execute(interaction_events.insert(), rows)
 
     async def finish_interaction(
         self,
