@@ -411,6 +411,12 @@ class Client:
 
     def ok(self, model: str, parts: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         response = self.create(model, parts, **extra)
+        # Whisper loads after /readyz turns 200; until then audio is a 503 that the SDKs
+        # retry. Do the same, bounded, so a test run on its own does not depend on timing.
+        deadline = time.monotonic() + 60
+        while response.status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            response = self.create(model, parts, **extra)
         assert response.status_code == 200, response.text
         interaction: dict[str, Any] = response.json()
         assert interaction["status"] in ("completed", "incomplete")
@@ -459,6 +465,12 @@ def noise_png(seed: int) -> bytes:
 
 def log_after(server: LiveServer, mark: int) -> str:
     return server.log()[mark:]
+
+
+def transcripts_after(server: LiveServer, mark: int) -> str:
+    """The log since ``mark``, lower-cased: Whisper on CPU capitalises a sentence's first
+    word in some runs and not in others (seen with the MP3 fixture)."""
+    return log_after(server, mark).lower()
 
 
 def test_two_concurrent_image_requests_are_decoded_together(vlm_server: LiveServer) -> None:
@@ -631,7 +643,7 @@ def test_inline_audio_is_transcribed_into_the_prompt(
             inline("audio", (MEDIA / "speech.wav").read_bytes(), "audio/wav"),
         ],
     )
-    assert "input[0].content[1] transcript: Please send the blue package" in log_after(
+    assert "input[0].content[1] transcript: please send the blue package" in transcripts_after(
         vlm_server, mark
     )
     counts = by_modality(interaction["usage"])
@@ -667,7 +679,7 @@ def test_uploaded_audio_is_transcribed_into_the_prompt(
         TEXT_MODEL,
         [{"type": "text", "text": "Summarise."}, {"type": "audio", "uri": file["uri"]}],
     )
-    assert "input[0].content[1] transcript: Please send the blue package" in log_after(
+    assert "input[0].content[1] transcript: please send the blue package" in transcripts_after(
         vlm_server, mark
     )
     assert by_modality(interaction["usage"])["audio"] > 10
@@ -682,7 +694,7 @@ def test_video_is_frames_and_transcript_for_the_vision_model(
     mark = len(vlm_server.log())
     seen = client.ok(VLM, [question, clip])
     assert stats(vlm_server)["images_encoded"] - encoded == 4 * 2  # 4 frames, 2 chunks each
-    assert "transcript: Please send the blue package" in log_after(vlm_server, mark)
+    assert "transcript: please send the blue package" in transcripts_after(vlm_server, mark)
     heard = client.ok(TEXT_MODEL, [question, clip])
     seen_video = by_modality(seen["usage"])["video"]
     heard_video = by_modality(heard["usage"])["video"]
