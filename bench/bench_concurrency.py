@@ -23,7 +23,10 @@ requests. ``ignore_eos`` does not exist in gemserve: the questions are ones the 
 at length, and the table reports the tokens actually generated.
 
 A level's aggregate tok/s is (sum of output tokens of its C streams) / (wall time from sending
-the first request to the end of the last stream), prefill included; median over reps.
+the first request to the end of the last stream), prefill included; median over reps. All
+servers are up for the whole run and their rounds alternate (A B C, B C A, ...), because this
+shared machine's speed drifts by tens of percent within minutes: run one after the other, the
+systems would be measured on different machines.
 
     .venv/bin/python bench/bench_concurrency.py            # full run
     .venv/bin/python bench/bench_concurrency.py --quick    # smoke run
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -165,27 +169,36 @@ def start(system: str, args: argparse.Namespace, max_level: int) -> Server:
     raise ValueError(system)
 
 
-async def bench_system(system: str, server: Server, args: argparse.Namespace) -> list[LevelResult]:
-    fn = stream_fn(system, server.base_url)
-    await run_round(fn, 1, min(16, args.tokens), 0, limit_s=args.round_timeout)  # warm-up
+async def bench_interleaved(
+    servers: dict[str, Server], args: argparse.Namespace
+) -> list[LevelResult]:
+    """Every round of every level runs once per system, the systems taking turns (the first
+    system of a rep rotates), so drift in this shared machine's speed hits all of them alike."""
+    fns = {system: stream_fn(system, server.base_url) for system, server in servers.items()}
+    for fn in fns.values():
+        await run_round(fn, 1, min(16, args.tokens), 0, limit_s=args.round_timeout)  # warm-up
     out: list[LevelResult] = []
     next_no = 1
+    systems = list(fns)
     for level in args.levels:
-        level_result = LevelResult(system, level, [], [])
+        by_system = {system: LevelResult(system, level, [], []) for system in systems}
         for rep in range(args.reps):
-            agg, results = await run_round(
-                fn, level, args.tokens, next_no, limit_s=args.round_timeout
-            )
+            turn = systems[rep % len(systems) :] + systems[: rep % len(systems)]
+            for system in turn:
+                # Every system answers the same numbered requests.
+                agg, results = await run_round(
+                    fns[system], level, args.tokens, next_no, limit_s=args.round_timeout
+                )
+                by_system[system].agg_tps.append(agg)
+                by_system[system].results.extend(results)
+                print(
+                    f"  {system:16s} streams={level} rep {rep + 1}/{args.reps}: {agg:6.1f} tok/s "
+                    f"tokens={[r.output_tokens for r in results]}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             next_no += level
-            level_result.agg_tps.append(agg)
-            level_result.results.extend(results)
-            print(
-                f"  {system:16s} streams={level} rep {rep + 1}/{args.reps}: {agg:6.1f} tok/s "
-                f"tokens={[r.output_tokens for r in results]}",
-                file=sys.stderr,
-                flush=True,
-            )
-        out.append(level_result)
+        out.extend(by_system.values())
     return out
 
 
@@ -198,22 +211,27 @@ def main() -> int:
     print(
         f"levels={args.levels} max_output_tokens={args.tokens} reps={args.reps} "
         f"threads={args.threads} systems={args.systems} temperature=0 repeat_penalty=1.15 "
-        f"gemserve_slots={max_level} llama_server_parallel={max_level}\n",
+        f"gemserve_slots={max_level} llama_server_parallel={max_level} "
+        "(all servers up at once, rounds interleaved)\n",
         flush=True,
     )
-    all_results: list[LevelResult] = []
     skipped: list[str] = []
     t0 = time.perf_counter()
-    for system in args.systems:
-        if system == "llama-server" and not LLAMA_SERVER_BIN.exists():
-            skipped.append(f"llama-server: {LLAMA_SERVER_BIN} not built")
-            continue
-        if system == "gemserve":
-            with gemserve_server(slots=max_level, threads=args.threads) as server:
-                all_results += asyncio.run(bench_system(system, server, args))
-        else:
-            with start(system, args, max_level) as server:
-                all_results += asyncio.run(bench_system(system, server, args))
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, Server] = {}
+        for system in args.systems:
+            if system == "llama-server" and not LLAMA_SERVER_BIN.exists():
+                skipped.append(f"llama-server: {LLAMA_SERVER_BIN} not built")
+                continue
+            if system == "gemserve":
+                servers[system] = stack.enter_context(
+                    gemserve_server(slots=max_level, threads=args.threads)
+                )
+            else:
+                servers[system] = stack.enter_context(start(system, args, max_level))
+        results = asyncio.run(bench_interleaved(servers, args))
+    # Report in the fixed system order.
+    all_results = sorted(results, key=lambda lr: (SYSTEMS.index(lr.system), lr.streams))
     elapsed = time.perf_counter() - t0
 
     print("\n### Aggregate generation throughput\n")
