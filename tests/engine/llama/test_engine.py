@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,7 @@ from gemserve.engine import (
     TextDelta,
 )
 from gemserve.engine.llama import LlamaEngine
-from gemserve.errors import InvalidArgument, ResourceExhausted
+from gemserve.errors import Internal, InvalidArgument, ResourceExhausted
 from tests.conftest import make_engine
 
 pytestmark = pytest.mark.engine
@@ -204,3 +205,38 @@ async def test_full_queue_is_resource_exhausted() -> None:
         b.cancel()
     finally:
         await small.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+async def test_a_crashed_engine_thread_fails_every_request_and_refuses_new_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in the engine thread must end the running and the queued requests with an
+    error, never leave them waiting forever; later requests are refused at once."""
+    engine = make_engine(slots=1)
+    await engine.start()
+    started = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+
+    def broken_decode(ctx: Any, batch: Any) -> int:
+        loop.call_soon_threadsafe(started.set)
+        release.wait(10)  # hold the first step until the second request is queued
+        raise RuntimeError("simulated engine bug")
+
+    try:
+        monkeypatch.setattr(llama_cpp, "llama_decode", broken_decode)
+        first = asyncio.create_task(run(engine, request("Hi")))
+        await asyncio.wait_for(started.wait(), 10)
+        second = asyncio.create_task(run(engine, request("Hello")))
+        await wait_until(lambda: engine.stats().queued == 1)
+        release.set()
+        async with asyncio.timeout(30):
+            results = await asyncio.gather(first, second)
+        assert [f.reason for _, f in results] == [FinishReason.ERROR, FinishReason.ERROR]
+        with pytest.raises(Internal):
+            await engine.generate(request("Anyone there?"))
+    finally:
+        release.set()
+        monkeypatch.undo()
+        await engine.close()

@@ -36,7 +36,7 @@ from gemserve.engine.llama.projector import MediaSpan, MultimodalPrompt, Project
 from gemserve.engine.llama.slots import Slot, choose_slot, common_prefix
 from gemserve.engine.reasoning import Phase, ThinkingParser
 from gemserve.engine.text import IncrementalDetokenizer, StopMatcher
-from gemserve.errors import ResourceExhausted
+from gemserve.errors import Internal, ResourceExhausted
 
 log = logging.getLogger("gemserve.engine")
 
@@ -198,6 +198,7 @@ class Scheduler:
         self._slot_of: dict[int, Slot] = {}
         self._active: list[Sequence] = []
         self._stopping = False
+        self._crashed = False
         self._thread = threading.Thread(target=self._run, name="gemserve-engine", daemon=True)
         self.decode_steps = 0
         self.tokens_generated = 0
@@ -213,6 +214,8 @@ class Scheduler:
 
     def submit(self, seq: Sequence) -> None:
         with self._cond:
+            if self._crashed:
+                raise Internal("The engine stopped after an internal error; see the server log.")
             if self._stopping:
                 raise ResourceExhausted("The engine is shutting down.")
             busy = len(self._active) + len(self._waiting)
@@ -250,11 +253,15 @@ class Scheduler:
         try:
             while self._step():
                 pass
-        except BaseException:  # pragma: no cover - a bug; fail every request rather than hang
+        except BaseException:  # a bug: fail every request, and refuse new ones, rather than hang
             log.exception("engine thread crashed")
-            for seq in [*self._active, *self._waiting]:
+            with self._cond:
+                self._crashed = True
+                doomed = [*self._active, *self._waiting]
+                self._waiting.clear()
+            for seq in doomed:
                 self._finish(seq, FinishReason.ERROR, "internal engine error")
-            self._flush(self._active)
+            self._flush(doomed)
             raise
 
     def _step(self) -> bool:
