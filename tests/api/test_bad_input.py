@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
+from tests.envelope import assert_envelope
 
 pytestmark = pytest.mark.contract
 
@@ -19,20 +20,6 @@ OK_BODY: dict[str, Any] = {
     "input": "Hi",
     "generation_config": {"max_output_tokens": 2},
 }
-
-
-def assert_envelope(response: httpx.Response, code: int, status: str, *fragments: str) -> str:
-    assert response.status_code == code, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert set(error) == {"code", "message", "status"}
-    assert error["code"] == code
-    assert error["status"] == status
-    for fragment in fragments:
-        assert fragment in error["message"], (fragment, error["message"])
-    return str(error["message"])
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ import orjson
 import pytest
 
 from tests.conftest import LiveServer, start_server, stop_server
+from tests.envelope import assert_envelope
 
 pytestmark = pytest.mark.contract
 
@@ -230,21 +231,9 @@ def payload(size: int) -> bytes:
     return (bytes(range(251)) * (size // 251 + 1))[:size]
 
 
-def assert_error(response: httpx.Response, code: int, status: str, *fragments: str) -> None:
-    """The Google error envelope, as everywhere else in the API."""
-    assert response.status_code == code, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "status"}
-    assert (body["error"]["code"], body["error"]["status"]) == (code, status)
-    for fragment in fragments:
-        assert fragment in body["error"]["message"], (fragment, body["error"]["message"])
-
-
 def assert_chunk_error(response: httpx.Response, code: int, status: str, *fragments: str) -> None:
     """Without ``X-Goog-Upload-Status`` both SDKs re-send the chunk three times, then fail."""
-    assert_error(response, code, status, *fragments)
+    assert_envelope(response, code, status, *fragments)
     assert response.headers["x-goog-upload-status"] == "final"
 
 
@@ -471,13 +460,13 @@ def test_an_empty_file_uploads(server: FilesServer) -> None:
 
 def test_start_without_a_key_is_403(server: FilesServer) -> None:
     response = start(server, {}, {"file": {"mime_type": "image/png"}}, size=4, mime="image/png")
-    assert_error(response, 403, "PERMISSION_DENIED")
+    assert_envelope(response, 403, "PERMISSION_DENIED")
     assert "x-goog-upload-url" not in response.headers
 
 
 def test_start_without_a_mime_type_is_400(server: FilesServer) -> None:
     response = start(server, tenant(), {"file": {"size_bytes": 4}}, size=4)
-    assert_error(response, 400, "INVALID_ARGUMENT", "mime_type")
+    assert_envelope(response, 400, "INVALID_ARGUMENT", "mime_type")
 
 
 @pytest.mark.parametrize(
@@ -492,7 +481,7 @@ def test_only_the_resumable_protocol_starts(
     server: FilesServer, extra: dict[str, str], fragment: str
 ) -> None:
     response = start(server, tenant(), {"file": {"mime_type": "image/png"}}, extra=extra)
-    assert_error(response, 400, "INVALID_ARGUMENT", fragment)
+    assert_envelope(response, 400, "INVALID_ARGUMENT", fragment)
 
 
 @pytest.mark.parametrize(
@@ -501,12 +490,12 @@ def test_only_the_resumable_protocol_starts(
 )
 def test_a_bad_file_name_is_400(server: FilesServer, name: str) -> None:
     body = {"file": {"name": name, "mime_type": "image/png"}}
-    assert_error(start(server, tenant(), body, size=4), 400, "INVALID_ARGUMENT", "file.name")
+    assert_envelope(start(server, tenant(), body, size=4), 400, "INVALID_ARGUMENT", "file.name")
 
 
 def test_a_file_name_with_a_trailing_newline_is_400(server: FilesServer) -> None:
     body = {"file": {"name": "files/abc\n", "mime_type": "image/png"}}
-    assert_error(start(server, tenant(), body, size=4), 400, "INVALID_ARGUMENT", "file.name")
+    assert_envelope(start(server, tenant(), body, size=4), 400, "INVALID_ARGUMENT", "file.name")
 
 
 @pytest.mark.parametrize(
@@ -525,7 +514,7 @@ def test_bad_upload_metadata_is_400(
 ) -> None:
     body = {"file": {"mime_type": "image/png", **meta}}
     extra = {} if header_size is None else {"X-Goog-Upload-Header-Content-Length": header_size}
-    assert_error(start(server, tenant(), body, extra=extra), 400, "INVALID_ARGUMENT")
+    assert_envelope(start(server, tenant(), body, extra=extra), 400, "INVALID_ARGUMENT")
 
 
 # ----- names ----------------------------------------------------------------------------------
@@ -537,7 +526,7 @@ def test_a_chosen_name_is_kept_and_unique_per_tenant(server: FilesServer) -> Non
     assert file["name"] == "files/my-file"
     assert file["uri"] == f"{server.base_url}/v1beta/files/my-file"
     again = start(server, owner, {"file": {"name": "files/my-file", "mime_type": "image/png"}})
-    assert_error(again, 409, "ALREADY_EXISTS", "files/my-file")
+    assert_envelope(again, 409, "ALREADY_EXISTS", "files/my-file")
     # Names are per tenant; the bare id works as well as files/<id>.
     theirs = upload(server, other, b"theirs", name="my-file")
     assert theirs["name"] == "files/my-file"
@@ -549,7 +538,7 @@ def test_a_pending_upload_holds_its_name(server: FilesServer) -> None:
     headers = tenant()
     body = {"file": {"name": "files/held", "mime_type": "image/png", "size_bytes": 4}}
     first = upload_url(start(server, headers, body))
-    assert_error(start(server, headers, body), 409, "ALREADY_EXISTS")
+    assert_envelope(start(server, headers, body), 409, "ALREADY_EXISTS")
     assert command(first, "cancel").status_code == 200
     final = send(upload_url(start(server, headers, body)), b"\x89PNG", 0)
     assert final.json()["file"]["name"] == "files/held"
@@ -563,9 +552,9 @@ def test_a_declared_size_over_the_per_file_limit_is_413(server: FilesServer) -> 
     in_body = start(
         server, headers, {"file": {"mime_type": "image/png", "size_bytes": MAX_FILE + 1}}
     )
-    assert_error(in_body, 413, "INVALID_ARGUMENT", "per-file limit", str(MAX_FILE))
+    assert_envelope(in_body, 413, "INVALID_ARGUMENT", "per-file limit", str(MAX_FILE))
     in_header = start(server, headers, {"file": {"mime_type": "image/png"}}, size=MAX_FILE + 1)
-    assert_error(in_header, 413, "INVALID_ARGUMENT", "per-file limit")
+    assert_envelope(in_header, 413, "INVALID_ARGUMENT", "per-file limit")
     at_limit = start_url(server, headers, MAX_FILE)
     assert command(at_limit, "cancel").status_code == 200
 
@@ -584,7 +573,7 @@ def test_the_tenant_quota_counts_files_and_pending_uploads(server: FilesServer) 
     file = upload(server, headers, payload(size))
     pending = start_url(server, headers, size)
     over = start(server, headers, {"file": {"mime_type": "image/png", "size_bytes": size}})
-    assert_error(over, 429, "RESOURCE_EXHAUSTED", "quota", str(MAX_TENANT))
+    assert_envelope(over, 429, "RESOURCE_EXHAUSTED", "quota", str(MAX_TENANT))
     # The quota is per tenant.
     assert command(start_url(server, other, size), "cancel").status_code == 200
     # A cancelled upload and a deleted file give their bytes back.
@@ -629,13 +618,13 @@ def test_get_list_delete_download_round_trip(server: FilesServer) -> None:
     assert content.headers["content-type"] == "image/png"
     assert content.headers["content-length"] == "1500"
     no_alt = httpx.get(url + ":download", headers=headers)
-    assert_error(no_alt, 400, "INVALID_ARGUMENT", "alt=media")
+    assert_envelope(no_alt, 400, "INVALID_ARGUMENT", "alt=media")
     deleted = httpx.delete(url, headers=headers)
     assert deleted.status_code == 200
     assert deleted.json() == {}
-    assert_error(httpx.get(url, headers=headers), 404, "NOT_FOUND", file["name"])
-    assert_error(httpx.delete(url, headers=headers), 404, "NOT_FOUND")
-    assert_error(download(server, headers, file["name"]), 404, "NOT_FOUND")
+    assert_envelope(httpx.get(url, headers=headers), 404, "NOT_FOUND", file["name"])
+    assert_envelope(httpx.delete(url, headers=headers), 404, "NOT_FOUND")
+    assert_envelope(download(server, headers, file["name"]), 404, "NOT_FOUND")
     assert httpx.get(f"{server.base_url}/v1beta/files", headers=headers).json() == {}
 
 
@@ -663,9 +652,9 @@ def test_another_tenant_gets_404_everywhere(server: FilesServer) -> None:
     data = payload(100)
     file = upload(server, owner, data)
     url = file_url(server, file["name"])
-    assert_error(httpx.get(url, headers=intruder), 404, "NOT_FOUND")
-    assert_error(download(server, intruder, file["name"]), 404, "NOT_FOUND")
-    assert_error(httpx.delete(url, headers=intruder), 404, "NOT_FOUND")
+    assert_envelope(httpx.get(url, headers=intruder), 404, "NOT_FOUND")
+    assert_envelope(download(server, intruder, file["name"]), 404, "NOT_FOUND")
+    assert_envelope(httpx.delete(url, headers=intruder), 404, "NOT_FOUND")
     assert httpx.get(f"{server.base_url}/v1/files", headers=intruder).json() == {}
     assert download(server, owner, file["name"]).content == data
 
@@ -745,7 +734,9 @@ def test_deleting_an_expired_file_also_deletes_its_blob(unswept: FilesServer) ->
     file = upload(unswept, headers, payload(300))
     (key,) = unswept.blobs() - before
     _wait_until_expired(unswept, headers, file["name"])
-    assert_error(httpx.delete(file_url(unswept, file["name"]), headers=headers), 404, "NOT_FOUND")
+    assert_envelope(
+        httpx.delete(file_url(unswept, file["name"]), headers=headers), 404, "NOT_FOUND"
+    )
     assert key not in unswept.blobs()
 
 

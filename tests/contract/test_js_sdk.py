@@ -30,6 +30,7 @@ from tests.contract._support import (
     run_concurrently,
     seed_guide,
 )
+from tests.envelope import assert_error_body
 
 pytestmark = [
     pytest.mark.contract,
@@ -184,10 +185,7 @@ def test_unknown_model_is_404(checks: dict[str, Any]) -> None:
     assert result["threw"], result
     assert result["name"] == "NotFoundError"
     assert result["status"] == 404
-    error = result["body"]["error"]
-    assert error["code"] == 404
-    assert error["status"] == "NOT_FOUND"
-    assert "no-such-model" in error["message"]
+    assert_error_body(result["body"], 404, "NOT_FOUND", "no-such-model")
 
 
 def test_invalid_temperature_is_400_naming_the_field(checks: dict[str, Any]) -> None:

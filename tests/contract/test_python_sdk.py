@@ -33,6 +33,7 @@ from tests.contract._support import (
     run_concurrently,
     seed_guide,
 )
+from tests.envelope import assert_error_body
 
 pytestmark = pytest.mark.contract
 
@@ -368,11 +369,7 @@ def test_unknown_model_is_404(client: genai.Client, live_server: LiveServer) -> 
     with pytest.raises(_interactions.NotFoundError) as info:
         client.interactions.create(model="no-such-model", input="Hi")
     assert info.value.status_code == 404
-    body = info.value.body
-    assert isinstance(body, dict)
-    assert body["error"]["code"] == 404
-    assert body["error"]["status"] == "NOT_FOUND"
-    assert "no-such-model" in body["error"]["message"]
+    assert_error_body(info.value.body, 404, "NOT_FOUND", "no-such-model")
     assert log.lines(expect=1) == [("POST", "/v1/interactions", 404)]
 
 

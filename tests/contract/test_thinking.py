@@ -43,6 +43,7 @@ from tests.contract._support import (
 )
 from tests.contract.test_curl import EXAMPLES as CURL_EXAMPLES
 from tests.contract.test_python_sdk import EXAMPLES as PYTHON_EXAMPLES
+from tests.envelope import assert_error_body
 
 pytestmark = pytest.mark.contract
 
@@ -269,11 +270,7 @@ def test_unknown_level_is_400(client: genai.Client, live_server: LiveServer) -> 
             model=MODEL, input="Hi", generation_config={"thinking_level": "extreme"}
         )
     assert info.value.status_code == 400
-    body = info.value.body
-    assert isinstance(body, dict)
-    assert body["error"]["code"] == 400
-    assert body["error"]["status"] == "INVALID_ARGUMENT"
-    assert "thinking_level" in body["error"]["message"]
+    assert_error_body(info.value.body, 400, "INVALID_ARGUMENT", "thinking_level")
     assert log.lines(expect=1) == [("POST", "/v1/interactions", 400)]
 
 
@@ -514,11 +511,7 @@ def _refused(checks: Mapping[str, Any], name: str) -> str:
     assert result["threw"], result
     assert result["name"] == "BadRequestError"
     assert result["status"] == 400
-    error = result["body"]["error"]
-    assert error["code"] == 400
-    assert error["status"] == "INVALID_ARGUMENT"
-    message: str = error["message"]
-    return message
+    return assert_error_body(result["body"], 400, "INVALID_ARGUMENT")
 
 
 def test_js_camel_case_thinking_level_and_summaries(js_checks: dict[str, Any]) -> None:

@@ -5,6 +5,8 @@
 // assertions. Checks run one after another so that temperature-0 outputs are comparable.
 import { GoogleGenAI } from "@google/genai";
 
+import { describeError } from "./sdk_errors.mjs";
+
 const MODEL = "gemini-3-flash-preview";
 const ai = new GoogleGenAI({});
 
@@ -32,21 +34,6 @@ function pickStopWord(text) {
     .filter((w) => w.length >= 4 && /^[A-Za-z]+$/.test(w) && text.indexOf(w) > 0);
   if (candidates.length === 0) throw new Error(`no usable stop word in ${JSON.stringify(text)}`);
   return candidates[Math.floor(candidates.length / 2)];
-}
-
-function describeError(err) {
-  let body = err.error ?? null;
-  if (body && typeof body === "object") {
-    body = JSON.parse(JSON.stringify(body));
-    delete body.httpMeta;
-  }
-  return {
-    threw: true,
-    name: err?.constructor?.name ?? null,
-    status: err.status ?? null,
-    message: String(err.message ?? ""),
-    body,
-  };
 }
 
 const checks = {

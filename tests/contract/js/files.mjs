@@ -7,17 +7,10 @@
 // assertions. The JS SDK hands back the server's File JSON as is, so every key is camelCase.
 import { GoogleGenAI } from "@google/genai";
 
+import { describeError } from "./sdk_errors.mjs";
+
 const ai = new GoogleGenAI({});
 const path = process.argv[2];
-
-function describeError(err) {
-  return {
-    threw: true,
-    name: err?.constructor?.name ?? null,
-    status: err.status ?? null,
-    message: String(err.message ?? ""),
-  };
-}
 
 function fileSummary(file) {
   return {

@@ -6,13 +6,11 @@
 // assertions. Checks run one after another; later ones reuse earlier results.
 import { GoogleGenAI } from "@google/genai";
 
+import { describeError, plain } from "./sdk_errors.mjs";
+
 const MODEL = "gemini-3-flash-preview";
 const PROMPT = "How does AI work?";
 const ai = new GoogleGenAI({});
-
-function plain(value) {
-  return JSON.parse(JSON.stringify(value));
-}
 
 function summary(interaction) {
   return {
@@ -21,21 +19,6 @@ function summary(interaction) {
     steps: plain(interaction.steps),
     text: interaction.steps.at(-1).content[0].text,
     usage: plain(interaction.usage),
-  };
-}
-
-function describeError(err) {
-  let body = err.error ?? null;
-  if (body && typeof body === "object") {
-    body = plain(body);
-    delete body.httpMeta;
-  }
-  return {
-    threw: true,
-    name: err?.constructor?.name ?? null,
-    status: err.status ?? null,
-    message: String(err.message ?? ""),
-    body,
   };
 }
 
