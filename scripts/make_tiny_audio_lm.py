@@ -34,7 +34,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 from pathlib import Path
@@ -152,24 +151,11 @@ def make_tiny_audio_lm(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
 
     Returns ``(text_gguf_path, mmproj_gguf_path)``. Output is deterministic for ``seed``.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    text_path = out_dir / TEXT_FILENAME
-    mmproj_path = out_dir / MMPROJ_FILENAME
-    _vlm._write_text_model(text_path, rng)
-    _write_mmproj(mmproj_path, rng)
-    return text_path, mmproj_path
+    return _vlm.write_pair(out_dir, seed, (TEXT_FILENAME, MMPROJ_FILENAME), _write_mmproj)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path, help="directory to write the two GGUF files to")
-    parser.add_argument("--seed", type=int, default=0, help="RNG seed (default 0)")
-    args = parser.parse_args()
-    text_path, mmproj_path = make_tiny_audio_lm(args.out_dir, seed=args.seed)
-    print(text_path)
-    print(mmproj_path)
+    _vlm.run_cli(__doc__.splitlines()[0], make_tiny_audio_lm)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import gguf
@@ -268,29 +269,43 @@ def _flush(w: gguf.GGUFWriter) -> None:
     w.close()
 
 
+def write_pair(
+    out_dir: Path,
+    seed: int,
+    names: tuple[str, str],
+    write_mmproj: Callable[[Path, np.random.Generator], None],
+) -> tuple[Path, Path]:
+    """Write this script's text model and the given projector as ``names`` into ``out_dir``
+    (shared with make_tiny_audio_lm.py). Output is deterministic for ``seed``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    text_path, mmproj_path = out_dir / names[0], out_dir / names[1]
+    _write_text_model(text_path, rng)
+    write_mmproj(mmproj_path, rng)
+    return text_path, mmproj_path
+
+
+def run_cli(description: str, make: Callable[[Path, int], tuple[Path, Path]]) -> None:
+    """``script OUT_DIR [--seed N]``: write the pair and print both paths."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("out_dir", type=Path, help="directory to write the two GGUF files to")
+    parser.add_argument("--seed", type=int, default=0, help="RNG seed (default 0)")
+    args = parser.parse_args()
+    for path in make(args.out_dir, args.seed):
+        print(path)
+
+
 def make_tiny_vlm(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
     """Write the tiny text GGUF and mmproj GGUF into ``out_dir``.
 
     Returns ``(text_gguf_path, mmproj_gguf_path)``. Output is deterministic for ``seed``.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    text_path = out_dir / TEXT_FILENAME
-    mmproj_path = out_dir / MMPROJ_FILENAME
-    _write_text_model(text_path, rng)
-    _write_mmproj(mmproj_path, rng)
-    return text_path, mmproj_path
+    return write_pair(out_dir, seed, (TEXT_FILENAME, MMPROJ_FILENAME), _write_mmproj)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path, help="directory to write the two GGUF files to")
-    parser.add_argument("--seed", type=int, default=0, help="RNG seed (default 0)")
-    args = parser.parse_args()
-    text_path, mmproj_path = make_tiny_vlm(args.out_dir, seed=args.seed)
-    print(text_path)
-    print(mmproj_path)
+    run_cli(__doc__.splitlines()[0], make_tiny_vlm)
 
 
 if __name__ == "__main__":
