@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -234,16 +236,27 @@ def test_full_engine_is_429(limited_server: LiveServer) -> None:
         "stream": True,
         "generation_config": {"max_output_tokens": 90},
     }
-    with (
-        httpx.Client(base_url=limited_server.base_url, headers=KEY, timeout=30) as c,
-        c.stream("POST", "/v1/interactions", json=long) as busy,
-    ):
-        assert busy.status_code == 200
-        lines = busy.iter_lines()
-        while "step.delta" not in next(lines):
-            pass
-        response = c.post("/v1/interactions", json=OK_BODY)
-        assert_envelope(response, 429, "RESOURCE_EXHAUSTED", "slots")
+    with httpx.Client(base_url=limited_server.base_url, headers=KEY, timeout=30) as c:
+        with c.stream("POST", "/v1/interactions", json=long) as busy:
+            assert busy.status_code == 200
+            lines = busy.iter_lines()
+            created = json.loads(next(line for line in lines if line.startswith("data:"))[5:])
+            while "step.delta" not in next(lines):
+                pass
+            response = c.post("/v1/interactions", json=OK_BODY)
+            assert_envelope(response, 429, "RESOURCE_EXHAUSTED", "slots")
+        # Hanging up cancels the run and frees the one slot; later tests here need it.
+        assert wait_until_settled(c, created["interaction"]["id"]) == "cancelled"
+
+
+def wait_until_settled(client: httpx.Client, interaction_id: str) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = str(client.get(f"/v1/interactions/{interaction_id}").json()["status"])
+        if status != "in_progress":
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"{interaction_id} still in progress after 30 s")
 
 
 def test_history_longer_than_the_context_is_400_not_truncation(limited_server: LiveServer) -> None:
