@@ -30,6 +30,8 @@ systems would be measured on different machines.
 
     .venv/bin/python bench/bench_concurrency.py            # full run
     .venv/bin/python bench/bench_concurrency.py --quick    # smoke run
+    .venv/bin/python bench/bench_concurrency.py --systems gemserve --baseline HEAD
+                                           # the working tree against the last commit
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from common import (
     exit_on_sigterm,
     gemserve_server,
     gemserve_stream,
+    git_worktree,
     llama_cpp_python_server,
     llama_server,
     md_table,
@@ -122,6 +125,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--round-timeout", type=float, default=600.0, help="seconds allowed for one round"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run gemserve as of git REF (e.g. HEAD for the last commit), interleaved "
+        "with the working tree's, and print their ratio: a before/after on one machine",
+    )
     add_omp_argument(parser)
     args = parser.parse_args()
     if args.quick:
@@ -148,7 +157,7 @@ async def run_round(
 
 
 def stream_fn(system: str, base_url: str) -> StreamFn:
-    if system == "gemserve":
+    if system.startswith("gemserve"):
 
         async def gem(client: httpx.AsyncClient, prompt: str, tokens: int) -> StreamResult:
             return await gemserve_stream(client, base_url, prompt, tokens)
@@ -232,9 +241,16 @@ def main() -> int:
                 )
             else:
                 servers[system] = stack.enter_context(start(system, args, max_level))
+        if args.baseline:
+            baseline = f"gemserve@{args.baseline}"
+            tree = stack.enter_context(git_worktree(args.baseline))
+            servers[baseline] = stack.enter_context(
+                gemserve_server(slots=max_level, threads=args.threads, source=tree, name=baseline)
+            )
         results = asyncio.run(bench_interleaved(servers, args))
-    # Report in the fixed system order.
-    all_results = sorted(results, key=lambda lr: (SYSTEMS.index(lr.system), lr.streams))
+    # Report in the fixed system order, a baseline right after gemserve.
+    order = [SYSTEMS[0], f"gemserve@{args.baseline}", *SYSTEMS[1:]]
+    all_results = sorted(results, key=lambda lr: (order.index(lr.system), lr.streams))
     elapsed = time.perf_counter() - t0
 
     print("\n### Aggregate generation throughput\n")
@@ -288,6 +304,17 @@ def main() -> int:
             f"gemserve {top}-stream / gemserve {low}-stream",
             ratio(g_top, agg.get(("gemserve", low), float("nan"))),
             1.8,
+        ),
+        *(
+            (
+                f"gemserve {level}-stream / gemserve@{args.baseline} {level}-stream",
+                ratio(
+                    agg.get(("gemserve", level), float("nan")),
+                    agg.get((f"gemserve@{args.baseline}", level), float("nan")),
+                ),
+                None,
+            )
+            for level in (args.levels if args.baseline else [])
         ),
         (
             f"gemserve {top}-stream / llama-cpp-python {top}-stream",

@@ -321,13 +321,21 @@ def gemserve_argv() -> list[str]:
 
 @contextlib.contextmanager
 def gemserve_server(
-    *, slots: int, threads: int, port: int | None = None, log_level: str = "warning"
+    *,
+    slots: int,
+    threads: int,
+    port: int | None = None,
+    log_level: str = "warning",
+    source: Path | None = None,
+    name: str = "gemserve",
 ) -> Iterator[Server]:
-    """gemserve with a throw-away data directory."""
+    """gemserve with a throw-away data directory; ``source`` runs another checkout's ``src``
+    (a baseline) with this environment's dependencies."""
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="gemserve-bench-") as data_dir:
+        env = None if source is None else {"PYTHONPATH": str(source / "src")}
         argv = [
-            *gemserve_argv(),
+            *(gemserve_argv() if source is None else [sys.executable, "-m", "gemserve"]),
             "serve",
             "--port",
             str(port),
@@ -340,8 +348,25 @@ def gemserve_server(
             "--log-level",
             log_level,
         ]
-        with Server("gemserve", argv, port=port, ready_path="/readyz") as server:
+        with Server(name, argv, port=port, ready_path="/readyz", env=env) as server:
             yield server
+
+
+@contextlib.contextmanager
+def git_worktree(ref: str) -> Iterator[Path]:
+    """A detached checkout of ``ref`` in a temporary directory, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="gemserve-baseline-") as parent:
+        path = Path(parent) / "tree"
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet", str(path), ref],
+            check=True,
+        )
+        try:
+            yield path
+        finally:
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], check=False
+            )
 
 
 def llama_cpp_python_server(
