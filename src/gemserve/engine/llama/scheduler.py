@@ -3,7 +3,7 @@
 Each loop iteration admits waiting requests into free slots, builds one ``llama_batch``
 holding one token for every decoding sequence plus prefill chunks for new ones, calls
 ``llama_decode`` once (it releases the GIL), samples every sequence that produced logits with
-its own sampler chain, and hands the resulting text to asyncio through
+its own sampler (``sampling.py``), and hands the resulting text to asyncio through
 ``loop.call_soon_threadsafe``, one call per event loop per step. Cancelled sequences are
 dropped at the top of the next iteration, so a slot frees within one decode step.
 """
@@ -11,7 +11,6 @@ dropped at the top of the next iteration, so a slot frees within one decode step
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import threading
 from collections import deque
@@ -33,15 +32,13 @@ from gemserve.engine.base import (
 )
 from gemserve.engine.llama.native import LoadedModel
 from gemserve.engine.llama.projector import MediaSpan, MultimodalPrompt, Projector, ProjectorError
+from gemserve.engine.llama.sampling import TokenSampler, make_sampler
 from gemserve.engine.llama.slots import Slot, choose_slot, common_prefix
 from gemserve.engine.reasoning import Phase, ThinkingParser
 from gemserve.engine.text import IncrementalDetokenizer, StopMatcher
 from gemserve.errors import Internal, ResourceExhausted
 
 log = logging.getLogger("gemserve.engine")
-
-# Tokens of the answer so far that the penalties look at (llama.cpp's penalty_last_n).
-PENALTY_WINDOW = 256
 
 Sink = Callable[[list[EngineEvent]], None]
 
@@ -68,7 +65,7 @@ class Sequence:
     last_token: int = -1
     n_generated: int = 0
     batch_index: int = -1
-    sampler: ctypes.c_void_p | None = None
+    sampler: TokenSampler | None = None
     detok: IncrementalDetokenizer = field(default_factory=IncrementalDetokenizer)
     stops: StopMatcher | None = None
     outbox: list[EngineEvent] = field(default_factory=list)
@@ -76,7 +73,6 @@ class Sequence:
     next_span: int = 0  # index of the first image chunk not yet in the KV cache
     n_thought: int = 0  # generated tokens spent thinking
     forced: deque[int] = field(default_factory=deque)  # tokens to emit instead of sampling
-    grammar: ctypes.c_void_p | None = None  # the grammar sampler inside ``sampler``, if any
 
     @property
     def prefilling(self) -> bool:
@@ -94,48 +90,6 @@ class Sequence:
         if self.media is not None and self.next_span < len(self.media.spans):
             return self.media.spans[self.next_span].start
         return len(self.prompt)
-
-
-def _build_sampler(sampling: SamplingParams, model: LoadedModel) -> ctypes.c_void_p:
-    n_vocab = model.n_vocab
-    chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
-    if sampling.grammar is not None:
-        grammar = llama.llama_sampler_init_grammar(model.vocab, sampling.grammar.encode(), b"root")
-        if not grammar:  # validated when the model was loaded; a bug if it happens here
-            raise ValueError("invalid grammar")
-        llama.llama_sampler_chain_add(chain, grammar)
-    if sampling.presence_penalty or sampling.frequency_penalty or sampling.repeat_penalty != 1.0:
-        llama.llama_sampler_chain_add(
-            chain,
-            llama.llama_sampler_init_penalties(
-                n_vocab,
-                PENALTY_WINDOW,
-                sampling.repeat_penalty,
-                sampling.frequency_penalty,
-                sampling.presence_penalty,
-            ),
-        )
-    if sampling.temperature <= 0.0:
-        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_greedy())
-        return chain  # type: ignore[no-any-return]
-    if sampling.top_k > 0:
-        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_k(sampling.top_k))
-    if sampling.top_p < 1.0:
-        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_p(sampling.top_p, 1))
-    llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_temp(sampling.temperature))
-    seed = llama.LLAMA_DEFAULT_SEED if sampling.seed is None else sampling.seed & 0xFFFFFFFF
-    llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_dist(seed))
-    return chain  # type: ignore[no-any-return]
-
-
-def _grammar_allows(grammar: ctypes.c_void_p | None, token: int) -> bool:
-    """Whether the grammar sampler accepts ``token`` next (always, without a grammar)."""
-    if grammar is None:
-        return True
-    candidate = (llama.llama_token_data * 1)(llama.llama_token_data(token, 0.0, 0.0))
-    array = llama.llama_token_data_array(candidate, 1, -1, False)
-    llama.llama_sampler_apply(grammar, ctypes.byref(array))
-    return bool(candidate[0].logit != float("-inf"))
 
 
 class Scheduler:
@@ -325,9 +279,7 @@ class Scheduler:
         self._slot_of[best.seq_id] = best
         seq.seq_id = best.seq_id
         seq.n_past = seq.cached = reuse
-        seq.sampler = _build_sampler(seq.sampling, self._model)
-        if seq.sampling.grammar is not None:
-            seq.grammar = llama.llama_sampler_chain_get(seq.sampler, 0)
+        seq.sampler = make_sampler(seq.sampling, self._model.vocab, self._model.n_vocab)
         seq.stops = StopMatcher(seq.sampling.stop_sequences)
         self._active.append(seq)
 
@@ -444,16 +396,18 @@ class Scheduler:
             seq.decoded.append(seq.last_token)
         for seq in self._active:
             if seq.batch_index >= 0 and not seq.finished:
-                if seq.forced and not _grammar_allows(seq.grammar, seq.forced[0]):
+                sampler = seq.sampler
+                assert sampler is not None
+                if seq.forced and not sampler.allows(seq.forced[0]):
                     # A grammar that forbids the tag here (an empty thought, say) would make
                     # llama.cpp abort on accepting it: let the model write on instead.
                     seq.forced.clear()
                 if seq.forced:
                     # The engine writes this token (a thought's closing tag), not the model.
                     token = seq.forced.popleft()
-                    llama.llama_sampler_accept(seq.sampler, token)
+                    sampler.accept(token)
                 else:
-                    token = llama.llama_sampler_sample(seq.sampler, self._ctx, seq.batch_index)
+                    token = sampler.sample(self._ctx, seq.batch_index)
                 seq.batch_index = -1
                 self._on_token(seq, token)
 
@@ -565,9 +519,8 @@ class Scheduler:
             self._free_slots.append(slot)
             seq.seq_id = -1
         if seq.sampler is not None:
-            llama.llama_sampler_free(seq.sampler)
+            seq.sampler.free()
             seq.sampler = None
-            seq.grammar = None
 
     def _flush(self, seqs: list[Sequence]) -> None:
         """Deliver this step's events: one thread-safe wake-up per event loop."""
