@@ -36,6 +36,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=5, help="measurements per batch size")
     parser.add_argument("--prompt", type=int, default=64, help="prompt tokens per sequence")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
+    parser.add_argument("--gguf", help="another GGUF (default: the bundled model)")
     parser.add_argument(
         "--kv-unified",
         action="store_true",
@@ -52,7 +53,7 @@ def parse_args() -> argparse.Namespace:
 class Stepper:
     SEQS = 8
 
-    def __init__(self, threads: int, prompt: int, *, unified: bool) -> None:
+    def __init__(self, threads: int, prompt: int, *, unified: bool, gguf: str) -> None:
         import llama_cpp as llama
 
         self.llama = llama
@@ -61,7 +62,7 @@ class Stepper:
         self._log = llama.llama_log_callback(_quiet)
         llama.llama_log_set(self._log, None)
         self.model = llama.llama_model_load_from_file(
-            str(gguf_path()).encode(), llama.llama_model_default_params()
+            gguf.encode(), llama.llama_model_default_params()
         )
         params = llama.llama_context_default_params()
         params.n_ctx = 4096 * self.SEQS
@@ -110,13 +111,14 @@ def main() -> int:
     args = parse_args()
     apply_omp_policy(args.omp_wait_policy)
     print_preamble("bench_step: one llama_decode step at 1..8 sequences (in-process)")
+    gguf = args.gguf or str(gguf_path())
     print(
         f"prompt={args.prompt} tokens/sequence steps={args.steps} reps={args.reps} "
         f"threads={args.threads} n_ctx=8x4096 kv_unified={str(args.kv_unified).lower()} "
-        "n_batch=n_ubatch=512\n",
+        f"n_batch=n_ubatch=512 gguf={gguf}\n",
         flush=True,
     )
-    stepper = Stepper(args.threads, args.prompt, unified=args.kv_unified)
+    stepper = Stepper(args.threads, args.prompt, unified=args.kv_unified, gguf=gguf)
     sizes = [1, 2, 4, 8]
     cases = [(n, "id order", list(range(n))) for n in sizes] + [
         (8, "reversed", list(range(8))[::-1])
