@@ -43,6 +43,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from common import (
@@ -126,6 +127,12 @@ def parse_args() -> argparse.Namespace:
         "--round-timeout", type=float, default=600.0, help="seconds allowed for one round"
     )
     parser.add_argument(
+        "--gguf",
+        type=Path,
+        help="serve this GGUF instead of the bundled one, on every system (e.g. another "
+        "quantization of the same model)",
+    )
+    parser.add_argument(
         "--baseline",
         metavar="REF",
         help="also run gemserve as of git REF (e.g. HEAD for the last commit), interleaved "
@@ -174,10 +181,10 @@ def stream_fn(system: str, base_url: str) -> StreamFn:
 def start(system: str, args: argparse.Namespace, max_level: int) -> Server:
     if system == "llama-cpp-python":
         return llama_cpp_python_server(
-            threads=args.threads, flash_attn=args.llama_flash_attn == "on"
+            threads=args.threads, flash_attn=args.llama_flash_attn == "on", gguf=args.gguf
         )
     if system == "llama-server":
-        return llama_server(parallel=max_level, threads=args.threads)
+        return llama_server(parallel=max_level, threads=args.threads, gguf=args.gguf)
     raise ValueError(system)
 
 
@@ -224,6 +231,7 @@ def main() -> int:
         f"levels={args.levels} max_output_tokens={args.tokens} reps={args.reps} "
         f"threads={args.threads} systems={args.systems} temperature=0 repeat_penalty=1.15 "
         f"gemserve_slots={max_level} llama_server_parallel={max_level} "
+        f"gguf={args.gguf or 'the bundled one above'} "
         "(all servers up at once, rounds interleaved)\n",
         flush=True,
     )
@@ -237,7 +245,7 @@ def main() -> int:
                 continue
             if system == "gemserve":
                 servers[system] = stack.enter_context(
-                    gemserve_server(slots=max_level, threads=args.threads)
+                    gemserve_server(slots=max_level, threads=args.threads, gguf=args.gguf)
                 )
             else:
                 servers[system] = stack.enter_context(start(system, args, max_level))

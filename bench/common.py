@@ -328,12 +328,21 @@ def gemserve_server(
     log_level: str = "warning",
     source: Path | None = None,
     name: str = "gemserve",
+    gguf: Path | None = None,
 ) -> Iterator[Server]:
     """gemserve with a throw-away data directory; ``source`` runs another checkout's ``src``
-    (a baseline) with this environment's dependencies."""
+    (a baseline) with this environment's dependencies; ``gguf`` replaces the default model's
+    file (a config file in the data directory)."""
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="gemserve-bench-") as data_dir:
         env = None if source is None else {"PYTHONPATH": str(source / "src")}
+        config: list[str] = []
+        if gguf is not None:
+            config_file = Path(data_dir) / "bench.toml"
+            config_file.write_text(
+                f"[[models]]\nid = {json.dumps(MODEL_ID)}\nsource = {json.dumps(str(gguf))}\n"
+            )
+            config = ["--config", str(config_file)]
         argv = [
             *(gemserve_argv() if source is None else [sys.executable, "-m", "gemserve"]),
             "serve",
@@ -347,6 +356,7 @@ def gemserve_server(
             str(threads),
             "--log-level",
             log_level,
+            *config,
         ]
         with Server(name, argv, port=port, ready_path="/readyz", env=env) as server:
             yield server
@@ -370,7 +380,12 @@ def git_worktree(ref: str) -> Iterator[Path]:
 
 
 def llama_cpp_python_server(
-    *, threads: int, flash_attn: bool, port: int | None = None, ctx: int = CTX_PER_SEQ
+    *,
+    threads: int,
+    flash_attn: bool,
+    port: int | None = None,
+    ctx: int = CTX_PER_SEQ,
+    gguf: Path | None = None,
 ) -> Server:
     """llama-cpp-python's bundled OpenAI-compatible server (one ``Llama`` behind a lock)."""
     port = port or free_port()
@@ -379,7 +394,7 @@ def llama_cpp_python_server(
         "-m",
         "llama_cpp.server",
         "--model",
-        str(gguf_path()),
+        str(gguf or gguf_path()),
         "--model_alias",
         MODEL_ID,
         "--n_threads",
@@ -402,7 +417,12 @@ def llama_cpp_python_server(
 
 
 def llama_server(
-    *, parallel: int, threads: int, port: int | None = None, ctx: int = CTX_PER_SEQ
+    *,
+    parallel: int,
+    threads: int,
+    port: int | None = None,
+    ctx: int = CTX_PER_SEQ,
+    gguf: Path | None = None,
 ) -> Server:
     """llama.cpp's llama-server built by build_llama_server.sh; ``ctx`` tokens per slot.
 
@@ -415,7 +435,7 @@ def llama_server(
     argv = [
         str(LLAMA_SERVER_BIN),
         "-m",
-        str(gguf_path()),
+        str(gguf or gguf_path()),
         "-t",
         str(threads),
         "-tb",
