@@ -4,7 +4,8 @@ Three paths generate from the same GGUF, with the same thread count, the same re
 prompt and greedy decoding with gemserve's repeat penalty:
 
   engine   gemserve's ``LlamaEngine.generate`` in this process (no HTTP), consuming the stream
-  llama    llama-cpp-python's ``Llama.create_completion(stream=True)`` on the same prompt tokens
+  llama    llama-cpp-python's ``Llama.create_completion(stream=True)`` on the same prompt tokens,
+           in a child process (two llama.cpp contexts in one process slow each other down)
   sdk      the official ``google-genai`` SDK streaming ``interactions.create`` from a gemserve
            process started here (the full server: HTTP, JSON, SSE, the SDK's parsing)
   raw      the same server read by a minimal httpx SSE client (separates the server's cost
@@ -25,9 +26,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import multiprocessing
 import sys
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -140,18 +143,73 @@ async def engine_once(engine: Engine, request: GenerationRequest) -> StreamResul
 
 
 class LlamaPath:
-    """llama-cpp-python's high-level API on the same prompt tokens gemserve decodes."""
+    """llama-cpp-python's high-level API on the same prompt tokens gemserve decodes.
+
+    It runs in a process of its own: a second llama.cpp context that has decoded in this
+    process slows gemserve's in-process engine by about a third (measured: 181 tok/s alone,
+    105-128 tok/s after one ``create_completion`` in the same process), and the reverse
+    holds too, so the two references would be measured against each other's interference.
+    """
 
     def __init__(self, args: argparse.Namespace) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_llama_worker,
+            args=(child, args.threads, args.llama_flash_attn == "on"),
+            name="llama-cpp-python",
+            daemon=True,
+        )
+        self._process.start()
+        child.close()
+
+    def _call(self, *request: Any) -> Any:
+        self._conn.send(request)
+        kind, value = self._conn.recv()
+        if kind == "error":
+            raise RuntimeError(f"llama-cpp-python worker: {value}")
+        return value
+
+    def prompt_tokens(self, prompt: str) -> list[int]:
+        tokens: list[int] = self._call("prompt_tokens", prompt)
+        return tokens
+
+    def once(self, tokens: list[int], max_tokens: int) -> StreamResult:
+        result: StreamResult = self._call("once", tokens, max_tokens)
+        return result
+
+    def close(self) -> None:
+        self._conn.send(("stop",))
+        self._process.join(timeout=30)
+
+
+def _llama_worker(conn: Connection, threads: int, flash_attn: bool) -> None:
+    """The llama-cpp-python side: answers ``LlamaPath`` requests until told to stop."""
+    llama = _Llama(threads, flash_attn)
+    while True:
+        request = conn.recv()
+        try:
+            if request[0] == "stop":
+                return
+            if request[0] == "prompt_tokens":
+                conn.send(("ok", llama.prompt_tokens(request[1])))
+            else:
+                conn.send(("ok", llama.once(request[1], request[2])))
+        except Exception as exc:  # reported to the parent, which raises
+            conn.send(("error", repr(exc)))
+
+
+class _Llama:
+    def __init__(self, threads: int, flash_attn: bool) -> None:
         from llama_cpp import Llama
 
         self.llm = Llama(
             model_path=str(gguf_path()),
-            n_threads=args.threads,
-            n_threads_batch=args.threads,
+            n_threads=threads,
+            n_threads_batch=threads,
             n_ctx=4096,
             n_batch=512,
-            flash_attn=args.llama_flash_attn == "on",
+            flash_attn=flash_attn,
             last_n_tokens_size=REPEAT_LAST_N,
             verbose=False,
         )
@@ -296,6 +354,7 @@ def main() -> int:
                 finally:
                     runner.run(http.aclose())
                     sdk.close()
+                    llama.close()
         finally:
             runner.run(engine.close())
     return code

@@ -104,11 +104,14 @@ class LiveInteraction:
             self._changed.clear()
             if idle_seconds is None:
                 await self._changed.wait()
-            else:
-                try:
-                    await asyncio.wait_for(self._changed.wait(), idle_seconds)
-                except TimeoutError:
-                    yield None
+                continue
+            # asyncio.timeout, not wait_for: wait_for wraps the wait in a new task, once per
+            # streamed token.
+            try:
+                async with asyncio.timeout(idle_seconds):
+                    await self._changed.wait()
+            except TimeoutError:
+                yield None
 
     def _append(self, events: list[dict[str, Any]]) -> None:
         for event in events:
