@@ -48,6 +48,7 @@ from pathlib import Path
 import httpx
 from common import (
     LLAMA_SERVER_BIN,
+    LONG_PROMPTS,
     Server,
     StreamResult,
     add_omp_argument,
@@ -68,27 +69,9 @@ from common import (
 
 SYSTEMS = ("gemserve", "llama-cpp-python", "llama-server")
 
-# Eight questions for up to eight streams (more streams reuse them in turn). Every system should
-# do the same work: a stream that ends early leaves the rest of its round with a smaller batch.
-# The Olympic Games and airplanes questions replaced two (planets, printing press) that
-# gemserve's greedy decoding ended before 128 tokens for 21 and 4 of 40 request numbers; the
-# new ones reached 128 for all 40 on gemserve and on llama-server.
-PROMPTS: tuple[str, ...] = (
-    "Write a long, detailed essay about the history of the Roman Empire, from its founding "
-    "to its fall.",
-    "Explain in great detail how a computer works, covering the CPU, memory, storage, "
-    "operating system and networking.",
-    "Write a very long story about a dragon who learns to cook. Make it at least 2000 words.",
-    "Explain the theory of evolution in great detail, with examples.",
-    "Write a detailed history of the Olympic Games, from ancient Greece to the present day.",
-    "What are the causes of World War I? Explain in detail.",
-    "Describe in detail how airplanes fly, covering lift, engines, controls and navigation.",
-    "Write a detailed travel guide to Japan, covering cities, food, culture and transport.",
-)
-
 
 def prompt(request_no: int, stream: int) -> str:
-    return f"Request {request_no}. {PROMPTS[stream % len(PROMPTS)]}"
+    return f"Request {request_no}. {LONG_PROMPTS[stream % len(LONG_PROMPTS)]}"
 
 
 StreamFn = Callable[[httpx.AsyncClient, str, int], Awaitable[StreamResult]]

@@ -43,17 +43,23 @@ CTX_PER_SEQ = 4096
 REPEAT_PENALTY = 1.15
 REPEAT_LAST_N = 256  # gemserve's PENALTY_WINDOW
 
-# Stop-free prompts that SmolLM2-135M-Instruct answers at length under greedy decoding with
-# the repeat penalty above (checked: each reaches 256 new tokens before end-of-turn).
+# Questions SmolLM2-135M-Instruct answers at length under greedy decoding with the repeat
+# penalty above; bench_concurrency gives stream i question i (more streams reuse them in turn).
+# Every system should do the same work: a stream that ends early leaves the rest of its round
+# with a smaller batch. The Olympic Games and airplanes questions replaced two (planets,
+# printing press) that gemserve's greedy decoding ended before 128 tokens for 21 and 4 of 40
+# request numbers; the new ones reached 128 for all 40 on gemserve and on llama-server.
 LONG_PROMPTS: tuple[str, ...] = (
     "Write a long, detailed essay about the history of the Roman Empire, from its founding "
     "to its fall.",
     "Explain in great detail how a computer works, covering the CPU, memory, storage, "
     "operating system and networking.",
     "Write a very long story about a dragon who learns to cook. Make it at least 2000 words.",
-    "Write a comprehensive guide to learning the Python programming language, with many sections.",
-    "Tell me about the planets of the solar system, one by one, in detail.",
+    "Explain the theory of evolution in great detail, with examples.",
+    "Write a detailed history of the Olympic Games, from ancient Greece to the present day.",
     "What are the causes of World War I? Explain in detail.",
+    "Describe in detail how airplanes fly, covering lift, engines, controls and navigation.",
+    "Write a detailed travel guide to Japan, covering cities, food, culture and transport.",
 )
 
 
