@@ -110,8 +110,9 @@ class AccessLog:
     def lines(self, expect: int = 0) -> list[tuple[str, str, int]]:
         """``(method, path, status)`` of each request since the mark.
 
-        A line is written when a response has been sent, which can be a moment after the
-        client saw the end of it: wait (briefly) until at least ``expect`` lines are there.
+        A line is written just before a response's last bytes go out (so a finished request
+        from an earlier test is never counted here); a request still running when the mark
+        was taken is. Waits (briefly) until at least ``expect`` lines are there.
         """
         deadline = time.monotonic() + 10
         while True:

@@ -22,6 +22,20 @@ class RequestLogMiddleware:
         request_id = secrets.token_hex(6)
         started = time.perf_counter()
         status = 0
+        logged = False
+
+        def write_line() -> None:
+            nonlocal logged
+            if not logged:
+                logged = True
+                log.info(
+                    "%s %s %s %d %.1fms",
+                    request_id,
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                )
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -30,16 +44,13 @@ class RequestLogMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Before the last bytes go out: a client that has read the whole response
+                # finds its line already in the log.
+                write_line()
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            log.info(
-                "%s %s %s %d %.1fms",
-                request_id,
-                scope["method"],
-                scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
+            write_line()  # the client went away, or the app failed before responding

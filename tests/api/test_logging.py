@@ -1,0 +1,64 @@
+"""The access log: one line per request, written before the response's last bytes leave."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from starlette.types import Message, Receive, Scope, Send
+
+from gemserve.api.logging import RequestLogMiddleware
+
+
+async def two_chunk_app(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 201, "headers": []})
+    await send({"type": "http.response.body", "body": b"a", "more_body": True})
+    await send({"type": "http.response.body", "body": b"b"})
+
+
+async def hangs_up_app(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"a", "more_body": True})
+    raise OSError("client went away")
+
+
+SCOPE: Scope = {"type": "http", "method": "POST", "path": "/v1beta/interactions"}
+
+
+async def receive() -> Message:
+    return {"type": "http.request", "body": b""}
+
+
+async def test_line_is_written_before_the_last_body_chunk(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    order: list[str] = []
+    logged_before: list[int] = []
+
+    async def send(message: Message) -> None:
+        order.append(message["type"])
+        logged_before.append(len(caplog.records))
+        if message["type"] == "http.response.start":
+            assert (b"x-request-id", message["headers"][-1][1]) == message["headers"][-1]
+
+    with caplog.at_level(logging.INFO, logger="gemserve.access"):
+        await RequestLogMiddleware(two_chunk_app)(SCOPE, receive, send)
+    assert order == ["http.response.start", "http.response.body", "http.response.body"]
+    assert logged_before == [0, 0, 1]  # the line exists when the final chunk is sent
+    assert len(caplog.records) == 1
+    assert "POST /v1beta/interactions 201" in caplog.records[0].getMessage()
+
+
+async def test_a_request_that_never_finishes_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def send(message: Message) -> None:
+        pass
+
+    with (
+        caplog.at_level(logging.INFO, logger="gemserve.access"),
+        pytest.raises(OSError, match="went away"),
+    ):
+        await RequestLogMiddleware(hangs_up_app)(SCOPE, receive, send)
+    assert len(caplog.records) == 1
+    assert "POST /v1beta/interactions 200" in caplog.records[0].getMessage()
