@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,12 +39,16 @@ INTERRUPTED = {
     "message": "The server stopped while this interaction was being generated.",
 }
 
+if TYPE_CHECKING:
+    from gemserve.engine.llama.native_thread import NativeThread
+
 log = logging.getLogger("gemserve")
 
 EngineFactory = Callable[[ModelSpec, Settings], Engine]
 
 
-def llama_engine(spec: ModelSpec, settings: Settings) -> Engine:
+def llama_engine(spec: ModelSpec, settings: Settings, native: NativeThread | None = None) -> Engine:
+    """The llama.cpp engine for ``spec``; the engines of one app share ``native``."""
     from gemserve.engine.llama import LlamaEngine
 
     return LlamaEngine(
@@ -57,6 +63,7 @@ def llama_engine(spec: ModelSpec, settings: Settings) -> Engine:
         chat_template=spec.chat_template,
         instruction_tuned=spec.instruction_tuned,
         mmproj_path=spec.mmproj_path(),
+        native=native,
     )
 
 
@@ -64,8 +71,15 @@ def open_store(settings: Settings) -> SqlStore:
     return SqlStore(database_url_for(settings.database_url, settings.data_dir))
 
 
-def create_app(settings: Settings, engine_factory: EngineFactory = llama_engine) -> Starlette:
+def create_app(settings: Settings, engine_factory: EngineFactory | None = None) -> Starlette:
+    """The app; by default every model runs on llama.cpp, all of them on one native thread."""
     registry = ModelRegistry.from_config(settings.models, settings.aliases, settings.default_model)
+    native: NativeThread | None = None
+    if engine_factory is None:
+        from gemserve.engine.llama.native_thread import NativeThread
+
+        native = NativeThread()
+        engine_factory = functools.partial(llama_engine, native=native)
     engines = {spec.id: engine_factory(spec, settings) for spec in registry.specs}
     store = open_store(settings)
     blobs = LocalBlobStore(settings.data_dir / "files")
@@ -133,6 +147,8 @@ def create_app(settings: Settings, engine_factory: EngineFactory = llama_engine)
             await asyncio.gather(*background, return_exceptions=True)
             for engine in engines.values():
                 await engine.close()
+            if native is not None:
+                await asyncio.to_thread(native.close)
             if transcriber is not None:
                 await transcriber.close()
             await store.close()

@@ -17,6 +17,7 @@ from gemserve.engine.base import (
 )
 from gemserve.engine.chat_template import CHATML_TEMPLATE, ChatTemplate, ChatTemplateError
 from gemserve.engine.llama.native import LoadedModel
+from gemserve.engine.llama.native_thread import NativeThread
 from gemserve.engine.llama.projector import MultimodalPrompt, Projector, ProjectorError
 from gemserve.engine.llama.scheduler import Scheduler, Sequence
 from gemserve.engine.reasoning import Phase, ThinkingParser
@@ -86,7 +87,12 @@ class LlamaEngine:
         chat_template: str | None = None,
         instruction_tuned: bool = True,
         mmproj_path: Path | None = None,
+        native: NativeThread | None = None,
     ) -> None:
+        # Every engine of a process should share one NativeThread (see native_thread.py);
+        # an engine built alone gets its own.
+        self._native = native if native is not None else NativeThread()
+        self._owns_native = native is None
         self._model_id = model_id
         self._path = gguf_path
         self._context_length = context_length
@@ -120,8 +126,9 @@ class LlamaEngine:
         )
 
     async def start(self) -> None:
-        """Load the model and start the engine thread, off the event loop."""
-        await asyncio.to_thread(self._load)
+        """Load the model on the native thread (off the event loop) and attach its scheduler:
+        a projector's warm-up computes, and must not start an OpenMP pool elsewhere."""
+        await self._native.run(self._load)
 
     def _load(self) -> None:
         model = LoadedModel(self._path)
@@ -140,6 +147,7 @@ class LlamaEngine:
             batch_tokens=self._batch_tokens,
             threads=self._threads,
             max_queued=self._max_queued,
+            native=self._native,
             projector=projector,
         )
         scheduler.start()
@@ -164,6 +172,8 @@ class LlamaEngine:
         if model is not None:
             model.free()
             self._model = None
+        if self._owns_native:
+            await asyncio.to_thread(self._native.close)
 
     def _require(self) -> tuple[LoadedModel, Scheduler, ChatTemplate]:
         if self._model is None or self._scheduler is None or self._template is None:

@@ -31,6 +31,7 @@ from gemserve.engine.base import (
     ThoughtDelta,
 )
 from gemserve.engine.llama.native import LoadedModel
+from gemserve.engine.llama.native_thread import NativeThread
 from gemserve.engine.llama.projector import MediaSpan, MultimodalPrompt, Projector, ProjectorError
 from gemserve.engine.llama.sampling import TokenSampler, make_sampler
 from gemserve.engine.llama.slots import Slot, choose_slot, common_prefix
@@ -93,7 +94,8 @@ class Sequence:
 
 
 class Scheduler:
-    """Owns the llama.cpp context; all native calls on it happen on ``self._thread``."""
+    """Owns one model's llama.cpp context; every native call on it happens on the process's
+    :class:`NativeThread`, which steps each scheduler in turn."""
 
     def __init__(
         self,
@@ -104,9 +106,11 @@ class Scheduler:
         batch_tokens: int,
         threads: int,
         max_queued: int,
+        native: NativeThread,
         projector: Projector | None = None,
     ) -> None:
         self._model = model
+        self._native = native
         self._projector = projector
         self.slots = slots
         self.context_length = context_length
@@ -146,14 +150,14 @@ class Scheduler:
             np.ctypeslib.as_array(batch.logits, shape=(batch_tokens,))[:] = 0
             self._embd_seq_ids = [batch.seq_id[i] for i in range(batch_tokens)]
 
-        self._cond = threading.Condition()
+        self._cond = native.cond  # one lock for every scheduler the native thread drives
         self._waiting: deque[Sequence] = deque()
         self._free_slots = [Slot(seq_id) for seq_id in range(slots)]
         self._slot_of: dict[int, Slot] = {}
         self._active: list[Sequence] = []
         self._stopping = False
         self._crashed = False
-        self._thread = threading.Thread(target=self._run, name="gemserve-engine", daemon=True)
+        self._stopped = threading.Event()
         self.decode_steps = 0
         self.tokens_generated = 0
         self.requests_finished = 0
@@ -164,7 +168,7 @@ class Scheduler:
     # ----- called from any thread -------------------------------------------------------
 
     def start(self) -> None:
-        self._thread.start()
+        self._native.attach(self)
 
     def submit(self, seq: Sequence) -> None:
         with self._cond:
@@ -191,11 +195,12 @@ class Scheduler:
             return len(self._active), len(self._waiting)
 
     def stop(self) -> None:
-        """Cancel everything, end the thread and free native state."""
+        """Cancel everything, wait for the native thread to let go, and free native state.
+        Not on the native thread (it waits for it)."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        self._thread.join()
+        self._stopped.wait()
         llama.llama_batch_free(self._batch)
         if self._embd_batch is not None:
             llama.llama_batch_free(self._embd_batch)
@@ -203,25 +208,31 @@ class Scheduler:
 
     # ----- the engine thread --------------------------------------------------------------
 
-    def _run(self) -> None:
+    def wants_step(self) -> bool:
+        """Under ``cond``: whether :meth:`step` has anything to do."""
+        return not self._stopped.is_set() and bool(self._stopping or self._active or self._waiting)
+
+    def step(self) -> bool:
+        """One iteration on the native thread; False once this scheduler has stopped."""
         try:
-            while self._step():
-                pass
-        except BaseException:  # a bug: fail every request, and refuse new ones, rather than hang
-            log.exception("engine thread crashed")
+            alive = self._step()
+        except Exception:  # a bug: fail every request, and refuse new ones, rather than hang
+            log.exception("engine step crashed")
             with self._cond:
                 self._crashed = True
                 doomed = [*self._active, *self._waiting]
                 self._waiting.clear()
+                self._active = []
             for seq in doomed:
                 self._finish(seq, FinishReason.ERROR, "internal engine error")
             self._flush(doomed)
-            raise
+            alive = False
+        if not alive:
+            self._stopped.set()
+        return alive
 
     def _step(self) -> bool:
         with self._cond:
-            while not self._stopping and not self._active and not self._waiting:
-                self._cond.wait()
             if self._stopping:
                 doomed = [*self._active, *self._waiting]
                 self._waiting.clear()
