@@ -335,19 +335,22 @@ def gemserve_server(
     source: Path | None = None,
     name: str = "gemserve",
     gguf: Path | None = None,
+    config_toml: str = "",
 ) -> Iterator[Server]:
     """gemserve with a throw-away data directory; ``source`` runs another checkout's ``src``
     (a baseline) with this environment's dependencies; ``gguf`` replaces the default model's
-    file (a config file in the data directory)."""
+    file and ``config_toml`` adds to the config file (written in the data directory)."""
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="gemserve-bench-") as data_dir:
         env = None if source is None else {"PYTHONPATH": str(source / "src")}
         config: list[str] = []
         if gguf is not None:
-            config_file = Path(data_dir) / "bench.toml"
-            config_file.write_text(
-                f"[[models]]\nid = {json.dumps(MODEL_ID)}\nsource = {json.dumps(str(gguf))}\n"
+            config_toml += (
+                f"\n[[models]]\nid = {json.dumps(MODEL_ID)}\nsource = {json.dumps(str(gguf))}\n"
             )
+        if config_toml:
+            config_file = Path(data_dir) / "bench.toml"
+            config_file.write_text(config_toml)
             config = ["--config", str(config_file)]
         argv = [
             *(gemserve_argv() if source is None else [sys.executable, "-m", "gemserve"]),

@@ -1,4 +1,4 @@
-"""The in-process llama.cpp engine: one thread owns all native state and batches every request."""
+"""The in-process llama.cpp engine: one native thread runs every model, each batching requests."""
 
 from gemserve.engine.llama.engine import LlamaEngine
 
