@@ -55,10 +55,11 @@ async def test_calls_and_steps_run_on_one_thread_in_turn() -> None:
 
 
 async def test_close_ends_the_thread_and_refuses_new_calls() -> None:
-    native = NativeThread()
+    native = NativeThread(name="native-under-test")
     await native.run(lambda: None)
+    assert any(t.name == "native-under-test" for t in threading.enumerate())
     await asyncio.to_thread(native.close)
-    assert not any(t.name == "gemserve-native" and t.is_alive() for t in threading.enumerate())
+    assert not any(t.name == "native-under-test" for t in threading.enumerate())
     with pytest.raises(RuntimeError, match="closed"):
         native.submit(lambda: None)
 
