@@ -587,6 +587,19 @@ def test_the_tenant_quota_counts_files_and_pending_uploads(server: FilesServer) 
     start_url(server, headers, size)
 
 
+def test_concurrent_uploads_cannot_pass_the_quota_together(server: FilesServer) -> None:
+    """Each start checks the bytes held and then reserves its own: two of three 100 000-byte
+    uploads fit in 250 000, however the requests interleave."""
+    headers = tenant()
+    body = {"file": {"mime_type": "image/png", "size_bytes": 100_000}}
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = sorted(
+            response.status_code
+            for response in pool.map(lambda _: start(server, headers, body), range(6))
+        )
+    assert statuses == [200, 200, 429, 429, 429, 429]
+
+
 def test_an_undeclared_upload_cannot_exceed_the_tenant_quota(server: FilesServer) -> None:
     """Nothing is reserved at start without a size, so finalizing must count what arrived."""
     headers = tenant()

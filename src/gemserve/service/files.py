@@ -14,6 +14,7 @@ import hashlib
 import logging
 import secrets
 import string
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -109,6 +110,11 @@ class FileService:
         # Per upload session: a lock (one chunk at a time) and the running hash.
         self._locks: dict[str, asyncio.Lock] = {}
         self._hashes: dict[str, tuple[int, Any]] = {}
+        # Per tenant, while a quota check and the write it allows run: without it, concurrent
+        # uploads all see the same bytes held and together pass the quota.
+        self._quota_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     # ----- upload ----------------------------------------------------------------------------
 
@@ -148,7 +154,6 @@ class FileService:
                 f"{limit} bytes ({_gb(limit)})."
             )
         now = self._clock()
-        await self._check_quota(tenant, size or 0, now)
         token = secrets.token_urlsafe(32)
         record = UploadRecord(
             id=_session_id(token),
@@ -163,12 +168,20 @@ class FileService:
             expires_at=now + self._upload_timeout,
         )
         try:
-            expired = await self._files.create_upload(record, now)
+            async with self._quota_lock(tenant):
+                await self._check_quota(tenant, size or 0, now)
+                expired = await self._files.create_upload(record, now)
         except NameTaken:
             raise AlreadyExists(f"A file named 'files/{name}' already exists.") from None
         for key in expired:
             await self._blobs.delete(key)
         return token
+
+    def _quota_lock(self, tenant: str) -> asyncio.Lock:
+        lock = self._quota_locks.get(tenant)
+        if lock is None:
+            lock = self._quota_locks[tenant] = asyncio.Lock()
+        return lock
 
     async def _check_quota(self, tenant: str, adding: int, now: datetime) -> None:
         held = await self._files.tenant_bytes(tenant, now)
@@ -280,36 +293,40 @@ class FileService:
                 f"The upload was finalized after {received} bytes, but {session.declared_size} "
                 "were declared."
             )
-        if session.declared_size is None:
-            # Nothing was reserved at start: check the quota against what arrived (the
-            # session counts with the bytes stored at its last chunk, replaced by all of them).
-            held = await self._files.tenant_bytes(session.tenant, now) - session.received
-            if held + received > self._limits.max_tenant_file_bytes:
-                await self._discard(session)
-                await self._check_quota(session.tenant, received, now)
-        record = FileRecord(
-            id=session.file_id,
-            tenant=session.tenant,
-            name=session.name,
-            display_name=session.display_name,
-            mime_type=session.mime_type,
-            size_bytes=received,
-            sha256=hasher.hexdigest(),
-            state="ACTIVE",
-            source="UPLOADED",
-            created_at=now,
-            updated_at=now,
-            expires_at=now + self._ttl,
-        )
-        await self._blobs.commit(session.file_id)
-        try:
-            await self._files.complete_upload(session.id, record)
-        except UploadGone:
-            # Finalized by a concurrent request: the blob is that file's now; leave it.
-            raise NotFound("The upload session was not found; it may have expired.") from None
-        except NameTaken:
-            await self._blobs.delete(session.file_id)
-            raise AlreadyExists(f"A file named 'files/{session.name}' already exists.") from None
+        # The check and the write it allows, as one step for this tenant (see _quota_locks).
+        async with self._quota_lock(session.tenant):
+            if session.declared_size is None:
+                # Nothing was reserved at start: check the quota against what arrived (the
+                # session counts with the bytes stored at its last chunk, replaced by all of them).
+                held = await self._files.tenant_bytes(session.tenant, now) - session.received
+                if held + received > self._limits.max_tenant_file_bytes:
+                    await self._discard(session)
+                    await self._check_quota(session.tenant, received, now)
+            record = FileRecord(
+                id=session.file_id,
+                tenant=session.tenant,
+                name=session.name,
+                display_name=session.display_name,
+                mime_type=session.mime_type,
+                size_bytes=received,
+                sha256=hasher.hexdigest(),
+                state="ACTIVE",
+                source="UPLOADED",
+                created_at=now,
+                updated_at=now,
+                expires_at=now + self._ttl,
+            )
+            await self._blobs.commit(session.file_id)
+            try:
+                await self._files.complete_upload(session.id, record)
+            except UploadGone:
+                # Finalized by a concurrent request: the blob is that file's now; leave it.
+                raise NotFound("The upload session was not found; it may have expired.") from None
+            except NameTaken:
+                await self._blobs.delete(session.file_id)
+                raise AlreadyExists(
+                    f"A file named 'files/{session.name}' already exists."
+                ) from None
         log.info("file %s stored (%d bytes)", record.id, received)
         return record
 
