@@ -62,3 +62,20 @@ async def test_a_request_that_never_finishes_is_logged_once(
         await RequestLogMiddleware(hangs_up_app)(SCOPE, receive, send)
     assert len(caplog.records) == 1
     assert "POST /v1beta/interactions 200" in caplog.records[0].getMessage()
+
+
+async def test_an_app_failure_before_responding_is_logged_as_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def failing_app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise ValueError("a bug")
+
+    async def send(message: Message) -> None:
+        pass
+
+    with (
+        caplog.at_level(logging.INFO, logger="gemserve.access"),
+        pytest.raises(ValueError, match="a bug"),
+    ):
+        await RequestLogMiddleware(failing_app)(SCOPE, receive, send)
+    assert [r.getMessage().split()[3] for r in caplog.records] == ["500"]

@@ -52,5 +52,9 @@ class RequestLogMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            if status == 0:
+                status = 500  # answered by ServerErrorMiddleware, which wraps this one
+            raise
         finally:
             write_line()  # the client went away, or the app failed before responding
