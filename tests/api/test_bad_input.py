@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from gemserve.service.events import TERMINAL_STATUSES as TERMINAL
+from tests.api.test_lifecycle import wait_status
 from tests.conftest import LiveServer
 from tests.envelope import assert_envelope
 
@@ -246,17 +247,8 @@ def test_full_engine_is_429(limited_server: LiveServer) -> None:
             response = c.post("/v1/interactions", json=OK_BODY)
             assert_envelope(response, 429, "RESOURCE_EXHAUSTED", "slots")
         # Hanging up cancels the run and frees the one slot; later tests here need it.
-        assert wait_until_settled(c, created["interaction"]["id"]) == "cancelled"
-
-
-def wait_until_settled(client: httpx.Client, interaction_id: str) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status = str(client.get(f"/v1/interactions/{interaction_id}").json()["status"])
-        if status != "in_progress":
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"{interaction_id} still in progress after 30 s")
+        settled = wait_status(limited_server, created["interaction"]["id"], TERMINAL, KEY)
+        assert settled["status"] == "cancelled"
 
 
 def test_history_longer_than_the_context_is_400_not_truncation(limited_server: LiveServer) -> None:

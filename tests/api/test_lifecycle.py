@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 import httpx
@@ -53,10 +54,12 @@ def same_stream(replayed: list[dict[str, Any]], original: list[dict[str, Any]]) 
     return shape(replayed) == shape(original)
 
 
-def wait_status(server: LiveServer, iid: str, statuses: set[str]) -> dict[str, Any]:
+def wait_status(
+    server: LiveServer, iid: str, statuses: Collection[str], headers: dict[str, str] = KEY_A
+) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        body: dict[str, Any] = get(server, iid).json()
+        body: dict[str, Any] = get(server, iid, headers).json()
         if body["status"] in statuses:
             return body
         time.sleep(0.05)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import pytest
 from starlette.types import Message, Receive, Scope, Send
@@ -49,33 +50,36 @@ async def test_line_is_written_before_the_last_body_chunk(
     assert "POST /v1beta/interactions 201" in caplog.records[0].getMessage()
 
 
+async def failing_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise ValueError("a bug")
+
+
+async def access_lines_when_it_raises(
+    app: Callable[[Scope, Receive, Send], Awaitable[None]],
+    error: type[Exception],
+    match: str,
+    caplog: pytest.LogCaptureFixture,
+) -> list[str]:
+    """Run ``app`` behind the middleware, expecting ``error``; the access lines it logged."""
+
+    async def discard(message: Message) -> None:
+        pass
+
+    with caplog.at_level(logging.INFO, logger="gemserve.access"), pytest.raises(error, match=match):
+        await RequestLogMiddleware(app)(SCOPE, receive, discard)
+    return [record.getMessage() for record in caplog.records]
+
+
 async def test_a_request_that_never_finishes_is_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def send(message: Message) -> None:
-        pass
-
-    with (
-        caplog.at_level(logging.INFO, logger="gemserve.access"),
-        pytest.raises(OSError, match="went away"),
-    ):
-        await RequestLogMiddleware(hangs_up_app)(SCOPE, receive, send)
-    assert len(caplog.records) == 1
-    assert "POST /v1beta/interactions 200" in caplog.records[0].getMessage()
+    lines = await access_lines_when_it_raises(hangs_up_app, OSError, "went away", caplog)
+    assert len(lines) == 1
+    assert "POST /v1beta/interactions 200" in lines[0]
 
 
 async def test_an_app_failure_before_responding_is_logged_as_500(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def failing_app(scope: Scope, receive: Receive, send: Send) -> None:
-        raise ValueError("a bug")
-
-    async def send(message: Message) -> None:
-        pass
-
-    with (
-        caplog.at_level(logging.INFO, logger="gemserve.access"),
-        pytest.raises(ValueError, match="a bug"),
-    ):
-        await RequestLogMiddleware(failing_app)(SCOPE, receive, send)
-    assert [r.getMessage().split()[3] for r in caplog.records] == ["500"]
+    lines = await access_lines_when_it_raises(failing_app, ValueError, "a bug", caplog)
+    assert [line.split()[3] for line in lines] == ["500"]
