@@ -1,0 +1,95 @@
+"""The CPU probe runs each instruction family in a child and tells a trap from a result."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import pytest
+
+from gemserve.engine.cpu.probe import (
+    DISABLE_FLAGS,
+    CpuReport,
+    FeatureReport,
+    Outcome,
+    compile_probe,
+    native_options,
+    probe_cpu,
+    run_probe,
+)
+
+x86_only = pytest.mark.skipif(platform.machine() != "x86_64", reason="x86-64 instructions")
+
+
+def cpuinfo_flags() -> set[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@pytest.fixture(scope="module")
+def probe_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    binary = compile_probe(tmp_path_factory.mktemp("probe"))
+    assert binary is not None, "the C compiler could not build the CPU probe"
+    return binary
+
+
+@x86_only
+def test_a_trapping_instruction_is_reported_as_a_trap_not_a_crash(probe_binary: Path) -> None:
+    # Tile instructions without the kernel's grant of tile state: SIGILL on every x86 Linux.
+    assert run_probe(probe_binary, "amx_unrequested") == (Outcome.TRAPS, "SIGILL")
+
+
+@x86_only
+def test_avx2_runs_where_the_kernel_says_the_cpu_has_it(probe_binary: Path) -> None:
+    outcome, _ = run_probe(probe_binary, "avx2")
+    assert outcome is (Outcome.RUNS if "avx2" in cpuinfo_flags() else Outcome.TRAPS)
+
+
+@x86_only
+def test_amx_runs_only_where_the_kernel_grants_it(probe_binary: Path) -> None:
+    outcome, _ = run_probe(probe_binary, "amx")
+    if "amx_int8" not in cpuinfo_flags():
+        assert outcome in (Outcome.REFUSED, Outcome.TRAPS)
+    else:
+        assert outcome in (Outcome.RUNS, Outcome.TRAPS)  # the trap is the bug this guards
+
+
+@x86_only
+def test_native_options_are_the_compilers_own() -> None:
+    options = native_options()
+    assert any(option.startswith("-march=") for option in options)
+    assert ("-mavx2" in options) == ("avx2" in cpuinfo_flags())
+
+
+@x86_only
+def test_probe_cpu_reports_every_family() -> None:
+    report = probe_cpu()
+    assert [r.feature for r in report.features] == list(DISABLE_FLAGS)
+    assert report.usable("avx2") == ("avx2" in cpuinfo_flags())
+
+
+def report_with(amx: Outcome, *, claimed: bool = True) -> CpuReport:
+    return CpuReport(
+        "x86_64",
+        frozenset({"-mavx2", "-mamx-int8"} if claimed else {"-mavx2"}),
+        (
+            FeatureReport("avx2", True, Outcome.RUNS),
+            FeatureReport("amx", claimed, amx),
+        ),
+    )
+
+
+def test_a_claimed_family_that_traps_is_compiled_out() -> None:
+    flags = report_with(Outcome.TRAPS).disable_flags()
+    assert flags == ("-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16")
+    assert report_with(Outcome.REFUSED).disable_flags() == flags
+    assert report_with(Outcome.WRONG).disable_flags() == flags
+
+
+def test_a_family_that_runs_or_is_not_claimed_is_left_alone() -> None:
+    assert report_with(Outcome.RUNS).disable_flags() == ()
+    assert report_with(Outcome.TRAPS, claimed=False).disable_flags() == ()
+    # Untested (the compiler could not build the probe): the start-up decode decides.
+    assert report_with(Outcome.UNTESTED).disable_flags() == ()
