@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,37 @@ from gemserve.config.models import DEFAULT_MODEL_ID
 from gemserve.engine.llama import LlamaEngine
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def engine_child_check() -> subprocess.CompletedProcess[str]:
+    """The installed llama.cpp decoding one batch of the bundled model, in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "gemserve.engine.llama.selfcheck"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "GEMSERVE_SELFCHECK_FAULT"},
+    )
+
+
+def cpu_flags() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return line.split(":", 1)[1].strip()
+    return "(unknown)"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Before any test decodes in this process: a build that dies on this CPU ends the run
+    with the signal and the CPU's flags, not with pytest killed mid-test."""
+    result = engine_child_check()
+    if result.returncode < 0:
+        name = signal.Signals(-result.returncode).name
+        pytest.exit(
+            f"the installed llama.cpp died by {name} decoding one batch on this CPU; rebuild "
+            f"it (scripts/setup probes the CPU). CPU flags: {cpu_flags()}\n{result.stderr}",
+            returncode=3,
+        )
 
 
 def default_spec() -> ModelSpec:

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("gemserve")
 
 EngineFactory = Callable[[ModelSpec, Settings], Engine]
+# Called once when the server cannot go on (a model failed its start-up): the CLI stops.
+FatalHandler = Callable[[str], None]
 
 
 def llama_engine(spec: ModelSpec, settings: Settings, native: NativeThread | None = None) -> Engine:
@@ -71,8 +73,13 @@ def open_store(settings: Settings) -> SqlStore:
     return SqlStore(database_url_for(settings.database_url, settings.data_dir))
 
 
-def create_app(settings: Settings, engine_factory: EngineFactory | None = None) -> Starlette:
-    """The app; by default every model runs on llama.cpp, all of them on one native thread."""
+def create_app(
+    settings: Settings,
+    engine_factory: EngineFactory | None = None,
+    on_fatal: FatalHandler | None = None,
+) -> Starlette:
+    """The app; by default every model runs on llama.cpp, all of them on one native thread.
+    A model that fails to load or to decode its start-up batch is reported to ``on_fatal``."""
     registry = ModelRegistry.from_config(settings.models, settings.aliases, settings.default_model)
     native: NativeThread | None = None
     if engine_factory is None:
@@ -135,7 +142,7 @@ def create_app(settings: Settings, engine_factory: EngineFactory | None = None) 
         sweeps = [("interactions", lambda: sweep_once(store)), ("files", files_service.sweep)]
         # Accept requests at once (/healthz); /readyz turns 200 when the default model is in.
         background = [
-            asyncio.create_task(_load_engines(registry, engines, transcriber)),
+            asyncio.create_task(_load_engines(registry, engines, transcriber, on_fatal)),
             asyncio.create_task(sweep_forever(sweeps, settings.sweep_interval_seconds)),
         ]
         try:
@@ -191,15 +198,24 @@ def make_transcriber(settings: Settings) -> Transcriber | None:
 
 
 async def _load_engines(
-    registry: ModelRegistry, engines: dict[str, Engine], transcriber: Transcriber | None
+    registry: ModelRegistry,
+    engines: dict[str, Engine],
+    transcriber: Transcriber | None,
+    on_fatal: FatalHandler | None,
 ) -> None:
+    """Load every model, default first; the first that fails stops the server (fail at start,
+    never at the first user)."""
     order = sorted(engines, key=lambda model_id: model_id != registry.default_id)
     for model_id in order:
         try:
             await engines[model_id].start()
-            log.info("model %s is loaded", model_id)
-        except Exception:
-            log.exception("model %s failed to load", model_id)
+        except Exception as exc:
+            reason = f"model {model_id} failed to start: {exc}"
+            log.exception("%s; stopping", reason)
+            if on_fatal is not None:
+                on_fatal(reason)
+            return
+        log.info("model %s is loaded and decoded its start-up batch", model_id)
     if transcriber is not None:
         try:
             await transcriber.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import sys
 from pathlib import Path
@@ -81,28 +82,54 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # Its debug lines carry every SQL parameter, request bodies included.
-    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.root.level))
+    _configure_logging(settings.log_level)
+    # A fatal native signal (an instruction the CPU traps, a crash in llama.cpp) writes every
+    # thread's Python stack to stderr before the process dies by that signal.
+    faulthandler.enable()
     from gemserve.app import create_app
 
+    fatal: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def stop(reason: str) -> None:
+        fatal.append(reason)
+        if server is not None:
+            server.should_exit = True
+
     try:
-        app = create_app(settings)
+        app = create_app(settings, on_fatal=stop)
     except (ValueError, OSError) as exc:
         print(f"gemserve: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=5,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+            log_config=None,  # uvicorn's few lines go through the one format configured above
+        )
     )
+    server.run()
+    if fatal:
+        print(f"gemserve: stopped: {fatal[0]}", file=sys.stderr)
+        return 1
+    if not server.started:
+        return 3  # as uvicorn.run: the lifespan or the socket failed
     return 0
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    floor = max(logging.WARNING, logging.root.level)
+    # Its debug lines carry every SQL parameter, request bodies included.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.root.level))
+    # Alembic narrates every plugin and migration at INFO; the store logs one line instead.
+    logging.getLogger("alembic").setLevel(floor)
 
 
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:

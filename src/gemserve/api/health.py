@@ -18,11 +18,12 @@ async def healthz(_request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """200 once every model has loaded and decoded its start-up batch."""
     ctx = AppContext.of(request)
-    engine = ctx.engines.get(ctx.registry.default_id)
-    if engine is None or not engine.ready:
-        return error_response(503, "The default model is still loading.")
     models = {model_id: engine.ready for model_id, engine in ctx.engines.items()}
+    if not all(models.values()):
+        loading = ", ".join(model_id for model_id, ready in models.items() if not ready)
+        return error_response(503, f"Still loading: {loading}.")
     return json_response({"status": "ready", "models": models})
 
 

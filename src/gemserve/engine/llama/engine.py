@@ -20,6 +20,7 @@ from gemserve.engine.llama.native import LoadedModel
 from gemserve.engine.llama.native_thread import NativeThread
 from gemserve.engine.llama.projector import MultimodalPrompt, Projector, ProjectorError
 from gemserve.engine.llama.scheduler import Scheduler, Sequence
+from gemserve.engine.llama.selfcheck import SelfCheckResult, decode_one_batch, injected_fault
 from gemserve.engine.reasoning import Phase, ThinkingParser
 from gemserve.errors import InvalidArgument, Unavailable
 
@@ -111,10 +112,12 @@ class LlamaEngine:
         self._model: LoadedModel | None = None
         self._scheduler: Scheduler | None = None
         self._template: ChatTemplate | None = None
+        self.self_check_result: SelfCheckResult | None = None
 
     @property
     def ready(self) -> bool:
-        return self._scheduler is not None
+        """Loaded and through its start-up decode: only then does it take requests."""
+        return self._scheduler is not None and self.self_check_result is not None
 
     def capabilities(self) -> ModelCapabilities:
         return ModelCapabilities(
@@ -126,9 +129,14 @@ class LlamaEngine:
         )
 
     async def start(self) -> None:
-        """Load the model on the native thread (off the event loop) and attach its scheduler:
-        a projector's warm-up computes, and must not start an OpenMP pool elsewhere."""
+        """Load the model on the native thread (off the event loop) and attach its scheduler
+        (a projector's warm-up computes, and must not start an OpenMP pool elsewhere), then
+        decode one small batch: a build that cannot run here fails now, not at a user."""
         await self._native.run(self._load)
+        fault = injected_fault()
+        if fault is not None:
+            await self._native.run(fault)
+        self.self_check_result = await decode_one_batch(self._generate, min(self._slots, 4))
 
     def _load(self) -> None:
         model = LoadedModel(self._path)
@@ -164,6 +172,7 @@ class LlamaEngine:
     async def close(self) -> None:
         scheduler, model = self._scheduler, self._model
         self._scheduler = None
+        self.self_check_result = None
         if scheduler is not None:
             await asyncio.to_thread(scheduler.stop)
         if self._projector is not None:
@@ -257,6 +266,11 @@ class LlamaEngine:
         return prompt, (parser, close)
 
     async def generate(self, request: GenerationRequest) -> LlamaStream:
+        if not self.ready:
+            raise Unavailable(f"Model {self._model_id!r} is still loading; retry shortly.")
+        return await self._generate(request)
+
+    async def _generate(self, request: GenerationRequest) -> LlamaStream:
         _, scheduler, _ = self._require()
         prompt, thinking = await asyncio.to_thread(self._prepare, request)
         media = prompt if prompt.spans else None
