@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -16,10 +17,13 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gemserve.store.base import ApiKeyRecord, Event, EventBatch, InteractionRecord
 from gemserve.store.schema import api_keys, interaction_events, interactions
+
+log = logging.getLogger("gemserve.store")
 
 TERMINAL = ("completed", "incomplete", "failed", "cancelled")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -39,11 +43,14 @@ def database_url_for(database_url: str | None, data_dir: Path) -> str:
     return database_url
 
 
-def _upgrade(connection: sa.Connection) -> None:
+def _upgrade(connection: sa.Connection) -> tuple[str | None, str | None]:
+    """Migrate to the newest schema; the revisions before and after."""
+    before = MigrationContext.configure(connection).get_current_revision()
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+    return before, MigrationContext.configure(connection).get_current_revision()
 
 
 class SqlStore:
@@ -64,7 +71,9 @@ class SqlStore:
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         self._engine = engine
         async with engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+            before, after = await conn.run_sync(_upgrade)
+        if before != after:
+            log.info("database schema migrated from %s to %s", before or "empty", after)
 
     async def close(self) -> None:
         if self._engine is not None:
