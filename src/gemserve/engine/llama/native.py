@@ -15,6 +15,8 @@ from typing import Any
 import llama_cpp as llama
 import llama_cpp.mtmd_cpp as mtmd
 
+from gemserve.engine.llama.variants import load_cpu_backend
+
 log = logging.getLogger("gemserve.llama")
 
 # ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continuation of the previous line.
@@ -33,11 +35,13 @@ _init_lock = threading.Lock()
 
 
 def init_backend() -> None:
-    """Initialise llama.cpp once per process (idempotent) and route its logs."""
+    """Initialise llama.cpp once per process (idempotent) and route its logs. A portable
+    build's CPU variant is chosen first (variants.py), or ggml would pick one by CPUID."""
     with _init_lock:
         llama.llama_log_set(_route_native_log, ctypes.c_void_p(0))
         mtmd.mtmd_log_set(_route_native_log, ctypes.c_void_p(0))
         mtmd.mtmd_helper_log_set(_route_native_log, ctypes.c_void_p(0))
+        load_cpu_backend(Path(llama.__file__).parent / "lib")
         llama.llama_backend_init()
 
 
