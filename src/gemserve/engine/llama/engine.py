@@ -113,6 +113,7 @@ class LlamaEngine:
         self._scheduler: Scheduler | None = None
         self._template: ChatTemplate | None = None
         self.self_check_result: SelfCheckResult | None = None
+        self._steps_before_ready = 0
 
     @property
     def ready(self) -> bool:
@@ -136,7 +137,12 @@ class LlamaEngine:
         fault = injected_fault()
         if fault is not None:
             await self._native.run(fault)
-        self.self_check_result = await decode_one_batch(self._generate, min(self._slots, 4))
+        result = await decode_one_batch(self._generate, min(self._slots, 4))
+        scheduler = self._scheduler
+        if scheduler is not None:
+            await self._native.run(scheduler.forget_traffic)
+            self._steps_before_ready = scheduler.decode_steps
+        self.self_check_result = result
 
     def _load(self) -> None:
         model = LoadedModel(self._path)
@@ -298,7 +304,7 @@ class LlamaEngine:
             slots=self._slots,
             active=active,
             queued=queued,
-            decode_steps=scheduler.decode_steps,
+            decode_steps=scheduler.decode_steps - self._steps_before_ready,
             tokens_generated=scheduler.tokens_generated,
             requests_finished=scheduler.requests_finished,
             requests_cancelled=scheduler.requests_cancelled,

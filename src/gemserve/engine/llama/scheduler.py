@@ -165,6 +165,16 @@ class Scheduler:
         self.images_encoded = 0
         self.peak_active = 0
 
+    def forget_traffic(self) -> None:
+        """Forget the start-up check: its counters and the prompts its slots keep for reuse,
+        so the engine starts as if it had served nothing. On the native thread, while idle.
+        ``decode_steps`` keeps counting (slots are ordered by it): read it as a difference."""
+        self.tokens_generated = self.requests_finished = self.requests_cancelled = 0
+        self.images_encoded = self.peak_active = 0
+        for slot in self._free_slots:
+            llama.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+            slot.tokens = []
+
     # ----- called from any thread -------------------------------------------------------
 
     def start(self) -> None:
