@@ -83,9 +83,12 @@ def create_app(
     registry = ModelRegistry.from_config(settings.models, settings.aliases, settings.default_model)
     native: NativeThread | None = None
     if engine_factory is None:
+        from gemserve.engine.llama.cores import ThreadGovernor
         from gemserve.engine.llama.native_thread import NativeThread
 
-        native = NativeThread()
+        native = NativeThread(
+            governor=ThreadGovernor(settings.threads) if settings.adaptive_threads else None
+        )
         engine_factory = functools.partial(llama_engine, native=native)
     engines = {spec.id: engine_factory(spec, settings) for spec in registry.specs}
     store = open_store(settings)

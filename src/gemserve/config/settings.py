@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # Tokens per llama_decode call: decoding sequences plus prefill chunks.
     batch_tokens: int = Field(default=512, ge=16, le=8192)
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # Give a decode thread back for each core other work is using (engine/llama/cores.py);
+    # off: always `threads`.
+    adaptive_threads: bool = True
     keepalive_seconds: float = Field(default=15.0, gt=0)
     # Speech recognition for audio (and video sound tracks): "tiny.en" (bundled, English),
     # "base" (bundled multilingual; needs the `whisper-base` extra), a directory holding a

@@ -310,6 +310,7 @@ class LlamaEngine:
             requests_cancelled=scheduler.requests_cancelled,
             images_encoded=scheduler.images_encoded,
             peak_active=scheduler.peak_active,
+            extra={"decode_threads": float(scheduler.threads_now)},
         )
 
 

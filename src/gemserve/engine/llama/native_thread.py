@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from gemserve.engine.llama.cores import ThreadGovernor, name_this_thread
+
 log = logging.getLogger("gemserve.engine")
 
 T = TypeVar("T")
@@ -41,7 +43,9 @@ class Steppable(Protocol):
 class NativeThread:
     """Runs attached schedulers' steps and submitted calls, on one daemon thread."""
 
-    def __init__(self, name: str = "gemserve-native") -> None:
+    def __init__(
+        self, name: str = "gemserve-native", governor: ThreadGovernor | None = None
+    ) -> None:
         # Shared with the schedulers: a request submitted to any of them wakes this thread.
         self.cond = threading.Condition()
         self._name = name
@@ -49,6 +53,14 @@ class NativeThread:
         self._calls: deque[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = deque()
         self._thread: threading.Thread | None = None
         self._closing = False
+        # Decides each step's thread count from the other work on the cores (cores.py).
+        self.governor = governor
+
+    def decode_threads(self, configured: int) -> int:
+        """Threads for the next decode step: the governor's count, never above ``configured``."""
+        if self.governor is None:
+            return configured
+        return min(configured, self.governor.threads())
 
     def attach(self, scheduler: Steppable) -> None:
         with self.cond:
@@ -90,6 +102,8 @@ class NativeThread:
             self._thread.start()
 
     def _run(self) -> None:
+        # OpenMP's workers, created by this thread, inherit the name: the governor finds them.
+        name_this_thread()
         while True:
             with self.cond:
                 while not (

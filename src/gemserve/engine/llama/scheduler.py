@@ -126,6 +126,8 @@ class Scheduler:
         params.n_ubatch = batch_tokens
         params.n_threads = threads
         params.n_threads_batch = threads
+        self._threads = threads
+        self.threads_now = threads
         params.no_perf = True
         ctx = llama.llama_init_from_model(model.ptr, params)
         if not ctx:
@@ -258,6 +260,10 @@ class Scheduler:
             self._flush(dropped)
         if not self._active:
             return True
+        threads = self._native.decode_threads(self._threads)
+        if threads != self.threads_now:
+            llama.llama_set_n_threads(self._ctx, threads, threads)
+            self.threads_now = threads
         self._decode_media()
         self._decode_once()
         self._flush(self._active)

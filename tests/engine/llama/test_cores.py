@@ -1,0 +1,109 @@
+"""The thread governor: one decode thread given back per core that other work uses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from gemserve.engine.llama.cores import (
+    COMPUTE_THREAD_NAME,
+    CpuTimes,
+    ProcCpuTimes,
+    ThreadGovernor,
+    name_this_thread,
+)
+
+
+class Readings:
+    """CPU times a test scripts: each call returns the next."""
+
+    def __init__(self, *samples: tuple[float, float, float]) -> None:
+        self.samples = [CpuTimes(*s) for s in samples]
+
+    def __call__(self) -> CpuTimes | None:
+        return self.samples.pop(0) if self.samples else None
+
+
+def governor(*samples: tuple[float, float, float], maximum: int = 2) -> ThreadGovernor:
+    return ThreadGovernor(maximum, read=Readings(*samples), cores=2, interval=0.5)
+
+
+def test_a_quiet_machine_keeps_every_thread() -> None:
+    # Our threads used both cores for the whole second; nothing else ran.
+    gov = governor((0.0, 0.0, 0.0), (1.0, 2.0, 1.9))
+    assert gov.threads(now=0.0) == 2
+    assert gov.threads(now=1.0) == 2
+    assert gov.others == pytest.approx(0.1)
+
+
+def test_a_busy_neighbour_takes_one_thread_and_gives_it_back_when_it_stops() -> None:
+    gov = governor(
+        (0.0, 0.0, 0.0),
+        (1.0, 2.0, 1.0),  # something else used a whole core
+        (2.0, 4.0, 2.0),  # still there: our one thread has its core, the neighbour its own
+        (3.0, 5.1, 3.0),  # gone: our one thread and a little of the event loop
+    )
+    assert [gov.threads(now=t) for t in (0.0, 1.0, 2.0, 3.0)] == [2, 1, 1, 2]
+
+
+def test_never_below_one_thread_nor_above_the_maximum() -> None:
+    gov = ThreadGovernor(4, read=Readings((0.0, 0.0, 0.0), (1.0, 8.0, 0.5)), cores=8, interval=0.5)
+    gov.threads(now=0.0)
+    assert gov.threads(now=1.0) == 1  # 7.5 cores of other work on 8
+    gov = ThreadGovernor(4, read=Readings((0.0, 0.0, 0.0), (1.0, 4.0, 4.0)), cores=8)
+    gov.threads(now=0.0)
+    assert gov.threads(now=1.0) == 4
+
+
+def test_between_readings_the_count_stands_and_a_failed_read_changes_nothing() -> None:
+    gov = governor((0.0, 0.0, 0.0), (1.0, 2.0, 1.0))
+    assert gov.threads(now=0.0) == 2
+    assert gov.threads(now=0.2) == 2  # within the interval: no reading taken
+    assert gov.threads(now=1.0) == 1
+    assert gov.threads(now=2.0) == 1  # the reader has nothing more (no /proc): unchanged
+
+
+def test_proc_reader_sees_a_busy_process_as_other_work() -> None:
+    """Real /proc readings: a child spinning for a second shows up as about one core."""
+    reader = ProcCpuTimes()
+    before = reader()
+    assert before is not None
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nend = time.time() + 1.0\nwhile time.time() < end: pass",
+        ]
+    )
+    child.wait()
+    after = reader()
+    assert after is not None
+    others = (after.busy - after.ours) - (before.busy - before.ours)
+    assert others >= 0.6  # one second of a core, in clock ticks, less start-up
+
+
+def test_proc_reader_counts_the_named_compute_threads_as_ours() -> None:
+    reader = ProcCpuTimes()
+    done = threading.Event()
+
+    def compute() -> None:
+        name_this_thread(COMPUTE_THREAD_NAME)
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            pass
+        done.set()
+
+    before = reader()
+    worker = threading.Thread(target=compute)
+    worker.start()
+    time.sleep(0.2)  # read while it runs: a finished thread leaves /proc/self/task
+    during = reader()
+    worker.join()
+    assert before is not None
+    assert during is not None
+    assert during.ours - before.ours > 0.05
+    assert done.is_set()
