@@ -41,7 +41,8 @@ def init_backend() -> None:
         llama.llama_log_set(_route_native_log, ctypes.c_void_p(0))
         mtmd.mtmd_log_set(_route_native_log, ctypes.c_void_p(0))
         mtmd.mtmd_helper_log_set(_route_native_log, ctypes.c_void_p(0))
-        load_cpu_backend(Path(llama.__file__).parent / "lib")
+        # Where llama_cpp loaded its libraries from (LLAMA_CPP_LIB_PATH can move them).
+        load_cpu_backend(Path(llama.llama_cpp._base_path))
         llama.llama_backend_init()
 
 
