@@ -22,6 +22,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from gemserve.engine.cpu.build import cache_root
@@ -131,14 +132,21 @@ def load_cpu_backend(lib_dir: Path, cache: VerdictCache | None = None) -> Path |
     return chosen
 
 
-def choose(libraries: list[Path], cache: VerdictCache) -> Path:
-    ranked = sorted(((score(path), path) for path in libraries), reverse=True)
+def choose(
+    libraries: list[Path],
+    cache: VerdictCache,
+    *,
+    rank: Callable[[Path], int] = score,
+    check: Callable[[Path], str] = check_in_child,
+) -> Path:
+    """The best-scoring variant whose check ran ("ok"), checking each at most once per CPU."""
+    ranked = sorted(((rank(path), path) for path in libraries), reverse=True)
     for points, path in ranked:
         if points <= 0:
             break
         verdict = cache.get(path)
         if verdict is None:
-            verdict = check_in_child(path)
+            verdict = check(path)
             cache.put(path, verdict)
         if verdict == "ok":
             return path
