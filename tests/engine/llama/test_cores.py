@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -9,6 +11,8 @@ import time
 
 import pytest
 
+from gemserve.engine.base import ChatMessage, GenerationRequest, SamplingParams
+from gemserve.engine.llama import LlamaEngine
 from gemserve.engine.llama.cores import (
     COMPUTE_THREAD_NAME,
     CpuTimes,
@@ -16,6 +20,9 @@ from gemserve.engine.llama.cores import (
     ThreadGovernor,
     name_this_thread,
 )
+from gemserve.engine.llama.native_thread import NativeThread
+from tests.conftest import default_spec
+from tests.engine.llama.test_engine import run
 
 
 class Readings:
@@ -107,3 +114,40 @@ def test_proc_reader_counts_the_named_compute_threads_as_ours() -> None:
     assert during is not None
     assert during.ours - before.ours > 0.05
     assert done.is_set()
+
+
+@pytest.mark.engine
+async def test_the_engine_gives_a_thread_to_a_busy_neighbour_and_takes_it_back() -> None:
+    """The real engine on all cores, beside a process that spins on one of them."""
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("needs two cores")
+    spec = default_spec()
+    native = NativeThread(governor=ThreadGovernor(cores))
+    engine = LlamaEngine(
+        model_id=spec.id, gguf_path=spec.gguf_path(), context_length=512,
+        output_token_limit=512, slots=1, batch_tokens=256, threads=cores, max_queued=1,
+        native=native,
+    )  # fmt: skip
+    await engine.start()
+    spinner = await asyncio.create_subprocess_exec(sys.executable, "-c", "while True: pass")
+    try:
+        long_answer = GenerationRequest(
+            (ChatMessage("user", "Write a long story about a ship."),),
+            SamplingParams(temperature=0.0, top_p=1.0, top_k=1, max_output_tokens=96),
+        )
+        await run(engine, long_answer)
+        assert engine.stats().extra["decode_threads"] == cores - 1
+    finally:
+        spinner.kill()
+        await spinner.wait()
+    try:
+        await asyncio.sleep(1.0)  # a reading's worth of quiet
+        await run(engine, long_answer)
+        # Back to every core, unless something else on this machine is busy meanwhile.
+        governor = native.governor
+        assert governor is not None
+        assert engine.stats().extra["decode_threads"] == cores or governor.others > 0.5
+    finally:
+        await engine.close()
+        await asyncio.to_thread(native.close)
