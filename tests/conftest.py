@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def engine_child_check() -> subprocess.CompletedProcess[str]:
     """The installed llama.cpp decoding one batch of the bundled model, in a child process."""
     return subprocess.run(
-        [sys.executable, "-m", "gemserve.engine.llama.selfcheck"],
+        [sys.executable, "-m", "gemserve.engine.llama"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -36,7 +36,7 @@ elif args[:2] == ["-m", "pip"]:
     record({{"pip": args[2:]}})
 elif args[:2] == ["-c", "import llama_cpp"]:
     pass
-elif args[:2] == ["-m", "gemserve.engine.llama.selfcheck"]:
+elif args[:2] == ["-m", "gemserve.engine.llama"]:
     installed = json.loads((Path(sys.argv[0]).parent.parent / "{MARKER}").read_text())
     if installed["mode"] in os.environ.get("FAKE_TRAPS", "").split(","):
         signal.raise_signal(signal.SIGILL)

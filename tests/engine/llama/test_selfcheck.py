@@ -24,7 +24,7 @@ def test_the_installed_engine_decodes_a_batch_in_a_child_process() -> None:
 def test_a_child_that_dies_by_a_signal_is_named_with_its_stacks() -> None:
     # As a trapping kernel would: SIGILL on the native thread during the start-up decode.
     result = subprocess.run(
-        [sys.executable, "-m", "gemserve.engine.llama.selfcheck"],
+        [sys.executable, "-m", "gemserve.engine.llama"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -38,7 +38,7 @@ def test_a_child_that_dies_by_a_signal_is_named_with_its_stacks() -> None:
 
 def test_a_start_up_decode_error_fails_the_check() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "gemserve.engine.llama.selfcheck"],
+        [sys.executable, "-m", "gemserve.engine.llama"],
         capture_output=True,
         text=True,
         timeout=120,

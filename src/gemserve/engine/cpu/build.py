@@ -178,7 +178,7 @@ class EngineBuilder:
         while True:
             target = self.install()
             result = subprocess.run(
-                [str(self.python), "-m", "gemserve.engine.llama.selfcheck"],
+                [str(self.python), "-m", "gemserve.engine.llama"],
                 capture_output=True,
                 text=True,
             )

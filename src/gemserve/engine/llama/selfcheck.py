@@ -5,7 +5,7 @@ by SIGILL in its first batched matrix product: without this check, the first use
 kills the server. Each model runs a few short greedy generations together through its real
 scheduler before it reports ready.
 
-``python -m gemserve.engine.llama.selfcheck`` does the same in a process of its own, for the
+``python -m gemserve.engine.llama`` does the same in a process of its own, for the
 set-up script and the tests: a signal there kills only the child, and its parent names it.
 
 ``GEMSERVE_SELFCHECK_FAULT`` forces a failure, for the tests of what follows one:
@@ -139,7 +139,3 @@ def main() -> int:
         print(f"self-check failed: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -96,7 +96,7 @@ class VerdictCache:
 def check_in_child(library: Path) -> str:
     """Decode one batch with ``library`` in a child: "ok", or the signal that killed it."""
     result = subprocess.run(
-        [sys.executable, "-m", "gemserve.engine.llama.selfcheck"],
+        [sys.executable, "-m", "gemserve.engine.llama"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -115,7 +115,7 @@ def load_cpu_backend(lib_dir: Path, cache: VerdictCache | None = None) -> Path |
     libraries = variant_libraries(lib_dir)
     if not libraries:
         return None
-    ggml = ctypes.CDLL(str(lib_dir / "libggml.so"))
+    ggml = ctypes.CDLL(str(_ggml_of_libllama(lib_dir)))
     ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
     if ggml.ggml_backend_reg_count() > 0:
         return None
@@ -130,6 +130,17 @@ def load_cpu_backend(lib_dir: Path, cache: VerdictCache | None = None) -> Path |
         raise RuntimeError(f"ggml could not load its CPU backend {chosen}")
     log.info("llama.cpp CPU backend: %s", chosen.name)
     return chosen
+
+
+def _ggml_of_libllama(lib_dir: Path) -> Path:
+    """The libggml file libllama was linked against. A wheel stores libggml.so, .so.0 and
+    .so.0.x as three copies, not links, and each copy loaded is a registry of its own: a
+    backend loaded into llama_cpp's libggml.so is invisible to libllama, which loaded
+    libggml.so.0 (its DT_NEEDED, through its $ORIGIN run path)."""
+    for name in ("libggml.so.0", "libggml.so"):
+        if (lib_dir / name).exists():
+            return lib_dir / name
+    raise FileNotFoundError(f"no libggml in {lib_dir}")
 
 
 def choose(
