@@ -39,7 +39,7 @@ elif args[:2] == ["-c", "import llama_cpp"]:
 elif args[:2] == ["-m", "gemserve.engine.llama"]:
     installed = json.loads((Path(sys.argv[0]).parent.parent / "{MARKER}").read_text())
     if installed["mode"] in os.environ.get("FAKE_TRAPS", "").split(","):
-        signal.raise_signal(signal.SIGILL)
+        signal.raise_signal(signal.Signals[os.environ.get("FAKE_SIGNAL", "SIGILL")])
     print("ok")
 else:
     sys.exit(f"fake python: unexpected {{args}}")
@@ -132,3 +132,13 @@ def test_the_cache_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert cache_root() == Path("/somewhere/gemserve/engine")
     monkeypatch.setenv("GEMSERVE_ENGINE_CACHE", "/elsewhere")
     assert cache_root() == Path("/elsewhere")
+
+
+def test_a_child_killed_from_outside_fails_setup_without_blaming_the_build(
+    fake_venv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_TRAPS", "native")
+    monkeypatch.setenv("FAKE_SIGNAL", "SIGKILL")  # the OOM killer, say
+    with pytest.raises(SystemExit, match="killed by SIGKILL"):
+        builder(fake_venv, report()).verify()
+    assert builder(fake_venv, report()).target(Mode.NATIVE).trapped is None

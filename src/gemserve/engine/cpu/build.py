@@ -26,6 +26,8 @@ from gemserve.engine.cpu.probe import CpuReport, probe_cpu, signal_name
 PACKAGE = "llama-cpp-python"
 MARKER = "gemserve-engine.json"  # in the venv: which key is installed
 TRAPPED = "trapped.json"  # in a key's cache dir: this build died at its first decode here
+# What a build that cannot run on this CPU dies of; any other signal is not its fault.
+TRAP_SIGNALS = frozenset({"SIGILL", "SIGSEGV", "SIGBUS", "SIGFPE"})
 
 
 def cache_root() -> Path:
@@ -189,6 +191,9 @@ class EngineBuilder:
                 sys.stderr.write(result.stderr)
                 raise SystemExit("gemserve: the engine self-check failed (not by a signal)")
             name = signal_name(-result.returncode)
+            if name not in TRAP_SIGNALS:  # killed from outside (OOM, a user): not the build
+                sys.stderr.write(result.stderr)
+                raise SystemExit(f"gemserve: the engine self-check was killed by {name}")
             log(
                 f"the {target.plan.mode} build died by {name} at its first decode; CPU: "
                 f"{self.report.describe()}"
