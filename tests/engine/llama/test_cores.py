@@ -57,6 +57,19 @@ def test_a_busy_neighbour_takes_one_thread_and_gives_it_back_when_it_stops() -> 
     assert [gov.threads(now=t) for t in (0.0, 1.0, 2.0, 3.0)] == [2, 1, 1, 2]
 
 
+def test_after_idle_the_cores_are_measured_afresh_not_over_the_idle_time() -> None:
+    gov = governor(
+        (0.0, 0.0, 0.0),
+        (10.0, 20.0, 0.0),  # idle for 10 s while other work kept both cores busy
+        (10.1, 20.02, 0.2),  # now ours alone, over the short first window
+    )
+    assert gov.threads(now=0.0) == 2
+    assert gov.threads(now=10.0) == 2  # a stale window: no decision from it
+    assert gov.threads(now=10.05) == 2  # within the short first window: no reading
+    assert gov.threads(now=10.1) == 2
+    assert gov.others == pytest.approx(0.0, abs=1e-9)
+
+
 def test_never_below_one_thread_nor_above_the_maximum() -> None:
     gov = ThreadGovernor(4, read=Readings((0.0, 0.0, 0.0), (1.0, 8.0, 0.5)), cores=8, interval=0.5)
     gov.threads(now=0.0)

@@ -118,12 +118,15 @@ class ThreadGovernor:
         cores: int | None = None,
         interval: float = 0.5,
         tolerance: float = 0.5,
+        resume_interval: float = 0.1,
     ) -> None:
         reader = ProcCpuTimes() if read is None else None
         self.maximum = maximum
         self._read: Callable[[], CpuTimes | None] = read if read is not None else reader  # type: ignore[assignment]
         self._cores = cores if cores is not None else (reader.cores if reader else maximum)
         self._interval = interval
+        self._resume_interval = resume_interval
+        self._window = interval
         self._tolerance = tolerance
         self._last: CpuTimes | None = None
         self.current = maximum
@@ -131,18 +134,25 @@ class ThreadGovernor:
 
     def threads(self, now: float | None = None) -> int:
         now = time.monotonic() if now is None else now
-        if self._last is not None and now - self._last.at < self._interval:
+        last = self._last
+        if last is not None and now - last.at < self._window:
             return self.current
         sample = self._read()
         if sample is None:
             return self.current
-        if self._last is not None:
-            span = sample.at - self._last.at
+        if last is not None and now - last.at > 2 * self._interval:
+            # The engine was idle: what ran meanwhile says nothing about the cores now (other
+            # servers' work between a benchmark's rounds cost 9% of a single stream's speed).
+            # Measure afresh, over a short first window.
+            self._last, self._window = sample, self._resume_interval
+            return self.current
+        if last is not None:
+            span = sample.at - last.at
             if span > 0:
-                used = (sample.busy - self._last.busy) - (sample.ours - self._last.ours)
+                used = (sample.busy - last.busy) - (sample.ours - last.ours)
                 self.others = max(0.0, used / span)
                 self._decide()
-        self._last = sample
+        self._last, self._window = sample, self._interval
         return self.current
 
     def _decide(self) -> None:
