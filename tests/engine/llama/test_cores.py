@@ -64,10 +64,18 @@ def test_after_idle_the_cores_are_measured_afresh_not_over_the_idle_time() -> No
         (10.1, 20.02, 0.2),  # now ours alone, over the short first window
     )
     assert gov.threads(now=0.0) == 2
+    gov.idle()
     assert gov.threads(now=10.0) == 2  # a stale window: no decision from it
     assert gov.threads(now=10.05) == 2  # within the short first window: no reading
     assert gov.threads(now=10.1) == 2
     assert gov.others == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_slow_step_is_measured_not_taken_for_idleness() -> None:
+    # A collapsed step took 3 s, and other work had most of the cores meanwhile.
+    gov = governor((0.0, 0.0, 0.0), (3.0, 6.0, 2.5))
+    gov.threads(now=0.0)
+    assert gov.threads(now=3.0) == 1
 
 
 def test_never_below_one_thread_nor_above_the_maximum() -> None:

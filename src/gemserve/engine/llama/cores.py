@@ -129,8 +129,14 @@ class ThreadGovernor:
         self._window = interval
         self._tolerance = tolerance
         self._last: CpuTimes | None = None
+        self._resumed = False
         self.current = maximum
         self.others = 0.0  # cores other work used over the last interval
+
+    def idle(self) -> None:
+        """The engine has nothing to decode: the next reading starts afresh. (A slow step is
+        not idleness: a collapsed one can take seconds, and must still be measured.)"""
+        self._resumed = True
 
     def threads(self, now: float | None = None) -> int:
         now = time.monotonic() if now is None else now
@@ -140,10 +146,11 @@ class ThreadGovernor:
         sample = self._read()
         if sample is None:
             return self.current
-        if last is not None and now - last.at > 2 * self._interval:
+        if self._resumed:
             # The engine was idle: what ran meanwhile says nothing about the cores now (other
             # servers' work between a benchmark's rounds cost 9% of a single stream's speed).
             # Measure afresh, over a short first window.
+            self._resumed = False
             self._last, self._window = sample, self._resume_interval
             return self.current
         if last is not None:

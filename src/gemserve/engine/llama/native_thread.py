@@ -109,6 +109,8 @@ class NativeThread:
                 while not (
                     self._calls or self._closing or any(s.wants_step() for s in self._schedulers)
                 ):
+                    if self.governor is not None:
+                        self.governor.idle()
                     self.cond.wait()
                 calls = list(self._calls)
                 self._calls.clear()
