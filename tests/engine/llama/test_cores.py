@@ -57,18 +57,20 @@ def test_a_busy_neighbour_takes_one_thread_and_gives_it_back_when_it_stops() -> 
     assert [gov.threads(now=t) for t in (0.0, 1.0, 2.0, 3.0)] == [2, 1, 1, 2]
 
 
-def test_after_idle_the_cores_are_measured_afresh_not_over_the_idle_time() -> None:
+def test_after_idle_the_decision_uses_the_idle_time_and_is_revised_sooner() -> None:
     gov = governor(
         (0.0, 0.0, 0.0),
-        (10.0, 20.0, 0.0),  # idle for 10 s while other work kept both cores busy
-        (10.1, 20.02, 0.2),  # now ours alone, over the short first window
+        (10.0, 20.0, 0.0),  # idle 10 s while other work kept both cores busy
+        (10.11, 20.02, 0.1),  # the other work has stopped: our one thread alone
+        (10.6, 21.02, 1.1),  # and so on, at the usual interval
     )
     assert gov.threads(now=0.0) == 2
     gov.idle()
-    assert gov.threads(now=10.0) == 2  # a stale window: no decision from it
-    assert gov.threads(now=10.05) == 2  # within the short first window: no reading
-    assert gov.threads(now=10.1) == 2
-    assert gov.others == pytest.approx(0.0, abs=1e-9)
+    assert gov.threads(now=10.0) == 1  # a neighbour was busy: no step at full threads first
+    assert gov.threads(now=10.05) == 1  # within the short window after idling
+    assert gov.threads(now=10.11) == 2  # revised after 0.1 s, not 0.5 s
+    assert gov.threads(now=10.3) == 2  # the usual interval again: no reading yet
+    assert gov.threads(now=10.6) == 2
 
 
 def test_a_slow_step_is_measured_not_taken_for_idleness() -> None:

@@ -146,20 +146,19 @@ class ThreadGovernor:
         sample = self._read()
         if sample is None:
             return self.current
-        if self._resumed:
-            # The engine was idle: what ran meanwhile says nothing about the cores now (other
-            # servers' work between a benchmark's rounds cost 9% of a single stream's speed).
-            # Measure afresh, over a short first window.
-            self._resumed = False
-            self._last, self._window = sample, self._resume_interval
-            return self.current
         if last is not None:
             span = sample.at - last.at
             if span > 0:
                 used = (sample.busy - last.busy) - (sample.ours - last.ours)
                 self.others = max(0.0, used / span)
                 self._decide()
-        self._last, self._window = sample, self._interval
+        # After idling, the decision rests on what ran while the engine slept: right when a
+        # neighbour started meanwhile (deciding only after a step at full threads cost seconds:
+        # a collapsed step is that long), stale when it has just stopped (a benchmark's other
+        # servers between its rounds). So the next reading comes sooner.
+        self._window = self._resume_interval if self._resumed else self._interval
+        self._resumed = False
+        self._last = sample
         return self.current
 
     def _decide(self) -> None:
