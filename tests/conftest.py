@@ -23,14 +23,18 @@ from gemserve.engine.llama import LlamaEngine
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def engine_child_check() -> subprocess.CompletedProcess[str]:
-    """The installed llama.cpp decoding one batch of the bundled model, in a child process."""
+def engine_child_check(fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed llama.cpp decoding one batch of the bundled model, in a child process;
+    ``fault`` forces a failure (GEMSERVE_SELFCHECK_FAULT)."""
+    env = {k: v for k, v in os.environ.items() if k != "GEMSERVE_SELFCHECK_FAULT"}
+    if fault is not None:
+        env["GEMSERVE_SELFCHECK_FAULT"] = fault
     return subprocess.run(
         [sys.executable, "-m", "gemserve.engine.llama"],
         capture_output=True,
         text=True,
         timeout=300,
-        env={k: v for k, v in os.environ.items() if k != "GEMSERVE_SELFCHECK_FAULT"},
+        env=env,
     )
 
 

@@ -6,10 +6,7 @@ fails here with the signal's name and the CPU's flags, instead of killing pytest
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 
 from gemserve.engine.llama.selfcheck import FAULT_ENV
 from tests.conftest import engine_child_check
@@ -23,13 +20,7 @@ def test_the_installed_engine_decodes_a_batch_in_a_child_process() -> None:
 
 def test_a_child_that_dies_by_a_signal_is_named_with_its_stacks() -> None:
     # As a trapping kernel would: SIGILL on the native thread during the start-up decode.
-    result = subprocess.run(
-        [sys.executable, "-m", "gemserve.engine.llama"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=os.environ | {FAULT_ENV: "SIGILL"},
-    )
+    result = engine_child_check("SIGILL")
     assert result.returncode == -signal.SIGILL
     # faulthandler wrote the Python stacks of every thread, the native thread's included.
     assert "Fatal Python error: Illegal instruction" in result.stderr
@@ -37,12 +28,6 @@ def test_a_child_that_dies_by_a_signal_is_named_with_its_stacks() -> None:
 
 
 def test_a_start_up_decode_error_fails_the_check() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "gemserve.engine.llama"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=os.environ | {FAULT_ENV: "error"},
-    )
+    result = engine_child_check("error")
     assert result.returncode == 1
     assert f"forced by {FAULT_ENV}=error" in result.stderr
