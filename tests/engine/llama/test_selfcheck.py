@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
 from gemserve.engine.llama.selfcheck import FAULT_ENV
-from tests.conftest import engine_child_check
+from tests.conftest import cpu_flags, engine_child_check
 
 
 def test_the_installed_engine_decodes_a_batch_in_a_child_process() -> None:
     result = engine_child_check()
+    if result.returncode < 0:
+        pytest.fail(
+            f"the installed llama.cpp died by {signal.Signals(-result.returncode).name} "
+            f"decoding one batch on this CPU; CPU flags: {cpu_flags()}\n{result.stderr}"
+        )
     assert result.returncode == 0, result.stderr
     assert "4 sequences" in result.stdout
 
