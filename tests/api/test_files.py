@@ -660,6 +660,24 @@ def test_list_pages_follow_next_page_token(server: FilesServer) -> None:
     assert seen == made[::-1]  # each exactly once, newest first
 
 
+@pytest.mark.parametrize("token", ["9223372036854775808", "-1", "1e3", "9" * 5000])
+def test_a_page_token_out_of_range_is_a_400_not_a_500(server: FilesServer, token: str) -> None:
+    response = httpx.get(
+        f"{server.base_url}/v1beta/files", params={"pageToken": token}, headers=tenant()
+    )
+    assert_envelope(response, 400, "INVALID_ARGUMENT", "pageToken")
+
+
+def test_the_largest_page_token_is_an_empty_page(server: FilesServer) -> None:
+    response = httpx.get(
+        f"{server.base_url}/v1beta/files",
+        params={"pageToken": str(2**63 - 1)},
+        headers=tenant(),
+    )
+    assert response.status_code == 200
+    assert response.json() == {}
+
+
 def test_another_tenant_gets_404_everywhere(server: FilesServer) -> None:
     owner, intruder = tenant(), tenant()
     data = payload(100)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from gemserve.errors import InvalidArgument
 
+# Offsets go into SQL as a 64-bit integer: past it SQLite raises OverflowError and PostgreSQL
+# DataError (a 500). No page token gemserve hands out comes near.
+MAX_OFFSET = 2**63 - 1
+
 
 def page_window(
     page_size: str | None, page_token: str | None, default: int, maximum: int
@@ -13,7 +17,7 @@ def page_window(
     if size <= 0:
         size = default
     offset = _parse_int(page_token, "pageToken", 0)
-    if offset < 0:
+    if not 0 <= offset <= MAX_OFFSET:
         raise InvalidArgument("Invalid value at 'pageToken'.")
     return offset, min(size, maximum)
 
