@@ -817,3 +817,34 @@ def test_a_restart_keeps_files_and_uploads_and_drops_strays(tmp_path: Path) -> N
         assert download(second, headers, final.json()["file"]["name"]).content == pending_data
     finally:
         stop_server(second.live)
+
+
+def test_non_ascii_digits_in_upload_headers_are_a_400(server: FilesServer) -> None:
+    """'²' passes str.isdigit() but not int(); full-width digits pass both. Neither is a
+    byte count on the wire."""
+    headers = tenant()
+    started = httpx.post(
+        f"{server.base_url}/upload/v1beta/files",
+        headers=[
+            *((k.encode(), v.encode()) for k, v in headers.items()),
+            (b"X-Goog-Upload-Protocol", b"resumable"),
+            (b"X-Goog-Upload-Command", b"start"),
+            (b"X-Goog-Upload-Header-Content-Length", b"\xb2"),
+        ],
+        timeout=TIMEOUT,
+    )
+    assert_envelope(started, 400, "INVALID_ARGUMENT", "X-Goog-Upload-Header-Content-Length")
+    url = start_url(server, headers, 4)
+    chunk = httpx.post(
+        url,
+        headers=[
+            (b"X-Goog-Upload-Command", b"upload, finalize"),
+            (b"X-Goog-Upload-Offset", b"\xb2"),
+        ],
+        content=b"abcd",
+        timeout=TIMEOUT,
+    )
+    assert_envelope(chunk, 400, "INVALID_ARGUMENT", "X-Goog-Upload-Offset")
+    assert "x-goog-upload-status" in chunk.headers
+    full_width = start(server, headers, {"file": {"mime_type": "image/png", "size_bytes": "１２"}})
+    assert_envelope(full_width, 400, "INVALID_ARGUMENT")

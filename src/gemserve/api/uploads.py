@@ -23,6 +23,7 @@ from gemserve.api.errors import error_response
 from gemserve.api.files import base_url
 from gemserve.api.interactions import json_response
 from gemserve.errors import GemserveError, InvalidArgument
+from gemserve.protocol.common import is_decimal_count
 from gemserve.service.files import file_resource
 
 CHUNK_GRANULARITY = 8 * 1024 * 1024
@@ -96,7 +97,7 @@ async def _continue(request: Request, token: str) -> Response:
             "'query' or 'cancel'."
         )
     raw_offset = request.headers.get("x-goog-upload-offset")
-    if raw_offset is None or not raw_offset.isdigit():
+    if raw_offset is None or not is_decimal_count(raw_offset):
         raise InvalidArgument("Invalid value at 'X-Goog-Upload-Offset': a byte offset is required.")
     outcome = await files.upload_chunk(
         token, int(raw_offset), request.stream(), finalize="finalize" in commands

@@ -45,3 +45,9 @@ def invalid_argument(exc: ValidationError, prefix: str = "") -> InvalidArgument:
         else:
             messages.append(f"Invalid value at '{where}': {err['msg']}.")
     return InvalidArgument(" ".join(messages))
+
+
+def is_decimal_count(text: str) -> bool:
+    """ASCII digits only, as proto3 JSON writes a 64-bit integer. ``str.isdigit`` also accepts
+    "²", which ``int`` then refuses (a 500), and full-width digits, which ``int`` reads."""
+    return text.isascii() and text.isdigit()

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from gemserve.errors import InvalidArgument
-from gemserve.protocol.common import WireModel, invalid_argument
+from gemserve.protocol.common import WireModel, invalid_argument, is_decimal_count
 
 # Google's rule for file ids: up to 40 lowercase letters, digits or dashes, no dash at either end.
 FILE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
@@ -32,7 +32,7 @@ class FileMetadata(WireModel):
         if value is None:
             return None
         if isinstance(value, str):
-            if not value.isdigit():
+            if not is_decimal_count(value):
                 raise ValueError("must be a non-negative integer")
             value = int(value)
         if value < 0:

@@ -30,6 +30,7 @@ from gemserve.errors import (
     PayloadTooLarge,
     ResourceExhausted,
 )
+from gemserve.protocol.common import is_decimal_count
 from gemserve.protocol.files import UploadStart, check_mime_type, file_id_from_name
 from gemserve.service.clock import Clock, utc_now
 from gemserve.service.paging import page_window
@@ -130,7 +131,7 @@ class FileService:
         meta = UploadStart.parse(body).file
         size = meta.size() if meta is not None else None
         if size is None and header_size is not None:
-            if not header_size.isdigit():
+            if not is_decimal_count(header_size):
                 raise InvalidArgument(
                     "Invalid value at 'X-Goog-Upload-Header-Content-Length': not a byte count."
                 )
