@@ -335,3 +335,44 @@ def test_ten_hours_of_audio_are_refused_from_the_header(client: httpx.Client) ->
     }
     message = assert_envelope(post(client, media_body(part)), 400, "INVALID_ARGUMENT")
     assert "36000.0 seconds long; the limit is 600 seconds" in message
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def deep_body(depth: int, where: str) -> dict[str, Any]:
+    """The issue's free-form fields: a text part's annotations, a model_output step's error."""
+    if where == "annotations":
+        part = {"type": "text", "text": "hi", "annotations": nested(depth)}
+        return {**OK_BODY, "input": [part]}
+    steps = [
+        {"type": "user_input", "content": [{"type": "text", "text": "hi"}]},
+        {
+            "type": "model_output",
+            "content": [{"type": "text", "text": "yo"}],
+            "error": nested(depth),
+        },
+        {"type": "user_input", "content": [{"type": "text", "text": "again"}]},
+    ]
+    return {**OK_BODY, "input": steps}
+
+
+@pytest.mark.parametrize("where", ["annotations", "error"])
+def test_deep_nesting_is_a_400_before_any_generation_is_admitted(
+    client: httpx.Client, where: str
+) -> None:
+    before = client.get("/statsz").json()["smollm2-135m-instruct"]
+    for _ in range(6):  # more than the slots: none may be held by a refused request
+        response = client.post(
+            "/v1beta/interactions", content=json.dumps(deep_body(256, where)).encode()
+        )
+        assert_envelope(response, 400, "INVALID_ARGUMENT", "nested deeper than 100 levels")
+    after = client.get("/statsz").json()["smollm2-135m-instruct"]
+    assert after["active"] == 0
+    assert after["queued"] == 0
+    assert after["requests_finished"] == before["requests_finished"]
+    assert post(client, OK_BODY).status_code == 200

@@ -210,3 +210,20 @@ async def test_follow_yields_idle_markers_while_nothing_happens(service: Any) ->
     assert None in events
     assert events[-1] is not None
     assert events[-1]["event_type"] == "interaction.completed"
+
+
+async def test_a_failure_after_admission_cancels_the_generation(
+    service: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever fails once the engine has admitted the request frees its slot at once."""
+    engine = ScriptedEngine(delay=0.05)
+    svc = service(engine)
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a bug after admission")
+
+    monkeypatch.setattr(svc, "_run", broken)
+    with pytest.raises(RuntimeError, match="a bug after admission"):
+        await svc.create({"model": "gemini-2.5-flash", "input": "hi"}, "tenant")
+    assert len(engine.streams) == 1
+    assert engine.streams[0].cancelled

@@ -10,11 +10,21 @@ from starlette.requests import Request
 
 from gemserve.errors import InvalidArgument, PayloadTooLarge
 
+# For bodies whose callers state no depth (the upload start's few fields).
+DEFAULT_MAX_DEPTH = 100
+
 
 async def read_json(
-    request: Request, max_bytes: int, *, allow_empty: bool = False, single_quotes: bool = False
+    request: Request,
+    max_bytes: int,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    allow_empty: bool = False,
+    single_quotes: bool = False,
 ) -> Any:
-    """The parsed body; with ``allow_empty``, an empty body is ``None``.
+    """The parsed body; with ``allow_empty``, an empty body is ``None``. Deeper nesting than
+    ``max_depth`` is a 400 here: past about 250 levels pydantic cannot serialize what it
+    validated, and that failure came after the generation was admitted.
 
     ``single_quotes`` also takes ``{'file': {'display_name': 'x'}}``, which the Gemini REST
     docs' upload example sends (Google's parser accepts it).
@@ -40,14 +50,39 @@ async def read_json(
             return None
         raise InvalidArgument("The request body is empty; a JSON object is required.")
     try:
-        return orjson.loads(raw)
+        parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        parsed = None
         if single_quotes and b"'" in raw and b'"' not in raw:
             with contextlib.suppress(orjson.JSONDecodeError):
-                return orjson.loads(raw.replace(b"'", b'"'))
+                parsed = orjson.loads(raw.replace(b"'", b'"'))
+        if parsed is None:
+            raise InvalidArgument(
+                f"Invalid JSON payload received: {exc.msg} at position {exc.pos}."
+            ) from None
+    if json_depth(parsed) > max_depth:
         raise InvalidArgument(
-            f"Invalid JSON payload received: {exc.msg} at position {exc.pos}."
-        ) from None
+            f"Invalid JSON payload received: nested deeper than {max_depth} levels."
+        )
+    return parsed
+
+
+def json_depth(value: Any) -> int:
+    """Levels of arrays and objects (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in children)
+    return deepest
 
 
 def _too_large(limit: int) -> str:

@@ -51,7 +51,8 @@ async def create_interaction(request: Request) -> Response:
     check_version(request)
     tenant = await authenticate(request)
     ctx = AppContext.of(request)
-    body = await read_json(request, ctx.settings.limits.max_body_bytes)
+    limits = ctx.settings.limits
+    body = await read_json(request, limits.max_body_bytes, max_depth=limits.max_json_depth)
     wants_sse = request.query_params.get("alt") == "sse"
     parsed, run = await ctx.interactions.create(body, tenant, own_hosts(request))
     if parsed.stream or wants_sse:

@@ -22,6 +22,8 @@ class Limits(BaseModel):
 
     # The whole request body: inline (base64) media counts here; larger media go by Files API.
     max_body_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    # Nesting of arrays and objects in a JSON body (protobuf's own parser stops at 100).
+    max_json_depth: int = Field(default=100, ge=8, le=200)
     max_input_parts: int = Field(default=256, ge=1)
     max_text_chars: int = Field(default=1_000_000, ge=1)
     max_stop_sequences: int = Field(default=16, ge=0)

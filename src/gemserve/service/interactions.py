@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from gemserve.config import Limits, ModelRegistry
-from gemserve.engine import ChatMessage, Engine, GenerationRequest
+from gemserve.engine import ChatMessage, Engine, GenerationRequest, GenerationStream
 from gemserve.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from gemserve.protocol.interactions import CreateInteraction, InputStep, parse_input
 from gemserve.service.clock import Clock, IdFactory, iso_utc, new_interaction_id, utc_now
@@ -31,7 +31,7 @@ from gemserve.service.live import LiveInteraction, LiveRegistry
 from gemserve.service.media import MediaPipeline
 from gemserve.service.sampling import sampling_params
 from gemserve.service.signatures import ThoughtSigner
-from gemserve.service.thinking import plan_thinking, restore_thoughts, start_turn
+from gemserve.service.thinking import ThinkingPlan, plan_thinking, restore_thoughts, start_turn
 from gemserve.service.usage import InputAccounting
 from gemserve.store import InteractionRecord, Store
 
@@ -119,17 +119,7 @@ class InteractionService:
         sampling = sampling_params(request.generation_config, resolved.spec, self._limits)
         plan = plan_thinking(request.generation_config, resolved.spec)
         interaction_id = self._new_id()
-        try:
-            stream = await start_turn(
-                engine, GenerationRequest(messages, sampling, interaction_id), plan
-            )
-        except InvalidArgument as exc:
-            if history:
-                raise InvalidArgument(
-                    f"{exc.message} The history of {len(history)} earlier steps counts toward "
-                    "the context; start a new conversation or shorten it."
-                ) from None
-            raise
+        # Everything that can fail on the request is done before the engine admits it.
         record = InteractionRecord(
             id=interaction_id,
             tenant=tenant,
@@ -149,19 +139,22 @@ class InteractionService:
             background=request.background,
         )
         header = _header(record)
-        run = LiveInteraction(
-            record,
-            header,
-            stream,
-            self._store if request.store else None,
-            self._clock,
-            journal=self._journal,
-            on_done=self.live.discard,
-            accounting=accounting,
-            thoughts=ThoughtSealer(
-                self._signer, resolved.spec.id, interaction_id, summaries=plan.summaries
-            ),
-        )
+        try:
+            stream = await start_turn(
+                engine, GenerationRequest(messages, sampling, interaction_id), plan
+            )
+        except InvalidArgument as exc:
+            if history:
+                raise InvalidArgument(
+                    f"{exc.message} The history of {len(history)} earlier steps counts toward "
+                    "the context; start a new conversation or shorten it."
+                ) from None
+            raise
+        try:
+            run = self._run(request, record, header, stream, accounting, resolved.spec.id, plan)
+        except BaseException:
+            stream.cancel()  # admitted: never leave a slot decoding for nobody
+            raise
         try:
             await run.start()
         except Exception:
@@ -171,6 +164,28 @@ class InteractionService:
         if request.store:
             self.live.add(run)
         return request, run
+
+    def _run(
+        self,
+        request: CreateInteraction,
+        record: InteractionRecord,
+        header: dict[str, Any],
+        stream: GenerationStream,
+        accounting: InputAccounting,
+        model_id: str,
+        plan: ThinkingPlan,
+    ) -> LiveInteraction:
+        return LiveInteraction(
+            record,
+            header,
+            stream,
+            self._store if request.store else None,
+            self._clock,
+            journal=self._journal,
+            on_done=self.live.discard,
+            accounting=accounting,
+            thoughts=ThoughtSealer(self._signer, model_id, record.id, summaries=plan.summaries),
+        )
 
     async def _model_input(
         self,
