@@ -11,10 +11,14 @@ class GemserveError(Exception):
 
     http_status: int = 500
     rpc_status: str = "INTERNAL"
+    # Seconds a client should wait before retrying (the Retry-After header), where it helps.
+    retry_after: int | None = None
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class InvalidArgument(GemserveError):
@@ -64,6 +68,7 @@ class ResourceExhausted(GemserveError):
 
     http_status = 429
     rpc_status = "RESOURCE_EXHAUSTED"
+    retry_after = 1  # a slot frees within a generation
 
 
 class Unavailable(GemserveError):
@@ -71,6 +76,7 @@ class Unavailable(GemserveError):
 
     http_status = 503
     rpc_status = "UNAVAILABLE"
+    retry_after = 1  # a model or the store comes back within seconds
 
 
 class Internal(GemserveError):

@@ -246,6 +246,7 @@ def test_full_engine_is_429(limited_server: LiveServer) -> None:
                 pass
             response = c.post("/v1/interactions", json=OK_BODY)
             assert_envelope(response, 429, "RESOURCE_EXHAUSTED", "slots")
+            assert response.headers["retry-after"] == "1"
         # Hanging up cancels the run and frees the one slot; later tests here need it.
         settled = wait_status(limited_server, created["interaction"]["id"], TERMINAL, KEY)
         assert settled["status"] == "cancelled"

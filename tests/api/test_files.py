@@ -574,6 +574,7 @@ def test_the_tenant_quota_counts_files_and_pending_uploads(server: FilesServer) 
     pending = start_url(server, headers, size)
     over = start(server, headers, {"file": {"mime_type": "image/png", "size_bytes": size}})
     assert_envelope(over, 429, "RESOURCE_EXHAUSTED", "quota", str(MAX_TENANT))
+    assert over.headers["retry-after"] == "60"
     # The quota is per tenant.
     assert command(start_url(server, other, size), "cancel").status_code == 200
     # A cancelled upload and a deleted file give their bytes back.
@@ -610,6 +611,7 @@ def test_an_undeclared_upload_cannot_exceed_the_tenant_quota(server: FilesServer
     url = start_url(server, headers, None)  # 180 000 held: passes the check at start
     over = send(url, payload(size), 0)  # 270 000 > 250 000
     assert_chunk_error(over, 429, "RESOURCE_EXHAUSTED", "quota")
+    assert over.headers["retry-after"] == "60"
     assert server.blobs() == before
 
 

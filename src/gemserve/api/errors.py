@@ -26,7 +26,9 @@ _HTTP_STATUS_NAMES = {
 }
 
 
-def error_response(code: int, message: str, status: str | None = None) -> Response:
+def error_response(
+    code: int, message: str, status: str | None = None, *, retry_after: int | None = None
+) -> Response:
     body = {
         "error": {
             "code": code,
@@ -34,12 +36,15 @@ def error_response(code: int, message: str, status: str | None = None) -> Respon
             "status": status or _HTTP_STATUS_NAMES.get(code, "UNKNOWN"),
         }
     }
-    return Response(orjson.dumps(body), status_code=code, media_type="application/json")
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return Response(
+        orjson.dumps(body), status_code=code, media_type="application/json", headers=headers
+    )
 
 
 async def gemserve_error_handler(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GemserveError)
-    return error_response(exc.http_status, exc.message, exc.rpc_status)
+    return error_response(exc.http_status, exc.message, exc.rpc_status, retry_after=exc.retry_after)
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:

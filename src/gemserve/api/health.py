@@ -23,7 +23,7 @@ async def readyz(request: Request) -> Response:
     models = {model_id: engine.ready for model_id, engine in ctx.engines.items()}
     if not all(models.values()):
         loading = ", ".join(model_id for model_id, ready in models.items() if not ready)
-        return error_response(503, f"Still loading: {loading}.")
+        return error_response(503, f"Still loading: {loading}.", retry_after=1)
     return json_response({"status": "ready", "models": models})
 
 

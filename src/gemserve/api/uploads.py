@@ -43,7 +43,9 @@ async def upload(request: Request) -> Response:
     try:
         return await _continue(request, token)
     except GemserveError as exc:
-        response = error_response(exc.http_status, exc.message, exc.rpc_status)
+        response = error_response(
+            exc.http_status, exc.message, exc.rpc_status, retry_after=exc.retry_after
+        )
         response.headers["X-Goog-Upload-Status"] = "final"
         return response
 

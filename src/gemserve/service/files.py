@@ -190,7 +190,8 @@ class FileService:
         if held + adding > quota:
             raise ResourceExhausted(
                 f"The files of this project would take {held + adding} bytes; the quota is "
-                f"{quota} bytes ({_gb(quota)}). Delete files or wait for them to expire."
+                f"{quota} bytes ({_gb(quota)}). Delete files or wait for them to expire.",
+                retry_after=60,
             )
 
     async def _session(self, token: str) -> UploadRecord:
