@@ -12,10 +12,16 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from gemserve.api import files, health, interactions, models, uploads
 from gemserve.api.context import AppContext
-from gemserve.api.errors import gemserve_error_handler, http_error_handler, unhandled_error_handler
+from gemserve.api.errors import (
+    client_gone_handler,
+    gemserve_error_handler,
+    http_error_handler,
+    unhandled_error_handler,
+)
 from gemserve.api.logging import RequestLogMiddleware
 from gemserve.config import ModelRegistry, ModelSpec, Settings
 from gemserve.engine import Engine
@@ -173,6 +179,7 @@ def create_app(
         ],
         exception_handlers={
             GemserveError: gemserve_error_handler,
+            ClientDisconnect: client_gone_handler,
             HTTPException: http_error_handler,
             Exception: unhandled_error_handler,
         },

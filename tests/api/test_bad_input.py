@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -377,3 +379,23 @@ def test_deep_nesting_is_a_400_before_any_generation_is_admitted(
     assert after["queued"] == 0
     assert after["requests_finished"] == before["requests_finished"]
     assert post(client, OK_BODY).status_code == 200
+
+
+def test_a_client_gone_during_the_body_is_a_499_not_an_error(live_server: LiveServer) -> None:
+    host, port = live_server.base_url.removeprefix("http://").split(":")
+    before = live_server.log()
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /v1beta/interactions HTTP/1.1\r\nHost: x\r\nx-goog-api-key: k\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            b'{"model": "gemini-2.5-flash", "inp'
+        )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        new = live_server.log()[len(before) :]
+        if "POST /v1beta/interactions 499" in new:
+            break
+        time.sleep(0.05)
+    assert "POST /v1beta/interactions 499" in new
+    assert "Traceback" not in new
+    assert " ERROR " not in new

@@ -58,6 +58,13 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, message)
 
 
+async def client_gone_handler(request: Request, exc: Exception) -> Response:
+    """The client hung up while sending its body: no one to answer, and no fault here. 499
+    (nginx's "client closed request") is for the access log only."""
+    log.debug("client disconnected during the body of %s %s", request.method, request.url.path)
+    return Response(status_code=499)
+
+
 async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
     # A real bug. Library text is never echoed to the client (it can leak internals).
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
