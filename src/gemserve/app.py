@@ -139,7 +139,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         await store.start()
         recovered = await store.fail_unfinished(INTERRUPTED, utc_now())
         if recovered:

@@ -137,7 +137,7 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> int:
     from gemserve.errors import NotFound
     from gemserve.service.keys import KeyManager
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = open_store(settings)
     await store.start()
     try:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from gemserve.store import ApiKeyRecord, EventBatch, InteractionRecord, SqlStore
+from gemserve.store import (
+    ApiKeyRecord,
+    EventBatch,
+    InteractionRecord,
+    SqlStore,
+    database_url_for,
+)
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 
@@ -192,3 +199,26 @@ async def test_migrations_are_idempotent(store: SqlStore) -> None:
     again = SqlStore(store.url)
     await again.start()
     await again.close()
+
+
+async def test_the_sqlite_file_is_owner_only(tmp_path: Path) -> None:
+    new = SqlStore(database_url_for(None, tmp_path / "new"))
+    await new.start()
+    try:
+        await new.fail_unfinished({"code": "INTERNAL", "message": "x"}, datetime.now(UTC))
+        files = sorted((tmp_path / "new").glob("gemserve.db*"))
+        assert files, "no database file"
+        assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {
+            f.name: "0o600" for f in files
+        }
+    finally:
+        await new.close()
+    # A database made by an older gemserve, readable by all: tightened at the next start.
+    old = tmp_path / "old" / "gemserve.db"
+    old.parent.mkdir()
+    old.touch(mode=0o644)
+    old.chmod(0o644)
+    store = SqlStore(database_url_for(None, old.parent))
+    await store.start()
+    await store.close()
+    assert oct(old.stat().st_mode & 0o777) == "0o600"

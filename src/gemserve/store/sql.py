@@ -66,6 +66,8 @@ class SqlStore:
         return self._engine
 
     async def start(self) -> None:
+        if self._sqlite:
+            _owner_only(sa.engine.make_url(self.url).database)
         engine = create_async_engine(self.url, pool_pre_ping=not self._sqlite)
         if self._sqlite:
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -213,6 +215,22 @@ class SqlStore:
                 .first()
             )
         return None if row is None else ApiKeyRecord(**dict(row))
+
+
+def _owner_only(database: str | None) -> None:
+    """The SQLite file holds every conversation: readable by its owner only, like the signing
+    key. Made before SQLite opens it (its -wal and -shm files copy its mode); an older 0644
+    file is tightened."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.exists():
+        for companion in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if companion.exists():
+                companion.chmod(0o600)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
