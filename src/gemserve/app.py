@@ -185,6 +185,9 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    # A trailing slash is another path, as on Google's API: a 404 in the envelope, not a 307
+    # to a route where the method may not even exist.
+    app.router.redirect_slashes = False
     app.add_middleware(RequestLogMiddleware)
     app.state.ctx = ctx
     return app

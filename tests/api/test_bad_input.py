@@ -399,3 +399,14 @@ def test_a_client_gone_during_the_body_is_a_499_not_an_error(live_server: LiveSe
     assert "POST /v1beta/interactions 499" in new
     assert "Traceback" not in new
     assert " ERROR " not in new
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("DELETE", "/v1beta/files/"), ("GET", "/v1beta/models/"), ("POST", "/v1beta/interactions/")],
+)
+def test_a_trailing_slash_is_a_404_not_a_redirect(
+    client: httpx.Client, method: str, path: str
+) -> None:
+    response = client.request(method, path, follow_redirects=False)
+    assert_envelope(response, 404, "NOT_FOUND")
