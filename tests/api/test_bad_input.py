@@ -410,3 +410,26 @@ def test_a_trailing_slash_is_a_404_not_a_redirect(
 ) -> None:
     response = client.request(method, path, follow_redirects=False)
     assert_envelope(response, 404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"temperature": True},
+        {"top_p": False},
+        {"top_k": True},
+        {"top_k": "５"},  # full-width digits
+        {"top_k": "5.0"},
+        {"max_output_tokens": "²"},
+    ],
+)
+def test_proto3_json_never_reads_booleans_or_other_digits_as_numbers(
+    client: httpx.Client, config: dict[str, Any]
+) -> None:
+    (field,) = config
+    assert_envelope(post(client, with_config(**config)), 400, "INVALID_ARGUMENT", field)
+
+
+def test_proto3_json_integers_may_be_strings_of_ascii_digits(client: httpx.Client) -> None:
+    response = post(client, with_config(top_k="5", max_output_tokens="2", seed="-7"))
+    assert response.status_code == 200, response.text

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from gemserve.errors import InvalidArgument
@@ -51,3 +53,26 @@ def is_decimal_count(text: str) -> bool:
     """ASCII digits only, as proto3 JSON writes a 64-bit integer. ``str.isdigit`` also accepts
     "²", which ``int`` then refuses (a 500), and full-width digits, which ``int`` reads."""
     return text.isascii() and text.isdigit()
+
+
+def _not_a_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+def _proto_int(value: Any) -> Any:
+    """proto3 JSON: an integer is a number without a fraction or a string of ASCII digits
+    (64-bit values are written as strings); never a boolean."""
+    _not_a_boolean(value)
+    if isinstance(value, str):
+        digits = value.removeprefix("-")
+        if not is_decimal_count(digits):
+            raise ValueError("must be an integer written in ASCII digits")
+        return int(value)
+    return value
+
+
+# Numbers as proto3 JSON reads them (pydantic alone would take true as 1).
+ProtoFloat = Annotated[float, BeforeValidator(_not_a_boolean)]
+ProtoInt = Annotated[int, BeforeValidator(_proto_int)]

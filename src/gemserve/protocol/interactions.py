@@ -12,21 +12,21 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictBool, StrictStr, ValidationError, field_validator
 
 from gemserve.errors import InvalidArgument
-from gemserve.protocol.common import WireModel, invalid_argument
+from gemserve.protocol.common import ProtoFloat, ProtoInt, WireModel, invalid_argument
 
 ThinkingLevel = Literal["minimal", "low", "medium", "high", "xhigh"]
 ThinkingSummaries = Literal["auto", "none"]
 
 
 class GenerationConfig(WireModel):
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=1, le=1000)
-    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: ProtoFloat | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: ProtoFloat | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: ProtoInt | None = Field(default=None, ge=1, le=1000)
+    max_output_tokens: ProtoInt | None = Field(default=None, ge=1)
     stop_sequences: list[StrictStr] | None = None
-    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    seed: ProtoInt | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
+    presence_penalty: ProtoFloat | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: ProtoFloat | None = Field(default=None, ge=-2.0, le=2.0)
     thinking_level: ThinkingLevel | None = None
     thinking_summaries: ThinkingSummaries | None = None
     # In the schema, not served yet: rejected by the service when set.
@@ -56,8 +56,8 @@ class MediaContent(WireModel):
     uri: StrictStr | None = None
     mime_type: StrictStr | None = None
     resolution: str | None = None
-    sample_rate: int | None = None
-    channels: int | None = None
+    sample_rate: ProtoInt | None = None
+    channels: ProtoInt | None = None
     processing: Any = None
     name: str | None = None
 
