@@ -149,7 +149,8 @@ def create_app(
         if orphans:
             log.warning("deleted %d blobs left without metadata by a crash", orphans)
         sweeps = [("interactions", lambda: sweep_once(store)), ("files", files_service.sweep)]
-        # Accept requests at once (/healthz); /readyz turns 200 when the default model is in.
+        # Accept requests at once (/healthz); /readyz turns 200 once every model has loaded
+        # and decoded its start-up batch.
         background = [
             asyncio.create_task(_load_engines(registry, engines, transcriber, on_fatal)),
             asyncio.create_task(sweep_forever(sweeps, settings.sweep_interval_seconds)),

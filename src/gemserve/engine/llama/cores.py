@@ -120,10 +120,13 @@ class ThreadGovernor:
         tolerance: float = 0.5,
         resume_interval: float = 0.1,
     ) -> None:
-        reader = ProcCpuTimes() if read is None else None
+        if read is None:
+            proc = ProcCpuTimes()
+            read = proc
+            cores = proc.cores if cores is None else cores
         self.maximum = maximum
-        self._read: Callable[[], CpuTimes | None] = read if read is not None else reader  # type: ignore[assignment]
-        self._cores = cores if cores is not None else (reader.cores if reader else maximum)
+        self._read = read
+        self._cores = cores if cores is not None else maximum
         self._interval = interval
         self._resume_interval = resume_interval
         self._window = interval
