@@ -17,15 +17,13 @@ from gemserve.engine.cpu.probe import (
     probe_cpu,
     run_probe,
 )
+from tests.conftest import cpu_flags
 
 x86_only = pytest.mark.skipif(platform.machine() != "x86_64", reason="x86-64 instructions")
 
 
 def cpuinfo_flags() -> set[str]:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+    return set(cpu_flags().split())
 
 
 @pytest.fixture(scope="module")
