@@ -36,6 +36,7 @@ from gemserve.service.media import MediaPipeline
 from gemserve.service.models import ModelCatalog
 from gemserve.service.retention import sweep_forever, sweep_once
 from gemserve.service.signatures import ThoughtSigner, load_or_create_key
+from gemserve.service.turn import TurnPipeline
 from gemserve.store import SqlStore, database_url_for
 from gemserve.store.blobs import LocalBlobStore
 from gemserve.store.sql_files import SqlFileStore
@@ -107,30 +108,33 @@ def create_app(
         upload_timeout=timedelta(seconds=settings.upload_timeout_seconds),
     )
     transcriber = make_transcriber(settings)
+    media = MediaPipeline(
+        files_service,
+        settings.limits,
+        transcriber,
+        fetcher=RemoteFetcher(
+            frozenset(settings.media_fetch_hosts),
+            max_bytes=settings.limits.max_body_bytes,
+            allow_private=settings.media_fetch_private,
+        )
+        if settings.media_fetch_hosts
+        else None,
+    )
+    # One turn pipeline under every API surface; each surface is an adapter onto it.
+    turns = TurnPipeline(
+        registry, engines, settings.limits, media, ThoughtSigner(_signing_key(settings))
+    )
     interactions_service = InteractionService(
-        registry,
-        engines,
+        turns,
         settings.limits,
         store,
-        MediaPipeline(
-            files_service,
-            settings.limits,
-            transcriber,
-            fetcher=RemoteFetcher(
-                frozenset(settings.media_fetch_hosts),
-                max_bytes=settings.limits.max_body_bytes,
-                allow_private=settings.media_fetch_private,
-            )
-            if settings.media_fetch_hosts
-            else None,
-        ),
-        ThoughtSigner(_signing_key(settings)),
         retention=timedelta(days=settings.interaction_ttl_days),
     )
     ctx = AppContext(
         settings=settings,
         registry=registry,
         engines=engines,
+        turns=turns,
         interactions=interactions_service,
         models=ModelCatalog(registry),
         files=files_service,

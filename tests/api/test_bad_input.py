@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gemserve.service.events import TERMINAL_STATUSES as TERMINAL
+from gemserve.protocol.interactions.status import TERMINAL_STATUSES as TERMINAL
 from tests.api.test_lifecycle import wait_status
 from tests.conftest import LiveServer
 from tests.envelope import assert_envelope

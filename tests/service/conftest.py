@@ -17,6 +17,7 @@ from gemserve.service.files import FileService
 from gemserve.service.interactions import InteractionService
 from gemserve.service.media import MediaPipeline
 from gemserve.service.signatures import ThoughtSigner
+from gemserve.service.turn import TurnPipeline
 from gemserve.store import SqlStore
 from gemserve.store.blobs import LocalBlobStore
 from gemserve.store.sql_files import SqlFileStore
@@ -45,13 +46,11 @@ def build_service(
     blobs = LocalBlobStore(files_dir)
     blobs.start()
     files = FileService(SqlFileStore(store), blobs, Limits())
-    return InteractionService(
+    turns = TurnPipeline(
         registry,
         engines,
         Limits(),
-        store,
         MediaPipeline(files, Limits(), transcriber=None),
         signer or ThoughtSigner(Fernet.generate_key()),
-        clock=lambda: NOON,
-        **options,
     )
+    return InteractionService(turns, Limits(), store, clock=lambda: NOON, **options)

@@ -12,8 +12,9 @@ from gemserve.config import ModelRegistry
 from gemserve.config.models import DEFAULT_MODEL_ID
 from gemserve.engine import FinishReason
 from gemserve.errors import InvalidArgument
-from gemserve.service.events import next_event
+from gemserve.protocol.interactions.events import next_event
 from gemserve.service.interactions import InteractionService
+from gemserve.service.interactions import service as service_module
 from gemserve.service.live import LiveInteraction
 from gemserve.store import SqlStore
 from tests.fakes import ScriptedEngine
@@ -78,7 +79,7 @@ async def test_stream_event_order_and_fields(service: Any) -> None:
 
 async def test_the_fold_of_the_same_events_is_the_response(service: Any, store: SqlStore) -> None:
     run = await start(service, ScriptedEngine(), {"model": "gemini-2.5-flash", "input": "Hi"})
-    result = run.fold.result()
+    result = run.result()
     assert result["id"] == result["name"] == IID
     assert result["model"] == "gemini-2.5-flash"
     assert result["created"] == "2026-11-24T12:00:00Z"
@@ -110,7 +111,7 @@ async def test_finish_reason_maps_to_status(
 ) -> None:
     engine = ScriptedEngine(reason=reason)
     run = await start(service, engine, {"model": "gemini-2.5-pro", "input": "x"})
-    assert run.fold.result()["status"] == status
+    assert run.result()["status"] == status
 
 
 async def test_engine_failure_is_a_failed_interaction_not_an_exception(service: Any) -> None:
@@ -131,8 +132,8 @@ async def test_cancel_ends_the_run_as_cancelled_with_partial_output(service: Any
     run.cancel()
     await run.wait()
     assert engine.streams[0].cancelled
-    assert run.fold.status == "cancelled"
-    assert run.fold.result()["steps"][0]["content"][0]["text"].startswith("a")
+    assert run.status == "cancelled"
+    assert run.result()["steps"][0]["content"][0]["text"].startswith("a")
 
 
 async def test_request_becomes_engine_messages_and_sampling(service: Any) -> None:
@@ -222,8 +223,34 @@ async def test_a_failure_after_admission_cancels_the_generation(
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("a bug after admission")
 
-    monkeypatch.setattr(svc, "_run", broken)
+    monkeypatch.setattr(service_module, "LiveInteraction", broken)
     with pytest.raises(RuntimeError, match="a bug after admission"):
         await svc.create({"model": "gemini-2.5-flash", "input": "hi"}, "tenant")
     assert len(engine.streams) == 1
     assert engine.streams[0].cancelled
+
+
+async def test_an_error_in_a_continued_turn_names_the_requests_own_part(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    """With previous_interaction_id, paths count the request's own steps, not the history's."""
+    ids = iter(["v1_" + f"{n:024x}" for n in range(1, 10)])
+    registry = ModelRegistry.from_config([], {}, DEFAULT_MODEL_ID)
+    engine = ScriptedEngine()
+    svc = build_service(
+        store, tmp_path / "files", registry, {DEFAULT_MODEL_ID: engine}, new_id=lambda: next(ids)
+    )
+    _, first = await svc.create({"model": "gemini-2.5-flash", "input": "Hello"}, "tenant")
+    await first.wait()
+    image = {"type": "image", "data": "aGk=", "mime_type": "image/png"}
+    with pytest.raises(InvalidArgument) as info:
+        await svc.create(
+            {
+                "model": "gemini-2.5-flash",
+                "previous_interaction_id": first.id,
+                "input": [{"type": "text", "text": "And this?"}, image],
+            },
+            "tenant",
+        )
+    assert info.value.message.startswith("Invalid value at 'input[0].content[1]': model ")
+    assert "cannot take image input" in info.value.message

@@ -35,7 +35,9 @@ from gemserve.protocol.interactions import (
     UserInputStep,
 )
 from gemserve.service.files import FileService
+from gemserve.service.interactions.turns import conversation_items
 from gemserve.service.media import MediaPipeline, PreparedInput, file_name_from_uri
+from gemserve.service.turn_input import Message
 from gemserve.service.usage import InputAccounting
 from gemserve.store import SqlStore
 from gemserve.store.blobs import LocalBlobStore
@@ -146,8 +148,10 @@ async def prepare(
     others: Mapping[str, ModelCapabilities] = SERVED,
     tenant: str = TENANT,
 ) -> PreparedInput:
+    # Wire steps through the Interactions adapter, so parts are named as a client named them.
+    messages = [item for item in conversation_items(steps) if isinstance(item, Message)]
     return await pipeline.prepare(
-        list(steps), tenant=tenant, model=caps, others=others, own_hosts=frozenset({OWN_HOST})
+        messages, tenant=tenant, model=caps, others=others, own_hosts=frozenset({OWN_HOST})
     )
 
 

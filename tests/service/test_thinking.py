@@ -19,9 +19,11 @@ from gemserve.protocol.interactions import (
     UserInputStep,
 )
 from gemserve.service.interactions import InteractionService
+from gemserve.service.interactions.turns import conversation_items
 from gemserve.service.live import LiveInteraction
 from gemserve.service.signatures import SignedThought, ThoughtSigner
 from gemserve.service.thinking import ANSWER_INSTRUCTION, THINK_INSTRUCTION, restore_thoughts
+from gemserve.service.turn_input import TextPart
 from gemserve.store import SqlStore
 from tests.fakes import ScriptedEngine
 from tests.service.conftest import build_service
@@ -63,7 +65,7 @@ async def test_minimal_and_the_default_level_do_not_think_on_a_two_pass_model(
         run = await run_of(service(engine), body(level))
         assert len(engine.requests) == 1
         assert THINK_INSTRUCTION not in engine.requests[0].messages[-1].text
-        result = run.fold.result()
+        result = run.result()
         assert [s["type"] for s in result["steps"]] == ["model_output"]
         assert result["usage"]["total_thought_tokens"] == 0
 
@@ -84,7 +86,7 @@ async def test_two_passes_reason_under_the_budget_then_answer_with_the_reasoning
         ("user", ANSWER_INSTRUCTION.format(question="Two dogs?")),
     ]
     assert second.sampling.max_output_tokens == 512
-    result = run.fold.result()
+    result = run.result()
     thought, answer = result["steps"]
     assert thought["type"] == "thought"
     assert thought["summary"] == [{"type": "text", "text": "Four paws"}]
@@ -120,7 +122,7 @@ async def test_summaries_none_keeps_the_signature_but_not_the_text(service: Any)
     payload = body("low")
     payload["generation_config"]["thinking_summaries"] = "none"
     run = await run_of(service(ScriptedEngine(pieces=["secret"])), payload)
-    thought = run.fold.result()["steps"][0]
+    thought = run.result()["steps"][0]
     assert "summary" not in thought
     assert "secret" not in str(run.log[:6])
     assert SIGNER.verify(thought["signature"], "x").text == "secret"
@@ -132,7 +134,7 @@ async def test_native_thoughts_become_a_thought_step(service: Any) -> None:
     (request,) = native.requests
     assert request.reasoning is not None
     assert (request.reasoning.open_tag, request.reasoning.budget) == ("<think>", 64)
-    result = run.fold.result()
+    result = run.result()
     assert result["steps"][0]["summary"] == [{"type": "text", "text": "2 dogs × 2 pairs"}]
     assert result["usage"]["total_thought_tokens"] == 2
     assert result["usage"]["total_output_tokens"] == 1
@@ -190,7 +192,7 @@ async def test_cancelling_during_the_first_pass_does_not_start_the_second(servic
     run.cancel()
     await run.wait()
     assert len(engine.requests) == 1
-    result = run.fold.result()
+    result = run.result()
     assert result["status"] == "cancelled"
     assert [s["type"] for s in result["steps"]] == ["thought", "model_output"]
 
@@ -204,7 +206,11 @@ async def test_stored_thoughts_are_trusted_when_the_key_changed(service: Any) ->
         ModelOutputStep(type="model_output", content=[TextContent(type="text", text="A")]),
     ]
     native = ModelRegistry.from_config([NATIVE], {}, DEFAULT_MODEL_ID).resolve("reasoner").spec
-    restored = restore_thoughts(steps, SIGNER, native.thinking, stored=3)
-    assert restored[2].content[0].text == "<think>\nkept\n</think>\n"
+    stored = conversation_items(steps, stored=True)
+    restored = restore_thoughts(stored, SIGNER, native.thinking)
+    assert len(restored) == 2
+    first = restored[1].parts[0]
+    assert isinstance(first, TextPart)
+    assert first.text == "<think>\nkept\n</think>\n"
     with pytest.raises(InvalidArgument, match=r"input\[1\]\.signature"):
-        restore_thoughts(steps, SIGNER, native.thinking, stored=0)
+        restore_thoughts(conversation_items(steps), SIGNER, native.thinking)

@@ -9,11 +9,12 @@ from starlette.requests import Request
 
 from gemserve.config import ModelRegistry, Settings
 from gemserve.engine import Engine
-from gemserve.errors import NotFound
+from gemserve.errors import InvalidArgument, NotFound
 from gemserve.service.files import FileService
 from gemserve.service.interactions import InteractionService
 from gemserve.service.keys import Authenticator
 from gemserve.service.models import ModelCatalog
+from gemserve.service.turn import TurnPipeline
 
 _VERSION = re.compile(r"^v\d+(?:(?:alpha|beta)\d*)?$")
 
@@ -23,6 +24,7 @@ class AppContext:
     settings: Settings
     registry: ModelRegistry
     engines: dict[str, Engine]
+    turns: TurnPipeline
     interactions: InteractionService
     models: ModelCatalog
     auth: Authenticator
@@ -39,3 +41,18 @@ def check_version(request: Request) -> None:
     version = request.path_params.get("version", "")
     if not _VERSION.match(version):
         raise NotFound(f"The requested URL {request.url.path} was not found on this server.")
+
+
+def own_hosts(request: Request) -> frozenset[str]:
+    """The host[:port] this request reached us by: file uris we handed out name it."""
+    host = request.headers.get("host")
+    return frozenset({host.lower()}) if host else frozenset()
+
+
+def query_flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "false":
+        return False
+    if raw == "true":
+        return True
+    raise InvalidArgument(f"Invalid value at '{name}': expected true or false, got {raw!r}.")

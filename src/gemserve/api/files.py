@@ -8,9 +8,9 @@ from starlette.routing import Route
 
 from gemserve.api.auth import authenticate
 from gemserve.api.context import AppContext, check_version
-from gemserve.api.interactions import json_response
+from gemserve.api.responses import json_response
 from gemserve.errors import InvalidArgument
-from gemserve.service.files import file_resource
+from gemserve.protocol.files import file_resource
 
 
 def base_url(request: Request) -> str:

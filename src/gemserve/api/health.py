@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from gemserve.api.context import AppContext
 from gemserve.api.errors import error_response
-from gemserve.api.interactions import json_response
+from gemserve.api.responses import json_response
 
 
 async def healthz(_request: Request) -> Response:

@@ -6,45 +6,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gemserve.api.auth import authenticate
 from gemserve.api.body import read_json
-from gemserve.api.context import AppContext, check_version
-from gemserve.api.sse import sse_frames
-from gemserve.errors import InvalidArgument
-from gemserve.service.interactions import interaction_view
+from gemserve.api.context import AppContext, check_version, own_hosts, query_flag
+from gemserve.api.responses import json_response, sse_response
 from gemserve.service.live import LiveInteraction
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def json_response(payload: Any) -> Response:
-    return Response(orjson.dumps(payload), media_type="application/json")
-
-
-def sse_response(events: AsyncIterator[dict[str, Any] | None]) -> Response:
-    return StreamingResponse(
-        sse_frames(events), media_type="text/event-stream", headers=SSE_HEADERS
-    )
-
-
-def own_hosts(request: Request) -> frozenset[str]:
-    """The host[:port] this request reached us by: file uris we handed out name it."""
-    host = request.headers.get("host")
-    return frozenset({host.lower()}) if host else frozenset()
-
-
-def query_flag(request: Request, name: str) -> bool:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "false":
-        return False
-    if raw == "true":
-        return True
-    raise InvalidArgument(f"Invalid value at '{name}': expected true or false, got {raw!r}.")
 
 
 async def create_interaction(request: Request) -> Response:
@@ -58,9 +28,9 @@ async def create_interaction(request: Request) -> Response:
     if parsed.stream or wants_sse:
         return sse_response(_follow(run, ctx.settings.keepalive_seconds))
     if parsed.background:
-        return json_response(interaction_view(run.record, run, include_input=False))
+        return json_response(run.view())
     await _wait_unless_disconnected(request, run)
-    return json_response(run.fold.result())
+    return json_response(run.result())
 
 
 async def _follow(

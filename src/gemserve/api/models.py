@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from gemserve.api.auth import authenticate
 from gemserve.api.context import AppContext, check_version
-from gemserve.api.interactions import json_response
+from gemserve.api.responses import json_response
 
 
 async def list_models(request: Request) -> Response:

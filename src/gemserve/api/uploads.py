@@ -21,10 +21,10 @@ from gemserve.api.body import read_json
 from gemserve.api.context import AppContext, check_version
 from gemserve.api.errors import error_response
 from gemserve.api.files import base_url
-from gemserve.api.interactions import json_response
+from gemserve.api.responses import json_response
 from gemserve.errors import GemserveError, InvalidArgument
 from gemserve.protocol.common import is_decimal_count
-from gemserve.service.files import file_resource
+from gemserve.protocol.files import file_resource
 
 CHUNK_GRANULARITY = 8 * 1024 * 1024
 START_BODY_LIMIT = 64 * 1024

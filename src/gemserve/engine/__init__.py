@@ -4,6 +4,7 @@ from gemserve.engine.base import (
     MEDIA_PLACEHOLDER,
     AudioInput,
     ChatMessage,
+    Constraint,
     Engine,
     EngineEvent,
     EngineStats,
@@ -18,12 +19,14 @@ from gemserve.engine.base import (
     SamplingParams,
     TextDelta,
     ThoughtDelta,
+    without_media_placeholder,
 )
 
 __all__ = [
     "MEDIA_PLACEHOLDER",
     "AudioInput",
     "ChatMessage",
+    "Constraint",
     "Engine",
     "EngineEvent",
     "EngineStats",
@@ -38,4 +41,5 @@ __all__ = [
     "SamplingParams",
     "TextDelta",
     "ThoughtDelta",
+    "without_media_placeholder",
 ]

@@ -20,6 +20,11 @@ Role = Literal["system", "user", "assistant"]
 MEDIA_PLACEHOLDER = "<|gemserve:media|>"
 
 
+def without_media_placeholder(text: str) -> str:
+    """Text from a client or a decoder: it must not be able to place an image."""
+    return text.replace(MEDIA_PLACEHOLDER, "")
+
+
 @dataclass(frozen=True, slots=True)
 class ImageInput:
     """Decoded pixels for a vision model."""
@@ -62,8 +67,6 @@ class SamplingParams:
     # llama.cpp's multiplicative repeat penalty over recent tokens (1.0 = off); a model default.
     repeat_penalty: float = 1.0
     stop_sequences: tuple[str, ...] = ()
-    # A GBNF grammar every output must match (llama.cpp's grammar sampler).
-    grammar: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +82,33 @@ class ReasoningControl:
     budget: int = 1024
 
 
+ConstraintScope = Literal["output", "answer"]
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """What the sampler must keep the output to, carried per request.
+
+    ``grammar`` is GBNF text (rule ``root``). ``scope`` says where it applies: ``output`` from
+    the first generated token (a model-level grammar that also shapes the thought), ``answer``
+    from the first token after a native thought closes (JSON mode on a reasoning model). With
+    ``triggers`` the constraint is lazy: it switches on where one of them first appears in its
+    scope, and the grammar matches from the trigger text on (a tool-call opening tag). Frozen
+    and hashable: engines cache what they compile from it.
+    """
+
+    grammar: str
+    scope: ConstraintScope = "answer"
+    triggers: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
     messages: tuple[ChatMessage, ...]
     sampling: SamplingParams
     request_id: str = ""
     reasoning: ReasoningControl | None = None
+    constraint: Constraint | None = None
 
 
 @dataclass(frozen=True, slots=True)

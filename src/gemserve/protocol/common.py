@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
@@ -76,3 +77,8 @@ def _proto_int(value: Any) -> Any:
 # Numbers as proto3 JSON reads them (pydantic alone would take true as 1).
 ProtoFloat = Annotated[float, BeforeValidator(_not_a_boolean)]
 ProtoInt = Annotated[int, BeforeValidator(_proto_int)]
+
+
+def iso_utc(moment: datetime) -> str:
+    """A timestamp as the Interactions API writes one (seconds, UTC)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

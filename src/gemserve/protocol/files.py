@@ -1,9 +1,12 @@
-"""Wire shapes of the Files API requests: the upload start body, in either casing, and names."""
+"""Wire shapes of the Files API: the upload start body (either casing), names, and the File
+resource."""
 
 from __future__ import annotations
 
+import base64
 import re
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from pydantic import Field, StrictInt, StrictStr, ValidationError, field_validator
 
@@ -73,3 +76,57 @@ def check_mime_type(value: str, field: str = "mime_type") -> str:
     if not MIME_TYPE.fullmatch(value):
         raise InvalidArgument(f"Invalid value at '{field}': {value!r} is not a MIME type.")
     return value.lower()
+
+
+class StoredFile(Protocol):
+    """What the File resource reads of a stored file (the store's record has these fields)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def display_name(self) -> str | None: ...
+    @property
+    def mime_type(self) -> str: ...
+    @property
+    def size_bytes(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+    @property
+    def expires_at(self) -> datetime: ...
+
+
+def file_resource(record: StoredFile, base_url: str, version: str) -> dict[str, Any]:
+    """The File resource, camelCase with ``sizeBytes`` as a string (proto JSON).
+
+    The JS SDK hands this JSON to the caller as is, so ``uploadedFile.mimeType`` must exist.
+    ``base_url`` is the caller's view of this server (scheme, host and path prefix).
+    """
+    uri = f"{base_url}/{version}/files/{record.name}"
+    resource: dict[str, Any] = {
+        "name": f"files/{record.name}",
+        "mimeType": record.mime_type,
+        "sizeBytes": str(record.size_bytes),
+        "createTime": _rfc3339(record.created_at),
+        "updateTime": _rfc3339(record.updated_at),
+        "expirationTime": _rfc3339(record.expires_at),
+        "sha256Hash": base64.b64encode(bytes.fromhex(record.sha256)).decode(),
+        "uri": uri,
+        "downloadUri": f"{uri}:download?alt=media",
+        "state": record.state,
+        "source": record.source,
+    }
+    if record.display_name is not None:
+        resource["displayName"] = record.display_name
+    return resource
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -17,7 +17,3 @@ def utc_now() -> datetime:
 def new_interaction_id() -> str:
     # Opaque, URL-safe and unguessable; "v1_" mirrors the ids the SDK tests use.
     return "v1_" + secrets.token_hex(12)
-
-
-def iso_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from gemserve.config import Limits
-from gemserve.engine import ChatMessage, MediaInput
+from gemserve.engine import ChatMessage, MediaInput, without_media_placeholder
 from gemserve.engine.base import Role
 from gemserve.errors import InvalidArgument
-from gemserve.service.media import PreparedInput, clean_text
+from gemserve.service.media import PreparedInput
 
 
 def build_messages(
@@ -14,7 +14,7 @@ def build_messages(
 ) -> tuple[ChatMessage, ...]:
     messages: list[ChatMessage] = []
     if system_instruction:
-        messages.append(ChatMessage("system", clean_text(system_instruction)))
+        messages.append(ChatMessage("system", without_media_placeholder(system_instruction)))
     total_chars = len(system_instruction or "")
     for step in prepared.steps:
         text = "\n".join(part.text for part in step.parts)

@@ -9,7 +9,6 @@ turns the session into a file row in one transaction.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import logging
 import secrets
@@ -17,7 +16,7 @@ import string
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,35 +59,6 @@ class UploadOutcome:
 
     received: int
     file: FileRecord | None = None
-
-
-def file_resource(record: FileRecord, base_url: str, version: str) -> dict[str, Any]:
-    """The File resource, camelCase with ``sizeBytes`` as a string (proto JSON).
-
-    The JS SDK hands this JSON to the caller as is, so ``uploadedFile.mimeType`` must exist.
-    ``base_url`` is the caller's view of this server (scheme, host and path prefix).
-    """
-    uri = f"{base_url}/{version}/files/{record.name}"
-    resource: dict[str, Any] = {
-        "name": f"files/{record.name}",
-        "mimeType": record.mime_type,
-        "sizeBytes": str(record.size_bytes),
-        "createTime": _rfc3339(record.created_at),
-        "updateTime": _rfc3339(record.updated_at),
-        "expirationTime": _rfc3339(record.expires_at),
-        "sha256Hash": base64.b64encode(bytes.fromhex(record.sha256)).decode(),
-        "uri": uri,
-        "downloadUri": f"{uri}:download?alt=media",
-        "state": record.state,
-        "source": record.source,
-    }
-    if record.display_name is not None:
-        resource["displayName"] = record.display_name
-    return resource
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class FileService:

@@ -14,35 +14,39 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from gemserve.engine import GenerationStream
-from gemserve.service.clock import Clock, iso_utc
-from gemserve.service.events import (
-    TERMINAL_STATUSES,
+from gemserve.protocol.common import iso_utc
+from gemserve.protocol.interactions.events import (
+    GENERATION_FAILED,
+    Event,
     EventSequencer,
-    InteractionFold,
-    ThoughtSealer,
-    generation_events,
     next_event,
 )
+from gemserve.protocol.interactions.fold import InteractionFold
+from gemserve.protocol.interactions.status import TERMINAL_STATUSES
+from gemserve.protocol.interactions.views import interaction_view
+from gemserve.service.clock import Clock
 from gemserve.service.journal import EventJournal
-from gemserve.service.usage import InputAccounting
 from gemserve.store import InteractionRecord, Store
 
 log = logging.getLogger("gemserve.interactions")
 
 
 class LiveInteraction:
+    """One interaction being generated: ``events`` (its wire events, the first two opening
+    it) are appended to an in-memory log that followers read, folded into the Interaction,
+    and stored. ``cancel`` stops the generation behind them."""
+
     def __init__(
         self,
         record: InteractionRecord,
         header: dict[str, Any],
-        stream: GenerationStream,
+        events: AsyncIterator[Event],
+        cancel: Callable[[], None],
+        sequencer: EventSequencer,
         store: Store | None,
         clock: Clock,
         journal: EventJournal | None = None,
         on_done: Callable[[LiveInteraction], None] = lambda _run: None,
-        accounting: InputAccounting | None = None,
-        thoughts: ThoughtSealer | None = None,
     ) -> None:
         self.record = record
         self._header = header
@@ -50,16 +54,14 @@ class LiveInteraction:
         self.id = record.id
         self.tenant = record.tenant
         self.background = record.background
-        self._stream = stream
+        self._cancel = cancel
         self._store = store
         self._journal = journal if store is not None else None
         self._clock = clock
-        self._sequencer = EventSequencer(record.id)
-        self._events = generation_events(
-            header, stream, self._sequencer, clock, accounting, thoughts
-        )
-        self.log: list[dict[str, Any]] = []
-        self.fold = InteractionFold()
+        self._sequencer = sequencer
+        self._events = events
+        self.log: list[Event] = []
+        self._fold = InteractionFold()
         self._changed = asyncio.Event()
         self.done = asyncio.Event()
         self.persisted = 0  # events already in the store
@@ -77,18 +79,26 @@ class LiveInteraction:
 
     def cancel(self) -> None:
         """Stop generation within one decode step; the run then ends as ``cancelled``."""
-        self._stream.cancel()
+        self._cancel()
 
     async def wait(self) -> None:
         await self.done.wait()
 
     @property
     def status(self) -> str:
-        return self.fold.status
+        return self._fold.status
+
+    def result(self) -> dict[str, Any]:
+        """The Interaction as its events describe it so far (the non-streaming response)."""
+        return self._fold.result()
+
+    def view(self, *, include_input: bool = False) -> dict[str, Any]:
+        """The full timeline: the row's input steps, then the output so far."""
+        return interaction_view(self.record, self._fold.result(), include_input=include_input)
 
     async def follow(
         self, after_seq: int = 0, *, idle_seconds: float | None = None
-    ) -> AsyncIterator[dict[str, Any] | None]:
+    ) -> AsyncIterator[Event | None]:
         """Every event with a sequence number above ``after_seq``, then live ones until the end.
 
         With ``idle_seconds``, ``None`` is yielded whenever nothing happened for that long (the
@@ -113,10 +123,10 @@ class LiveInteraction:
             except TimeoutError:
                 yield None
 
-    def _append(self, events: list[dict[str, Any]]) -> None:
+    def _append(self, events: list[Event]) -> None:
         for event in events:
             self.log.append(event)
-            self.fold.apply(event)
+            self._fold.apply(event)
         self._changed.set()
 
     async def _run(self) -> None:
@@ -128,23 +138,18 @@ class LiveInteraction:
                     journal.mark(self)
         except Exception:
             log.exception("interaction %s: the run failed", self.id)
-            self._stream.cancel()
-            make = self._sequencer.make
+            self._cancel()
             failed = {**self._header, "status": "failed", "updated": iso_utc(self._clock())}
-            self._append(
-                [
-                    make("error", {"error": {"code": "INTERNAL", "message": "Generation failed."}}),
-                    make("interaction.completed", {"interaction": failed}),
-                ]
-            )
+            sequencer = self._sequencer
+            self._append([sequencer.error(GENERATION_FAILED), sequencer.completed(failed)])
         finally:
             await self._finish()
 
     async def _finish(self) -> None:
-        status = self.fold.status
+        status = self._fold.status
         if status not in TERMINAL_STATUSES:
             status = "failed"
-            self.fold.interaction["status"] = status
+            self._fold.interaction["status"] = status
         log.info("interaction %s %s", self.id, status)
         self.finishing = True
         try:
@@ -161,7 +166,7 @@ class LiveInteraction:
 
     async def _write_final_state(self) -> None:
         assert self._store is not None
-        result = self.fold.result()
+        result = self._fold.result()
         await self._store.finish_interaction(
             self.id,
             first_seq=self.persisted + 1,

@@ -32,6 +32,7 @@ from gemserve.engine import (
     ImageInput,
     MediaInput,
     ModelCapabilities,
+    without_media_placeholder,
 )
 from gemserve.errors import InvalidArgument, NotFound, Unavailable
 from gemserve.hosts import is_loopback
@@ -42,15 +43,9 @@ from gemserve.media.image import DecodedImage, decode_image
 from gemserve.media.transcribe import Transcriber
 from gemserve.media.video import decode_video
 from gemserve.protocol.files import FILE_NAME
-from gemserve.protocol.interactions import (
-    InputStep,
-    MediaContent,
-    TextContent,
-    ThoughtStep,
-    UserInputStep,
-)
 from gemserve.service.fetch import RemoteFetcher
 from gemserve.service.files import FileService
+from gemserve.service.turn_input import MediaPart, Message, TextPart
 
 log = logging.getLogger("gemserve.media")
 transcripts_log = logging.getLogger("gemserve.media.transcripts")
@@ -99,11 +94,6 @@ class _Budget:
     pages: int
 
 
-def clean_text(text: str) -> str:
-    """Text from a client or a decoder: it must not be able to place an image."""
-    return text.replace(MEDIA_PLACEHOLDER, "")
-
-
 def file_name_from_uri(uri: str, own_hosts: frozenset[str]) -> str | None:
     """The file name a uri refers to, or None for a remote URL (never fetched)."""
     if uri.startswith("files/"):
@@ -143,7 +133,7 @@ class MediaPipeline:
 
     async def prepare(
         self,
-        steps: Sequence[InputStep],
+        messages: Sequence[Message],
         *,
         tenant: str,
         model: ModelCapabilities,
@@ -158,40 +148,38 @@ class MediaPipeline:
             limits.max_document_pages,
         )
         prepared = PreparedInput(steps=[])
-        for i, step in enumerate(steps):
-            if isinstance(step, ThoughtStep):
-                continue  # restored into the answer that follows, where the model has a format
-            role = "user" if isinstance(step, UserInputStep) else "assistant"
-            rendered = RenderedStep(role, [])
-            for j, part in enumerate(step.content):
-                where = f"input[{i}].content[{j}]"
-                if isinstance(part, TextContent):
-                    rendered.parts.append(RenderedPart(clean_text(part.text)))
+        for message in messages:
+            rendered = RenderedStep("user" if message.role == "user" else "assistant", [])
+            for part in message.parts:
+                if isinstance(part, TextPart):
+                    rendered.parts.append(RenderedPart(without_media_placeholder(part.text)))
                     continue
-                context = _PartContext(where, tenant, model, others, own_hosts, budget, prepared)
+                context = _PartContext(
+                    part.where, tenant, model, others, own_hosts, budget, prepared
+                )
                 rendered.parts.append(await self._render(part, context))
             prepared.steps.append(rendered)
         return prepared
 
     # ----- one part --------------------------------------------------------------------------
 
-    async def _render(self, part: MediaContent, ctx: _PartContext) -> RenderedPart:
+    async def _render(self, part: MediaPart, ctx: _PartContext) -> RenderedPart:
         if ctx.budget.parts <= 0:
             raise InvalidArgument(
                 f"The input has more than {self._limits.max_media_parts} media parts "
                 "(the conversation's history included); that is the limit per request."
             )
         ctx.budget.parts -= 1
-        self._check_capability(part.type, ctx)
+        self._check_capability(part.kind, ctx)
         source, mime, label = await self._load(part, ctx)
         # Both come from the client and go into the prompt: they must not place images.
-        mime, label = clean_text(mime), clean_text(label)
+        mime, label = without_media_placeholder(mime), without_media_placeholder(label)
         try:
-            if part.type == "image":
+            if part.kind == "image":
                 return await self._image(source, mime, ctx)
-            if part.type == "audio":
+            if part.kind == "audio":
                 return await self._audio(source, mime, label, ctx)
-            if part.type == "video":
+            if part.kind == "video":
                 return await self._video(source, mime, label, ctx)
             return await self._document(source, mime, label, ctx)
         except MediaError as exc:
@@ -216,11 +204,11 @@ class MediaPipeline:
             f"input; {alternatives}"
         )
 
-    async def _load(self, part: MediaContent, ctx: _PartContext) -> tuple[bytes | Path, str, str]:
+    async def _load(self, part: MediaPart, ctx: _PartContext) -> tuple[bytes | Path, str, str]:
         """The part's bytes (or a stored file's path), its MIME type and a label for prompts."""
         if (part.data is None) == (part.uri is None):
             raise InvalidArgument(
-                f"Invalid value at '{ctx.where}': a {part.type} part needs exactly one of "
+                f"Invalid value at '{ctx.where}': a {part.kind} part needs exactly one of "
                 "'data' (base64) or 'uri'."
             )
         if part.data is not None:
@@ -232,7 +220,7 @@ class MediaPipeline:
                 raise InvalidArgument(
                     f"Invalid value at '{ctx.where}.data': not valid base64."
                 ) from None
-            return data, self._mime(part.mime_type, part.type, ctx), part.type
+            return data, self._mime(part.mime_type, part.kind, ctx), part.kind
         assert part.uri is not None
         name = file_name_from_uri(part.uri, ctx.own_hosts)
         if name is None:
@@ -241,7 +229,7 @@ class MediaPipeline:
                 mime = part.mime_type or fetched.mime_type
                 if not mime:
                     raise InvalidArgument(f"Missing required field '{ctx.where}.mime_type'.")
-                return fetched.data, self._mime(mime, part.type, ctx), part.type
+                return fetched.data, self._mime(mime, part.kind, ctx), part.kind
             raise InvalidArgument(
                 f"Invalid value at '{ctx.where}.uri': this server does not fetch URLs from this "
                 "host; upload the file with the Files API and pass the uri it returns."
@@ -257,8 +245,8 @@ class MediaPipeline:
                 f"Invalid value at '{ctx.where}.uri': file 'files/{name}' was not found; it may "
                 "have expired (files are kept 48 hours) or been deleted."
             ) from None
-        mime = self._mime(part.mime_type or record.mime_type, part.type, ctx)
-        return self._files.local_path(record), mime, record.display_name or part.type
+        mime = self._mime(part.mime_type or record.mime_type, part.kind, ctx)
+        return self._files.local_path(record), mime, record.display_name or part.kind
 
     @staticmethod
     def _mime(raw: str, kind: str, ctx: _PartContext) -> str:
@@ -300,7 +288,7 @@ class MediaPipeline:
             ctx.prepared.media_modalities.append("audio")
             return RenderedPart(MEDIA_PLACEHOLDER, (_engine_audio(audio, _digest(source)),))
         transcript = await self._transcribe(audio.samples, _digest(source), ctx.where)
-        text = clean_text(
+        text = without_media_placeholder(
             f"[Audio {label!r} ({mime}, {audio.seconds:.1f} s), transcribed by the server]\n"
             f"{transcript or '(no speech recognised)'}\n[End of audio transcript]"
         )
@@ -349,7 +337,7 @@ class MediaPipeline:
             ctx.prepared.media_modalities.append("video")
         elif video.audio is not None:
             transcript = await self._transcribe(video.audio.samples, _digest(source), ctx.where)
-            derived = clean_text(
+            derived = without_media_placeholder(
                 "[Transcript of the video's sound track]\n"
                 f"{transcript or '(no speech recognised)'}\n[End of transcript]"
             )
@@ -382,7 +370,7 @@ class MediaPipeline:
         lines = [f"[Document {label!r} ({mime}, {len(document.pages)} pages)]"]
         images: list[MediaInput] = []
         for page in document.pages:
-            text = clean_text(page.text)
+            text = without_media_placeholder(page.text)
             lines.append(f"[Page {page.number}]" if mime == PDF else "")
             if page.image is not None:
                 lines.append(MEDIA_PLACEHOLDER)

@@ -1,59 +1,45 @@
-"""Merging a request's generation_config with the model's defaults and the server's limits."""
+"""Merging a turn's generation knobs with the model's defaults and the server's limits."""
 
 from __future__ import annotations
 
 from gemserve.config import Limits, ModelSpec
 from gemserve.engine import SamplingParams
 from gemserve.errors import InvalidArgument
-from gemserve.protocol.interactions import GenerationConfig
-
-_UNSERVED_CONFIG = (
-    "tool_choice",
-    "image_config",
-    "speech_config",
-    "transcription_config",
-    "video_config",
-)
+from gemserve.service.turn_input import GenerationKnobs
 
 
 def sampling_params(
-    config: GenerationConfig | None, spec: ModelSpec, limits: Limits
+    knobs: GenerationKnobs, spec: ModelSpec, limits: Limits, path: str = "generation_config"
 ) -> SamplingParams:
-    config = config or GenerationConfig()
-    for name in _UNSERVED_CONFIG:
-        if getattr(config, name) is not None:
-            raise InvalidArgument(
-                f"Invalid value at 'generation_config.{name}': not supported by model {spec.id!r}."
-            )
+    """``path`` is where the knobs sit in the client's request, for error messages."""
     defaults = spec.sampling
-    max_tokens = config.max_output_tokens
+    max_tokens = knobs.max_output_tokens
     if max_tokens is None:
         max_tokens = min(defaults.max_output_tokens, spec.output_token_limit)
     elif max_tokens > spec.output_token_limit:
         raise InvalidArgument(
-            f"Invalid value at 'generation_config.max_output_tokens': {max_tokens} exceeds the "
+            f"Invalid value at '{path}.max_output_tokens': {max_tokens} exceeds the "
             f"output token limit of model {spec.id!r} ({spec.output_token_limit})."
         )
-    stops = tuple(config.stop_sequences or ())
+    stops = knobs.stop_sequences
     if len(stops) > limits.max_stop_sequences:
         raise InvalidArgument(
-            f"Invalid value at 'generation_config.stop_sequences': {len(stops)} sequences; "
+            f"Invalid value at '{path}.stop_sequences': {len(stops)} sequences; "
             f"the limit is {limits.max_stop_sequences}."
         )
     if any(len(s) > limits.max_stop_sequence_chars for s in stops):
         raise InvalidArgument(
-            "Invalid value at 'generation_config.stop_sequences': a sequence is longer than "
+            f"Invalid value at '{path}.stop_sequences': a sequence is longer than "
             f"{limits.max_stop_sequence_chars} characters."
         )
     return SamplingParams(
-        temperature=defaults.temperature if config.temperature is None else config.temperature,
-        top_p=defaults.top_p if config.top_p is None else config.top_p,
-        top_k=defaults.top_k if config.top_k is None else config.top_k,
+        temperature=defaults.temperature if knobs.temperature is None else knobs.temperature,
+        top_p=defaults.top_p if knobs.top_p is None else knobs.top_p,
+        top_k=defaults.top_k if knobs.top_k is None else knobs.top_k,
         max_output_tokens=max_tokens,
-        seed=config.seed,
-        presence_penalty=config.presence_penalty or 0.0,
-        frequency_penalty=config.frequency_penalty or 0.0,
+        seed=knobs.seed,
+        presence_penalty=knobs.presence_penalty or 0.0,
+        frequency_penalty=knobs.frequency_penalty or 0.0,
         repeat_penalty=defaults.repeat_penalty,
         stop_sequences=stops,
-        grammar=spec.grammar,
     )

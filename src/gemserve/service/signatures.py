@@ -77,3 +77,15 @@ class ThoughtSigner:
                 "was changed, or it was not issued by this server)."
             )
         return thought
+
+
+class ThoughtSealer:
+    """Signs one turn's finished thought, bound to the model and the request that thought it."""
+
+    def __init__(self, signer: ThoughtSigner, model_id: str, request_id: str) -> None:
+        self._signer = signer
+        self._model_id = model_id
+        self._request_id = request_id
+
+    def seal(self, thought: str) -> str:
+        return self._signer.sign(SignedThought(thought, self._model_id, self._request_id))

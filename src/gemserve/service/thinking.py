@@ -12,14 +12,12 @@ reused and only the short follow-up is prefilled). Either way the result is one 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from gemserve.config import ModelSpec
 from gemserve.config.models import ThinkingLevel, ThinkingProfile
 from gemserve.engine import (
-    MEDIA_PLACEHOLDER,
     ChatMessage,
     Engine,
     EngineEvent,
@@ -30,16 +28,17 @@ from gemserve.engine import (
     ReasoningControl,
     TextDelta,
     ThoughtDelta,
+    without_media_placeholder,
 )
 from gemserve.errors import GemserveError, InvalidArgument
-from gemserve.protocol.interactions import (
-    GenerationConfig,
-    ModelOutputStep,
-    TextContent,
-    ThoughtStep,
-    UserInputStep,
-)
 from gemserve.service.signatures import ThoughtSigner
+from gemserve.service.turn_input import (
+    ConversationItem,
+    Message,
+    TextPart,
+    ThinkingRequest,
+    Thought,
+)
 
 log = logging.getLogger("gemserve.thinking")
 
@@ -52,8 +51,6 @@ ANSWER_INSTRUCTION = "Using that reasoning, answer: {question}"
 ANSWER_INSTRUCTION_LONG = "Using that reasoning, answer my message above."
 RESTATE_LIMIT = 400  # characters of the question restated in the answering pass
 
-Step = UserInputStep | ModelOutputStep | ThoughtStep
-
 
 @dataclass(frozen=True)
 class ThinkingPlan:
@@ -63,18 +60,17 @@ class ThinkingPlan:
     profile: ThinkingProfile
 
 
-def plan_thinking(config: GenerationConfig | None, spec: ModelSpec) -> ThinkingPlan:
+def plan_thinking(request: ThinkingRequest, spec: ModelSpec) -> ThinkingPlan:
     profile = spec.thinking
     level: ThinkingLevel
-    if config is not None and config.thinking_level is not None:
-        level = config.thinking_level
+    if request.level is not None:
+        level = request.level
     elif profile.default_level is not None:
         level = profile.default_level
     else:
         level = "medium" if profile.mode == "native" else "minimal"
     budget = 0 if profile.mode == "off" else profile.budgets[level]
-    summaries = config is None or config.thinking_summaries != "none"
-    return ThinkingPlan(level, budget, summaries, profile)
+    return ThinkingPlan(level, budget, request.summaries, profile)
 
 
 async def start_turn(
@@ -110,10 +106,10 @@ class TwoPassTurn:
     @classmethod
     async def start(cls, engine: Engine, request: GenerationRequest, budget: int) -> TwoPassTurn:
         messages = _append_to_last_user(request.messages, THINK_INSTRUCTION)
-        sampling = replace(
-            request.sampling, max_output_tokens=budget, stop_sequences=(), grammar=None
+        sampling = replace(request.sampling, max_output_tokens=budget, stop_sequences=())
+        first = await engine.generate(
+            replace(request, messages=messages, sampling=sampling, constraint=None)
         )
-        first = await engine.generate(replace(request, messages=messages, sampling=sampling))
         return cls(engine, request, messages, first)
 
     def cancel(self) -> None:
@@ -178,7 +174,7 @@ def _append_to_last_user(
 
 def _answer_instruction(messages: tuple[ChatMessage, ...]) -> str:
     question = next((m.text for m in reversed(messages) if m.role == "user"), "")
-    question = question.replace(MEDIA_PLACEHOLDER, "").strip()
+    question = without_media_placeholder(question).strip()
     if not question or len(question) > RESTATE_LIMIT:
         return ANSWER_INSTRUCTION_LONG
     return ANSWER_INSTRUCTION.format(question=question)
@@ -201,40 +197,35 @@ def _combined(first: Finished, second: Finished) -> Finished:
 
 
 def restore_thoughts(
-    steps: list[Step], signer: ThoughtSigner, profile: ThinkingProfile, *, stored: int = 0
-) -> list[Step]:
-    """Verify every thought step's signature (400 if tampered) and, for a native model,
-    put each thought back in front of the answer that followed it, in the model's format.
+    items: Sequence[ConversationItem], signer: ThoughtSigner, profile: ThinkingProfile
+) -> list[Message]:
+    """Verify every thought's signature (400 if tampered) and, for a native model, put each
+    thought back in front of the model turn that followed it, in the model's format.
 
-    The first ``stored`` steps come from the server's own store: their thoughts are trusted,
-    and one whose signature no longer opens (the key changed) falls back to its summary.
-    The list keeps its length; positions in error messages count the request's own steps.
+    Stored thoughts come from the server's own store: they are trusted, and one whose
+    signature no longer opens (the key changed) falls back to its summary.
     """
-    out = list(steps)
+    out: list[Message] = []
     pending: str | None = None
-    for i, step in enumerate(steps):
-        if isinstance(step, ThoughtStep) and i < stored:
-            opened = signer.open(step.signature) if step.signature else None
-            pending = opened.text if opened is not None else _summary_text(step)
-        elif isinstance(step, ThoughtStep):
-            where = f"input[{i - stored}]"
-            if step.signature is None:
-                raise InvalidArgument(
-                    f"Missing required field '{where}.signature': a thought step is sent "
-                    "back with the signature it was returned with."
-                )
-            pending = signer.verify(step.signature, where).text
-        elif isinstance(step, ModelOutputStep):
-            if pending and profile.mode == "native":
-                thought = f"{profile.open_tag}\n{pending}\n{profile.close_tag}\n"
-                content: list[Any] = [TextContent(type="text", text=thought), *step.content]
-                out[i] = ModelOutputStep(type="model_output", content=content)
-            pending = None
-        else:
-            pending = None
+    for item in items:
+        if isinstance(item, Thought):
+            pending = _thought_text(item, signer)
+            continue
+        if item.role == "model" and pending and profile.mode == "native":
+            thought = f"{profile.open_tag}\n{pending}\n{profile.close_tag}\n"
+            item = Message("model", (TextPart(thought), *item.parts))
+        pending = None
+        out.append(item)
     return out
 
 
-def _summary_text(step: ThoughtStep) -> str | None:
-    texts = [part.text for part in step.summary or () if isinstance(part, TextContent)]
-    return "\n".join(texts) or None
+def _thought_text(thought: Thought, signer: ThoughtSigner) -> str | None:
+    if thought.stored:
+        opened = signer.open(thought.signature) if thought.signature else None
+        return opened.text if opened is not None else thought.summary
+    if thought.signature is None:
+        raise InvalidArgument(
+            f"Missing required field '{thought.where}.signature': a thought step is sent "
+            "back with the signature it was returned with."
+        )
+    return signer.verify(thought.signature, thought.where).text

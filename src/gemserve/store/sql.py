@@ -20,12 +20,12 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from gemserve.protocol.interactions.status import TERMINAL_STATUSES
 from gemserve.store.base import ApiKeyRecord, Event, EventBatch, InteractionRecord
 from gemserve.store.schema import api_keys, interaction_events, interactions
 
 log = logging.getLogger("gemserve.store")
 
-TERMINAL = ("completed", "incomplete", "failed", "cancelled")
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -171,7 +171,7 @@ class SqlStore:
         async with self.write() as conn:
             result = await conn.execute(
                 interactions.update()
-                .where(interactions.c.status.not_in(TERMINAL))
+                .where(interactions.c.status.not_in(TERMINAL_STATUSES))
                 .values(status="failed", error=error, updated_at=now)
             )
             return int(result.rowcount)

@@ -46,6 +46,7 @@ class LlamaStream:
             loop=asyncio.get_running_loop(),
             sink=self._queue.put_nowait,
             media=media,
+            constraint=request.constraint,
             reasoning=request.reasoning,
             thinking=thinking[0] if thinking else None,
             close_tokens=thinking[1] if thinking else (),
@@ -259,8 +260,11 @@ class LlamaEngine:
     def _prepare(
         self, request: GenerationRequest
     ) -> tuple[MultimodalPrompt, tuple[ThinkingParser, tuple[int, ...]] | None]:
-        if request.sampling.grammar is not None:
-            self._check_grammar(request.sampling.grammar)
+        constraint = request.constraint
+        if constraint is not None:
+            if constraint.scope != "output" or constraint.triggers:
+                raise InvalidArgument("Answer-scoped and lazy constraints are not served yet.")
+            self._check_grammar(constraint.grammar)
         rendered, phase = self._render(request)
         prompt = self._prompt_tokens(request, rendered)
         control = request.reasoning

@@ -40,15 +40,17 @@ class TokenSampler(Protocol):
     def free(self) -> None: ...
 
 
-def make_sampler(sampling: SamplingParams, vocab: Any, n_vocab: int) -> TokenSampler:
-    if sampling.temperature <= 0.0 and sampling.grammar is None:
+def make_sampler(
+    sampling: SamplingParams, grammar: str | None, vocab: Any, n_vocab: int
+) -> TokenSampler:
+    if sampling.temperature <= 0.0 and grammar is None:
         return GreedySampler(
             n_vocab,
             repeat=sampling.repeat_penalty,
             frequency=sampling.frequency_penalty,
             presence=sampling.presence_penalty,
         )
-    return ChainSampler(sampling, vocab, n_vocab)
+    return ChainSampler(sampling, grammar, vocab, n_vocab)
 
 
 class GreedySampler:
@@ -118,16 +120,18 @@ class GreedySampler:
 class ChainSampler:
     """A llama.cpp sampler chain: [grammar,] [penalties,] then greedy or top-k/top-p/temp/dist."""
 
-    def __init__(self, sampling: SamplingParams, vocab: Any, n_vocab: int) -> None:
+    def __init__(
+        self, sampling: SamplingParams, grammar: str | None, vocab: Any, n_vocab: int
+    ) -> None:
         chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
         self._chain: ctypes.c_void_p | None = chain
         self._grammar: ctypes.c_void_p | None = None
-        if sampling.grammar is not None:
-            grammar = llama.llama_sampler_init_grammar(vocab, sampling.grammar.encode(), b"root")
-            if not grammar:  # validated when the model was loaded; a bug if it happens here
+        if grammar is not None:
+            sampler = llama.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+            if not sampler:  # validated when the model was loaded; a bug if it happens here
                 llama.llama_sampler_free(chain)
                 raise ValueError("invalid grammar")
-            llama.llama_sampler_chain_add(chain, grammar)
+            llama.llama_sampler_chain_add(chain, sampler)
             self._grammar = llama.llama_sampler_chain_get(chain, 0)
         if sampling.presence_penalty or sampling.frequency_penalty or sampling.repeat_penalty != 1:
             llama.llama_sampler_chain_add(

@@ -22,6 +22,7 @@ import llama_cpp as llama
 import numpy as np
 
 from gemserve.engine.base import (
+    Constraint,
     EngineEvent,
     Finished,
     FinishReason,
@@ -53,6 +54,7 @@ class Sequence:
     loop: asyncio.AbstractEventLoop
     sink: Sink
     media: MultimodalPrompt | None = None
+    constraint: Constraint | None = None
     # Native reasoning: the budget, a parser of the output, and the closing tag's tokens.
     reasoning: ReasoningControl | None = None
     thinking: ThinkingParser | None = None
@@ -306,7 +308,8 @@ class Scheduler:
         self._slot_of[best.seq_id] = best
         seq.seq_id = best.seq_id
         seq.n_past = seq.cached = reuse
-        seq.sampler = make_sampler(seq.sampling, self._model.vocab, self._model.n_vocab)
+        grammar = seq.constraint.grammar if seq.constraint is not None else None
+        seq.sampler = make_sampler(seq.sampling, grammar, self._model.vocab, self._model.n_vocab)
         seq.stops = StopMatcher(seq.sampling.stop_sequences)
         self._active.append(seq)
 

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
 
 from gemserve.errors import FailedPrecondition, InvalidArgument, NotFound
-from gemserve.protocol.interactions import InputStep, ModelOutputStep, ThoughtStep, parse_input
-from gemserve.service.events import TERMINAL_STATUSES
+from gemserve.protocol.interactions.status import TERMINAL_STATUSES
 from gemserve.store import InteractionRecord, Store
 
 INTERACTION_ID = re.compile(r"^v1_[0-9a-f]{24}$")
-
-HistoryStep = InputStep
 
 
 def check_interaction_id(value: str, field: str = "id") -> str:
@@ -45,23 +41,3 @@ async def load_chain(
         next_id = record.previous_interaction_id
     chain.reverse()
     return chain
-
-
-def history_steps(chain: list[InteractionRecord]) -> list[HistoryStep]:
-    """Earlier inputs, thoughts and model outputs, in order (system instructions are not
-    inherited)."""
-    steps: list[HistoryStep] = []
-    for record in chain:
-        steps.extend(parse_input(record.input, max_parts=1_000_000))
-        steps.extend(_output_steps(record.steps))
-    return steps
-
-
-def _output_steps(raw: list[dict[str, Any]]) -> list[HistoryStep]:
-    out: list[HistoryStep] = []
-    for step in raw:
-        if step.get("type") == "model_output" and step.get("content"):
-            out.append(ModelOutputStep.model_validate(step))
-        elif step.get("type") == "thought" and step.get("signature"):
-            out.append(ThoughtStep.model_validate(step))
-    return out

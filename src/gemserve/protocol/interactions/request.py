@@ -1,20 +1,15 @@
-"""Wire models for ``POST /{version}/interactions`` requests and builders for its responses.
-
-Requests are validated once with pydantic. Responses are plain dicts built by small
-functions: the hot streaming path encodes one dict per token and must stay cheap.
-"""
+"""Wire models for ``POST /{version}/interactions`` requests, validated once with pydantic."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictStr, ValidationError, field_validator
 
+from gemserve.config.models import ThinkingLevel
 from gemserve.errors import InvalidArgument
 from gemserve.protocol.common import ProtoFloat, ProtoInt, WireModel, invalid_argument
 
-ThinkingLevel = Literal["minimal", "low", "medium", "high", "xhigh"]
 ThinkingSummaries = Literal["auto", "none"]
 
 
@@ -29,7 +24,7 @@ class GenerationConfig(WireModel):
     frequency_penalty: ProtoFloat | None = Field(default=None, ge=-2.0, le=2.0)
     thinking_level: ThinkingLevel | None = None
     thinking_summaries: ThinkingSummaries | None = None
-    # In the schema, not served yet: rejected by the service when set.
+    # In the schema, not served yet: rejected by ``reject_unserved`` when set.
     tool_choice: Any = None
     image_config: Any = None
     speech_config: Any = None
@@ -142,12 +137,66 @@ class CreateInteraction(WireModel):
 
     @classmethod
     def parse(cls, body: Any) -> CreateInteraction:
+        """Validate the body, and refuse what this server does not serve (a clear 400, never
+        a silent drop)."""
         if not isinstance(body, dict):
             raise InvalidArgument("The request body must be a JSON object.")
         try:
-            return cls.model_validate(body)
+            request = cls.model_validate(body)
         except ValidationError as exc:
             raise invalid_argument(exc) from None
+        if request.model is None:
+            raise InvalidArgument("Missing required field 'model'.")
+        reject_unserved(request)
+        return request
+
+
+# Fields of the schema that this server does not serve yet, at the top level and in
+# generation_config: one list each, checked in one place.
+NOT_SERVED = (
+    "tools",
+    "response_format",
+    "continuation_token",
+    "cached_content",
+    "environment",
+    "webhook_config",
+    "agent",
+    "agent_config",
+)
+CONFIG_NOT_SERVED = (
+    "tool_choice",
+    "image_config",
+    "speech_config",
+    "transcription_config",
+    "video_config",
+)
+
+
+def reject_unserved(request: CreateInteraction) -> None:
+    for name in NOT_SERVED:
+        if getattr(request, name) not in (None, False, []):
+            raise InvalidArgument(f"Invalid value at '{name}': not supported by this server yet.")
+    config = request.generation_config
+    for name in CONFIG_NOT_SERVED if config is not None else ():
+        if getattr(config, name) is not None:
+            raise InvalidArgument(
+                f"Invalid value at 'generation_config.{name}': not supported by this server yet."
+            )
+    if request.response_mime_type not in (None, "text/plain"):
+        raise InvalidArgument(
+            "Invalid value at 'response_mime_type': only text/plain is supported."
+        )
+    if request.response_modalities not in (None, ["text"], ["TEXT"]):
+        raise InvalidArgument(
+            "Invalid value at 'response_modalities': only text output is supported."
+        )
+    if not request.store and request.previous_interaction_id is not None:
+        raise InvalidArgument(
+            "Invalid value at 'store': previous_interaction_id needs stored interactions; "
+            "with store=false send the history as input steps."
+        )
+    if not request.store and request.background:
+        raise InvalidArgument("Invalid value at 'store': background interactions must be stored.")
 
 
 def parse_input(raw: Any, *, max_parts: int) -> list[InputStep]:
@@ -249,32 +298,3 @@ def _validate_content(item: dict[str, Any], where: str) -> TextContent | MediaCo
         return model.model_validate(item)
     except ValidationError as exc:
         raise invalid_argument(exc, where) from None
-
-
-# ----- responses: plain dicts, snake_case, as the SDKs parse them ----------------------------
-
-
-def usage_dict(
-    input_tokens: int,
-    output_tokens: int,
-    thought_tokens: int = 0,
-    *,
-    cached: int = 0,
-    input_by_modality: Mapping[str, int] | None = None,
-) -> dict[str, Any]:
-    by_modality = input_by_modality or {"text": input_tokens}
-    usage: dict[str, Any] = {
-        "total_input_tokens": input_tokens,
-        "total_output_tokens": output_tokens,
-        "total_thought_tokens": thought_tokens,
-        "total_cached_tokens": cached,
-        "total_tool_use_tokens": 0,
-        "total_tokens": input_tokens + output_tokens + thought_tokens,
-        "input_tokens_by_modality": [
-            {"modality": modality, "tokens": tokens} for modality, tokens in by_modality.items()
-        ],
-        "output_tokens_by_modality": [{"modality": "text", "tokens": output_tokens}],
-    }
-    if cached:
-        usage["cached_tokens_by_modality"] = [{"modality": "text", "tokens": cached}]
-    return usage

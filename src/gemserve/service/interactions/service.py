@@ -1,0 +1,204 @@
+"""The Interactions service: create (foreground, streaming, background), get, resume, cancel.
+
+Every create validates and admits the request before anything is returned, so client errors
+surface as HTTP errors. Generation then runs in a :class:`LiveInteraction` owned by the server.
+Stored interactions keep their events in order; the final Interaction is their fold.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from gemserve.config import Limits
+from gemserve.errors import FailedPrecondition, NotFound, Unavailable
+from gemserve.protocol.interactions import CreateInteraction, InputStep, parse_input
+from gemserve.protocol.interactions.events import Event, EventSequencer, next_event, parse_event_id
+from gemserve.protocol.interactions.status import TERMINAL_STATUSES
+from gemserve.protocol.interactions.views import interaction_header, interaction_view
+from gemserve.service.clock import Clock, IdFactory, new_interaction_id, utc_now
+from gemserve.service.interactions.history import check_interaction_id, load_chain
+from gemserve.service.interactions.translate import interaction_events
+from gemserve.service.interactions.turns import history_items, turn_input
+from gemserve.service.journal import EventJournal
+from gemserve.service.live import LiveInteraction, LiveRegistry
+from gemserve.service.turn import TurnPipeline
+from gemserve.service.turn_input import ConversationItem
+from gemserve.store import InteractionRecord, Store
+
+log = logging.getLogger("gemserve.interactions")
+
+
+class InteractionService:
+    def __init__(
+        self,
+        turns: TurnPipeline,
+        limits: Limits,
+        store: Store,
+        *,
+        retention: timedelta = timedelta(days=55),
+        clock: Clock = utc_now,
+        new_id: IdFactory = new_interaction_id,
+    ) -> None:
+        self._turns = turns
+        self._limits = limits
+        self._store = store
+        self._retention = retention
+        self._clock = clock
+        self._new_id = new_id
+        self.live = LiveRegistry()
+        self._journal = EventJournal(store)
+
+    async def shutdown(self) -> None:
+        """Cancel the running interactions, let them store their final state, stop writing."""
+        await self.live.shutdown()
+        await self._journal.close()
+
+    # ----- create ----------------------------------------------------------------------------
+
+    async def create(
+        self, body: Any, tenant: str, own_hosts: frozenset[str] = frozenset()
+    ) -> tuple[CreateInteraction, LiveInteraction]:
+        """Validate, rebuild history, prepare the turn, admit it and start the run.
+
+        ``own_hosts`` are the host[:port] names this request reached the server by, so file
+        uris the server handed out can be recognised.
+        """
+        request = CreateInteraction.parse(body)
+        self._turns.model(str(request.model))  # an unknown or loading model fails first
+        steps = parse_input(request.input, max_parts=self._limits.max_input_parts)
+        history = await self._history(request, tenant)
+        turn = turn_input(request, steps, history)
+        prepared = await self._turns.prepare(turn, tenant=tenant, own_hosts=own_hosts)
+        # Everything that can fail on the request is done before the engine admits it.
+        record = self._new_record(request, steps, tenant)
+        started = await prepared.admit(record.id)
+        try:
+            header = interaction_header(record)
+            sequencer = EventSequencer(record.id)
+            run = LiveInteraction(
+                record,
+                header,
+                interaction_events(header, started, sequencer, self._clock),
+                started.cancel,
+                sequencer,
+                self._store if request.store else None,
+                self._clock,
+                journal=self._journal,
+                on_done=self.live.discard,
+            )
+        except BaseException:
+            started.cancel()  # admitted: never leave a slot decoding for nobody
+            raise
+        try:
+            await run.start()
+        except Exception:
+            started.cancel()
+            log.exception("interaction %s could not be stored", record.id)
+            raise Unavailable("The interaction store is unavailable; retry shortly.") from None
+        if request.store:
+            self.live.add(run)
+        return request, run
+
+    async def _history(self, request: CreateInteraction, tenant: str) -> list[ConversationItem]:
+        if request.previous_interaction_id is None:
+            return []
+        previous = check_interaction_id(request.previous_interaction_id, "previous_interaction_id")
+        chain = await load_chain(
+            self._store, tenant, previous, self._clock(), self._limits.max_conversation_turns
+        )
+        return history_items(chain)
+
+    def _new_record(
+        self, request: CreateInteraction, steps: list[InputStep], tenant: str
+    ) -> InteractionRecord:
+        now = self._clock()
+        config = request.generation_config
+        return InteractionRecord(
+            id=self._new_id(),
+            tenant=tenant,
+            model=str(request.model),
+            status="in_progress",
+            created_at=now,
+            updated_at=now,
+            expires_at=now + self._retention,
+            input=[step.model_dump(mode="json", exclude_none=True) for step in steps],
+            system_instruction=request.system_instruction,
+            generation_config=(
+                config.model_dump(mode="json", exclude_none=True) if config is not None else None
+            ),
+            previous_interaction_id=request.previous_interaction_id,
+            background=request.background,
+        )
+
+    # ----- read, resume, cancel, delete ------------------------------------------------------
+
+    async def _record(self, tenant: str, interaction_id: str) -> InteractionRecord:
+        check_interaction_id(interaction_id)
+        record = await self._store.get_interaction(tenant, interaction_id, self._clock())
+        if record is None:
+            raise NotFound(f"Interaction {interaction_id!r} was not found.")
+        return record
+
+    async def get(
+        self, tenant: str, interaction_id: str, *, include_input: bool = False
+    ) -> dict[str, Any]:
+        record = await self._record(tenant, interaction_id)
+        run = self.live.get(tenant, interaction_id)
+        running = run.result() if run is not None and not run.done.is_set() else None
+        return interaction_view(record, running, include_input=include_input)
+
+    async def events(
+        self,
+        tenant: str,
+        interaction_id: str,
+        last_event_id: str | None,
+        *,
+        idle_seconds: float | None = None,
+    ) -> AsyncIterator[Event | None]:
+        """Validate now; the iterator replays events after ``last_event_id``, then follows."""
+        record = await self._record(tenant, interaction_id)
+        after = parse_event_id(last_event_id, interaction_id) if last_event_id else 0
+        run = self.live.get(tenant, interaction_id)
+        if run is not None:
+            return run.follow(after, idle_seconds=idle_seconds)
+        return self._replay(record, after)
+
+    async def _replay(self, record: InteractionRecord, after: int) -> AsyncIterator[Event]:
+        events = await self._store.get_events(record.id, after)
+        index = 0
+        while index < len(events):
+            event, index = next_event(events, index)
+            yield event
+        last = events[-1]["event_type"] if events else None
+        if record.status in TERMINAL_STATUSES and last not in (None, "interaction.completed"):
+            # Interrupted by a crash: the log has no end, so close it with the stored verdict.
+            sequencer = EventSequencer(record.id, next_seq=after + len(events) + 1)
+            if record.error is not None:
+                yield sequencer.error(record.error)
+            view = interaction_view(record)
+            del view["steps"]
+            yield sequencer.completed(view)
+
+    async def cancel(self, tenant: str, interaction_id: str) -> dict[str, Any]:
+        record = await self._record(tenant, interaction_id)
+        run = self.live.get(tenant, interaction_id)
+        if run is None:
+            raise FailedPrecondition(
+                f"Interaction {interaction_id!r} is already {record.status}; only an interaction "
+                "in progress can be cancelled."
+            )
+        run.cancel()
+        await run.wait()
+        return await self.get(tenant, interaction_id)
+
+    async def delete(self, tenant: str, interaction_id: str) -> None:
+        check_interaction_id(interaction_id)
+        run = self.live.get(tenant, interaction_id)
+        if run is not None:
+            run.cancel()
+            await run.wait()
+        if not await self._store.delete_interaction(tenant, interaction_id):
+            raise NotFound(f"Interaction {interaction_id!r} was not found.")

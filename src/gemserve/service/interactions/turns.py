@@ -1,0 +1,109 @@
+"""Interactions requests as turn input: steps become messages and thoughts, each part named by
+its path in the request (``input[1].content[0]``), and the stored chain of a conversation
+becomes the history in front of them, named by the interaction it came from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gemserve.protocol.interactions import (
+    CreateInteraction,
+    GenerationConfig,
+    InputStep,
+    ModelOutputStep,
+    TextContent,
+    ThoughtStep,
+    UserInputStep,
+    parse_input,
+)
+from gemserve.service.turn_input import (
+    ConversationItem,
+    GenerationKnobs,
+    MediaPart,
+    Message,
+    Part,
+    Role,
+    TextPart,
+    ThinkingRequest,
+    Thought,
+    TurnInput,
+)
+from gemserve.store import InteractionRecord
+
+
+def turn_input(
+    request: CreateInteraction, steps: Sequence[InputStep], history: Sequence[ConversationItem]
+) -> TurnInput:
+    assert request.model is not None  # CreateInteraction.parse requires it
+    config = request.generation_config or GenerationConfig()
+    knobs = GenerationKnobs(
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=config.top_k,
+        max_output_tokens=config.max_output_tokens,
+        stop_sequences=tuple(config.stop_sequences or ()),
+        seed=config.seed,
+        presence_penalty=config.presence_penalty,
+        frequency_penalty=config.frequency_penalty,
+    )
+    thinking = ThinkingRequest(config.thinking_level, config.thinking_summaries != "none")
+    return TurnInput(
+        model=request.model,
+        conversation=(*history, *conversation_items(steps)),
+        system=request.system_instruction,
+        knobs=knobs,
+        thinking=thinking,
+        history_items=len(history),
+    )
+
+
+def conversation_items(
+    steps: Sequence[InputStep], *, path: str = "input", stored: bool = False
+) -> list[ConversationItem]:
+    items: list[ConversationItem] = []
+    for i, step in enumerate(steps):
+        where = f"{path}[{i}]"
+        if isinstance(step, ThoughtStep):
+            items.append(Thought(where, step.signature, _summary_text(step), stored))
+            continue
+        role: Role = "user" if isinstance(step, UserInputStep) else "model"
+        parts = tuple(
+            _part(content, f"{where}.content[{j}]") for j, content in enumerate(step.content)
+        )
+        items.append(Message(role, parts))
+    return items
+
+
+def history_items(chain: Sequence[InteractionRecord]) -> list[ConversationItem]:
+    """Earlier inputs, thoughts and model outputs, in order (system instructions are not
+    inherited). A part is named by the stored interaction it belongs to."""
+    items: list[ConversationItem] = []
+    for record in chain:
+        steps = parse_input(record.input, max_parts=1_000_000)
+        items.extend(conversation_items(steps, path=f"{record.id}.input", stored=True))
+        items.extend(
+            conversation_items(_output_steps(record.steps), path=f"{record.id}.steps", stored=True)
+        )
+    return items
+
+
+def _output_steps(raw: list[dict[str, Any]]) -> list[InputStep]:
+    out: list[InputStep] = []
+    for step in raw:
+        if step.get("type") == "model_output" and step.get("content"):
+            out.append(ModelOutputStep.model_validate(step))
+        elif step.get("type") == "thought" and step.get("signature"):
+            out.append(ThoughtStep.model_validate(step))
+    return out
+
+
+def _part(content: Any, where: str) -> Part:
+    if isinstance(content, TextContent):
+        return TextPart(content.text)
+    return MediaPart(content.type, where, content.data, content.uri, content.mime_type)
+
+
+def _summary_text(step: ThoughtStep) -> str | None:
+    texts = [part.text for part in step.summary or () if isinstance(part, TextContent)]
+    return "\n".join(texts) or None

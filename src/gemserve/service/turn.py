@@ -1,0 +1,186 @@
+"""The one turn pipeline every API surface runs: input in, a stream of turn events out.
+
+``prepare`` does everything that can fail on the request, before the engine sees it: the
+model and its engine, sampling, the thinking plan, thoughts restored from signatures, media
+loaded, decoded and rendered, the chat messages. ``admit`` hands the request to the engine
+(a prompt too long for the context fails here, still before any response byte). The
+returned :class:`StartedTurn` yields surface-neutral events (``turn_events.py``), which each
+surface translates into its own wire format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+from gemserve.config import Limits, ModelRegistry, ModelSpec
+from gemserve.engine import (
+    ChatMessage,
+    Constraint,
+    Engine,
+    Finished,
+    GenerationRequest,
+    GenerationStream,
+    TextDelta,
+    ThoughtDelta,
+)
+from gemserve.errors import InvalidArgument, Unavailable
+from gemserve.service.conversation import build_messages
+from gemserve.service.media import MediaPipeline
+from gemserve.service.sampling import sampling_params
+from gemserve.service.signatures import ThoughtSealer, ThoughtSigner
+from gemserve.service.thinking import ThinkingPlan, plan_thinking, restore_thoughts, start_turn
+from gemserve.service.turn_events import ThoughtEnd, TurnDone, TurnEvent, TurnUsage
+from gemserve.service.turn_input import TurnInput
+from gemserve.service.usage import InputAccounting
+
+
+class TurnPipeline:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        engines: Mapping[str, Engine],
+        limits: Limits,
+        media: MediaPipeline,
+        signer: ThoughtSigner,
+    ) -> None:
+        self._registry = registry
+        self._engines = engines
+        self._limits = limits
+        self._media = media
+        self._signer = signer
+
+    def model(self, name: str) -> tuple[ModelSpec, Engine]:
+        """The model a name (id or alias) resolves to, and its engine once it is ready."""
+        spec = self._registry.resolve(name).spec
+        engine = self._engines.get(spec.id)
+        if engine is None or not engine.ready:
+            raise Unavailable(f"Model {spec.id!r} is still loading; retry shortly.")
+        return spec, engine
+
+    async def prepare(
+        self, turn: TurnInput, *, tenant: str, own_hosts: frozenset[str] = frozenset()
+    ) -> PreparedTurn:
+        """Validate and render the turn for its model; raises every client error there is
+        (short of the context check, which needs the engine's tokenizer and template)."""
+        spec, engine = self.model(turn.model)
+        sampling = sampling_params(turn.knobs, spec, self._limits, turn.config_path)
+        plan = plan_thinking(turn.thinking, spec)
+        messages = restore_thoughts(turn.conversation, self._signer, spec.thinking)
+        prepared = await self._media.prepare(
+            messages,
+            tenant=tenant,
+            model=engine.capabilities(),
+            others={model_id: e.capabilities() for model_id, e in self._engines.items()},
+            own_hosts=own_hosts,
+        )
+        chat = build_messages(prepared, turn.system, self._limits)
+        derived = [
+            (modality, len(await engine.tokenize(text))) for modality, text in prepared.derived_text
+        ]
+        accounting = InputAccounting(tuple(prepared.media_modalities), tuple(derived))
+        constraint = Constraint(spec.grammar, scope="output") if spec.grammar is not None else None
+        request = GenerationRequest(chat, sampling, constraint=constraint)
+        return PreparedTurn(spec, engine, request, plan, accounting, self._signer, turn)
+
+
+@dataclass(frozen=True)
+class PreparedTurn:
+    spec: ModelSpec
+    engine: Engine
+    request: GenerationRequest
+    plan: ThinkingPlan
+    accounting: InputAccounting
+    signer: ThoughtSigner
+    turn: TurnInput
+
+    @property
+    def messages(self) -> tuple[ChatMessage, ...]:
+        return self.request.messages
+
+    async def admit(self, request_id: str) -> StartedTurn:
+        """Hand the turn to the engine (the thinking plan picks how); ``request_id`` names it
+        in logs and binds its thought signatures."""
+        request = GenerationRequest(
+            self.request.messages,
+            self.request.sampling,
+            request_id,
+            constraint=self.request.constraint,
+        )
+        try:
+            stream = await start_turn(self.engine, request, self.plan)
+        except InvalidArgument as exc:
+            if self.turn.history_items:
+                raise InvalidArgument(
+                    f"{exc.message} The history of {self.turn.history_items} earlier steps "
+                    "counts toward the context; start a new conversation or shorten it."
+                ) from None
+            raise
+        sealer = ThoughtSealer(self.signer, self.spec.id, request_id)
+        return StartedTurn(stream, self.accounting, sealer, summaries=self.plan.summaries)
+
+
+class StartedTurn:
+    """An admitted turn. Iterate :meth:`events` once; ``cancel`` stops it within one decode
+    step (the events then end with a cancelled :class:`TurnDone`)."""
+
+    def __init__(
+        self,
+        stream: GenerationStream,
+        accounting: InputAccounting,
+        sealer: ThoughtSealer,
+        *,
+        summaries: bool,
+    ) -> None:
+        self._stream = stream
+        self._accounting = accounting
+        self._sealer = sealer
+        self.summaries = summaries  # the client asked for the thought text, not only a signature
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self._stream.prompt_tokens
+
+    def cancel(self) -> None:
+        self._stream.cancel()
+
+    async def events(self) -> AsyncIterator[TurnEvent]:
+        """The thought (if the model thought) as deltas closed by its signature, then the
+        answer's deltas, then exactly one :class:`TurnDone`. A thought that resumes after the
+        answer began is not part of this turn."""
+        thought: list[str] | None = None
+        answering = False
+        finished: Finished | None = None
+        try:
+            async for event in self._stream:
+                if isinstance(event, TextDelta):
+                    if thought is not None:
+                        yield ThoughtEnd(self._sealer.seal("".join(thought).strip()))
+                        thought = None
+                    answering = True
+                    yield event
+                elif isinstance(event, ThoughtDelta):
+                    if answering:
+                        continue
+                    if thought is None:
+                        thought = []
+                    thought.append(event.text)
+                    yield event
+                else:
+                    finished = event
+            assert finished is not None
+            if thought is not None:
+                yield ThoughtEnd(self._sealer.seal("".join(thought).strip()))
+            yield TurnDone(finished.reason, self._usage(finished), finished.error)
+        finally:
+            # Closing this generator early must stop generation.
+            self._stream.cancel()
+
+    def _usage(self, finished: Finished) -> TurnUsage:
+        return TurnUsage(
+            input_tokens=finished.prompt_tokens,
+            output_tokens=finished.output_tokens - finished.thought_tokens,
+            thought_tokens=finished.thought_tokens,
+            cached_tokens=finished.cached_tokens,
+            input_by_modality=self._accounting.by_modality(finished),
+        )

@@ -1,0 +1,35 @@
+"""What a turn yields besides the engine's own text and thought deltas: the end of a thought
+with its signature, and the end of the turn with its usage. Every surface folds these into
+its own wire format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gemserve.engine import FinishReason, TextDelta, ThoughtDelta
+
+
+@dataclass(frozen=True, slots=True)
+class ThoughtEnd:
+    """The thought is complete; ``signature`` carries it back in a later request."""
+
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnUsage:
+    input_tokens: int
+    output_tokens: int  # the answer's tokens (thought tokens are counted apart)
+    thought_tokens: int = 0
+    cached_tokens: int = 0
+    input_by_modality: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDone:
+    reason: FinishReason
+    usage: TurnUsage
+    error: str | None = None  # an engine failure, for the log; clients get a generic message
+
+
+TurnEvent = ThoughtDelta | TextDelta | ThoughtEnd | TurnDone

@@ -1,0 +1,93 @@
+"""What one model turn asks for, in no API surface's shape.
+
+Each surface (Interactions, generateContent, OpenAI) parses its own wire format and builds a
+:class:`TurnInput`; the turn pipeline (``turn.py``) takes it from there. Every part carries the
+path that names it in its own request (``where``), so an error points at the field the client
+sent, whichever surface it came through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gemserve.config.models import ThinkingLevel
+
+Role = Literal["user", "model"]
+MediaKind = Literal["image", "audio", "video", "document"]
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPart:
+    """Inline base64 ``data`` or a ``uri`` (a Files-API file, or a URL the server may fetch)."""
+
+    kind: MediaKind
+    where: str  # e.g. "input[0].content[1]"
+    data: str | None = None
+    uri: str | None = None
+    mime_type: str | None = None
+
+
+Part = TextPart | MediaPart
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    parts: tuple[Part, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Thought:
+    """A thought sent back (or stored) before the model turn that followed it.
+
+    Its ``signature`` carries the thought text; ``stored`` thoughts come from the server's own
+    history and are trusted, and one whose signature no longer opens falls back to ``summary``.
+    """
+
+    where: str  # e.g. "input[2]"
+    signature: str | None = None
+    summary: str | None = None
+    stored: bool = False
+
+
+ConversationItem = Message | Thought
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationKnobs:
+    """Sampling settings as the client sent them; None means the model's default."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_output_tokens: int | None = None
+    stop_sequences: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingRequest:
+    level: ThinkingLevel | None = None  # None: the model's default
+    summaries: bool = True  # return the thought text, not only its signature
+
+
+@dataclass(frozen=True, slots=True)
+class TurnInput:
+    model: str  # the name the client asked for (an id or an alias)
+    conversation: tuple[ConversationItem, ...]
+    system: str | None = None
+    knobs: GenerationKnobs = field(default_factory=GenerationKnobs)
+    thinking: ThinkingRequest = field(default_factory=ThinkingRequest)
+    # Leading conversation items that came from the server's store: a prompt too long for
+    # the context says the history counts toward it.
+    history_items: int = 0
+    # Where the knobs sit in this surface's request, for error messages.
+    config_path: str = "generation_config"
