@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from gemserve.api import files, health, interactions, models, uploads
+from gemserve.api import classic, files, health, interactions, models, uploads
 from gemserve.api.context import AppContext
 from gemserve.api.errors import (
     client_gone_handler,
@@ -27,6 +27,7 @@ from gemserve.config import ModelRegistry, ModelSpec, Settings
 from gemserve.engine import Engine
 from gemserve.errors import GemserveError
 from gemserve.media.transcribe import Transcriber, whisper_model_dir
+from gemserve.service.classic import GenerateContentService
 from gemserve.service.clock import utc_now
 from gemserve.service.fetch import RemoteFetcher
 from gemserve.service.files import FileService
@@ -136,6 +137,7 @@ def create_app(
         engines=engines,
         turns=turns,
         interactions=interactions_service,
+        generate_content=GenerateContentService(turns),
         models=ModelCatalog(registry),
         files=files_service,
         auth=Authenticator(store, keys_required=settings.require_keys),
@@ -178,6 +180,7 @@ def create_app(
         routes=[
             *health.routes,
             *interactions.routes,
+            *classic.routes,
             *models.routes,
             *files.routes,
             *uploads.routes,

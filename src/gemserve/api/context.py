@@ -10,6 +10,7 @@ from starlette.requests import Request
 from gemserve.config import ModelRegistry, Settings
 from gemserve.engine import Engine
 from gemserve.errors import InvalidArgument, NotFound
+from gemserve.service.classic import GenerateContentService
 from gemserve.service.files import FileService
 from gemserve.service.interactions import InteractionService
 from gemserve.service.keys import Authenticator
@@ -26,6 +27,7 @@ class AppContext:
     engines: dict[str, Engine]
     turns: TurnPipeline
     interactions: InteractionService
+    generate_content: GenerateContentService
     models: ModelCatalog
     auth: Authenticator
     files: FileService

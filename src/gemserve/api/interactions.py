@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -13,6 +12,7 @@ from starlette.routing import Route
 from gemserve.api.auth import authenticate
 from gemserve.api.body import read_json
 from gemserve.api.context import AppContext, check_version, own_hosts, query_flag
+from gemserve.api.disconnect import unless_disconnected
 from gemserve.api.responses import json_response, sse_response
 from gemserve.service.live import LiveInteraction
 
@@ -29,7 +29,7 @@ async def create_interaction(request: Request) -> Response:
         return sse_response(_follow(run, ctx.settings.keepalive_seconds))
     if parsed.background:
         return json_response(run.view())
-    await _wait_unless_disconnected(request, run)
+    await unless_disconnected(request, run.wait, on_disconnect=run.cancel)
     return json_response(run.result())
 
 
@@ -43,20 +43,6 @@ async def _follow(
     finally:
         if not run.background:
             run.cancel()
-
-
-async def _wait_unless_disconnected(request: Request, run: LiveInteraction) -> None:
-    """Wait for the run; if the client hangs up first, cancel it within one decode step."""
-
-    async def watch_disconnect() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        run.cancel()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watch_disconnect)
-        await run.wait()
-        tg.cancel_scope.cancel()
 
 
 async def get_interaction(request: Request) -> Response:

@@ -21,7 +21,11 @@ def model_resource(name: str, spec: ModelSpec, *, alias_of: str | None = None) -
         "description": description,
         "inputTokenLimit": spec.context_length,
         "outputTokenLimit": spec.output_token_limit,
-        "supportedGenerationMethods": ["createInteraction"],
+        "supportedGenerationMethods": [
+            "createInteraction",
+            "generateContent",
+            "streamGenerateContent",
+        ],
         "temperature": spec.sampling.temperature,
         "maxTemperature": 2.0,
         "topP": spec.sampling.top_p,

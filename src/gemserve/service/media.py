@@ -45,7 +45,7 @@ from gemserve.media.video import decode_video
 from gemserve.protocol.files import FILE_NAME
 from gemserve.service.fetch import RemoteFetcher
 from gemserve.service.files import FileService
-from gemserve.service.turn_input import MediaPart, Message, TextPart
+from gemserve.service.turn_input import MediaKind, MediaPart, Message, TextPart
 
 log = logging.getLogger("gemserve.media")
 transcripts_log = logging.getLogger("gemserve.media.transcripts")
@@ -170,16 +170,20 @@ class MediaPipeline:
                 "(the conversation's history included); that is the limit per request."
             )
         ctx.budget.parts -= 1
-        self._check_capability(part.kind, ctx)
+        if part.kind is not None:
+            self._check_capability(part.kind, ctx)
         source, mime, label = await self._load(part, ctx)
+        kind = part.kind or kind_of_mime(mime)
+        if part.kind is None:  # a file named without a MIME type: its own says what it is
+            self._check_capability(kind, ctx)
         # Both come from the client and go into the prompt: they must not place images.
         mime, label = without_media_placeholder(mime), without_media_placeholder(label)
         try:
-            if part.kind == "image":
+            if kind == "image":
                 return await self._image(source, mime, ctx)
-            if part.kind == "audio":
+            if kind == "audio":
                 return await self._audio(source, mime, label, ctx)
-            if part.kind == "video":
+            if kind == "video":
                 return await self._video(source, mime, label, ctx)
             return await self._document(source, mime, label, ctx)
         except MediaError as exc:
@@ -208,8 +212,8 @@ class MediaPipeline:
         """The part's bytes (or a stored file's path), its MIME type and a label for prompts."""
         if (part.data is None) == (part.uri is None):
             raise InvalidArgument(
-                f"Invalid value at '{ctx.where}': a {part.kind} part needs exactly one of "
-                "'data' (base64) or 'uri'."
+                f"Invalid value at '{ctx.where}': a {part.kind or 'media'} part needs exactly "
+                "one of 'data' (base64) or 'uri'."
             )
         if part.data is not None:
             if not part.mime_type:
@@ -220,38 +224,40 @@ class MediaPipeline:
                 raise InvalidArgument(
                     f"Invalid value at '{ctx.where}.data': not valid base64."
                 ) from None
-            return data, self._mime(part.mime_type, part.kind, ctx), part.kind
+            return data, self._mime(part.mime_type, part.kind, ctx), part.kind or "file"
         assert part.uri is not None
         name = file_name_from_uri(part.uri, ctx.own_hosts)
         if name is None:
             if self._fetcher is not None and self._fetcher.allows(part.uri):
-                fetched = await self._fetcher.fetch(part.uri, f"{ctx.where}.uri")
+                fetched = await self._fetcher.fetch(part.uri, f"{ctx.where}.{part.uri_field}")
                 mime = part.mime_type or fetched.mime_type
                 if not mime:
                     raise InvalidArgument(f"Missing required field '{ctx.where}.mime_type'.")
-                return fetched.data, self._mime(mime, part.kind, ctx), part.kind
+                return fetched.data, self._mime(mime, part.kind, ctx), part.kind or "file"
             raise InvalidArgument(
-                f"Invalid value at '{ctx.where}.uri': this server does not fetch URLs from this "
-                "host; upload the file with the Files API and pass the uri it returns."
+                f"Invalid value at '{ctx.where}.{part.uri_field}': this server does not fetch "
+                "URLs from this host; upload the file with the Files API and pass the uri it "
+                "returns."
             )
         if not FILE_NAME.fullmatch(name):
             raise InvalidArgument(
-                f"Invalid value at '{ctx.where}.uri': {part.uri!r} names no file."
+                f"Invalid value at '{ctx.where}.{part.uri_field}': {part.uri!r} names no file."
             )
         try:
             record = await self._files.get(ctx.tenant, name)
         except NotFound:
             raise InvalidArgument(
-                f"Invalid value at '{ctx.where}.uri': file 'files/{name}' was not found; it may "
-                "have expired (files are kept 48 hours) or been deleted."
+                f"Invalid value at '{ctx.where}.{part.uri_field}': file 'files/{name}' was not "
+                "found; it may have expired (files are kept 48 hours) or been deleted."
             ) from None
         mime = self._mime(part.mime_type or record.mime_type, part.kind, ctx)
-        return self._files.local_path(record), mime, record.display_name or part.kind
+        return self._files.local_path(record), mime, record.display_name or part.kind or "file"
 
     @staticmethod
-    def _mime(raw: str, kind: str, ctx: _PartContext) -> str:
+    def _mime(raw: str, kind: str | None, ctx: _PartContext) -> str:
         mime = raw.split(";")[0].strip().lower()
         family = mime.split("/")[0]
+        kind = kind or kind_of_mime(mime)
         matches = (
             mime in DOCUMENT_TYPES
             if kind == "document"
@@ -407,6 +413,14 @@ class _PartContext:
     own_hosts: frozenset[str]
     budget: _Budget
     prepared: PreparedInput
+
+
+def kind_of_mime(mime: str) -> MediaKind:
+    """The kind of part a MIME type makes: image, audio, video, or else a document."""
+    family = mime.split(";")[0].strip().lower().split("/")[0]
+    if family in ("image", "audio", "video"):
+        return family  # type: ignore[return-value]
+    return "audio" if mime.lower().startswith("application/ogg") else "document"
 
 
 def _can_take(kind: str, caps: ModelCapabilities, transcribes: bool) -> bool:

@@ -68,12 +68,13 @@ class ThoughtSigner:
         except (InvalidToken, ValueError, KeyError, TypeError, zlib.error):
             return None
 
-    def verify(self, signature: str, where: str) -> SignedThought:
-        """The thought a signature carries; 400 if it was changed or made elsewhere."""
+    def verify(self, signature: str, field: str) -> SignedThought:
+        """The thought a signature carries; 400 naming ``field`` (its path in the request) if
+        it was changed or made elsewhere."""
         thought = self.open(signature)
         if thought is None:
             raise InvalidArgument(
-                f"Invalid value at '{where}.signature': the thought signature is not valid (it "
+                f"Invalid value at '{field}': the thought signature is not valid (it "
                 "was changed, or it was not issued by this server)."
             )
         return thought

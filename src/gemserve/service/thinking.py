@@ -69,7 +69,12 @@ def plan_thinking(request: ThinkingRequest, spec: ModelSpec) -> ThinkingPlan:
         level = profile.default_level
     else:
         level = "medium" if profile.mode == "native" else "minimal"
-    budget = 0 if profile.mode == "off" else profile.budgets[level]
+    if profile.mode == "off":
+        budget = 0
+    elif request.budget is not None:
+        budget = request.budget
+    else:
+        budget = profile.budgets[level]
     return ThinkingPlan(level, budget, request.summaries, profile)
 
 
@@ -223,9 +228,10 @@ def _thought_text(thought: Thought, signer: ThoughtSigner) -> str | None:
     if thought.stored:
         opened = signer.open(thought.signature) if thought.signature else None
         return opened.text if opened is not None else thought.summary
+    field = f"{thought.where}.{thought.signature_field}"
     if thought.signature is None:
         raise InvalidArgument(
-            f"Missing required field '{thought.where}.signature': a thought step is sent "
-            "back with the signature it was returned with."
+            f"Missing required field '{field}': a thought step is sent back with the "
+            "signature it was returned with."
         )
-    return signer.verify(thought.signature, thought.where).text
+    return signer.verify(thought.signature, field).text

@@ -26,11 +26,12 @@ class TextPart:
 class MediaPart:
     """Inline base64 ``data`` or a ``uri`` (a Files-API file, or a URL the server may fetch)."""
 
-    kind: MediaKind
+    kind: MediaKind | None  # None: a file's own MIME type says
     where: str  # e.g. "input[0].content[1]"
     data: str | None = None
     uri: str | None = None
     mime_type: str | None = None
+    uri_field: str = "uri"  # the uri's name on this surface's wire ("file_uri" on the classic one)
 
 
 Part = TextPart | MediaPart
@@ -54,6 +55,7 @@ class Thought:
     signature: str | None = None
     summary: str | None = None
     stored: bool = False
+    signature_field: str = "signature"  # its name on this surface's wire
 
 
 ConversationItem = Message | Thought
@@ -77,6 +79,7 @@ class GenerationKnobs:
 class ThinkingRequest:
     level: ThinkingLevel | None = None  # None: the model's default
     summaries: bool = True  # return the thought text, not only its signature
+    budget: int | None = None  # thinking tokens, overriding the level's budget (0: off)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,223 @@
+"""Wire models for ``models/{model}:generateContent``, ``:streamGenerateContent`` and
+``:countTokens``, validated once with pydantic.
+
+The body is camelCase, but the Python SDK writes snake_case keys inside some camelCase
+objects (``thinkingConfig.include_thoughts``) and ``topK`` as a float: every model accepts
+both casings at every depth, and proto3 numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, StrictBool, StrictStr, ValidationError, field_validator
+
+from gemserve.errors import InvalidArgument
+from gemserve.protocol.common import ProtoFloat, ProtoInt, WireModel, invalid_argument
+
+
+class Blob(WireModel):
+    mime_type: StrictStr | None = None
+    data: StrictStr | None = None
+    display_name: StrictStr | None = None
+
+
+class FileData(WireModel):
+    mime_type: StrictStr | None = None
+    file_uri: StrictStr | None = None
+    display_name: StrictStr | None = None
+
+
+class Part(WireModel):
+    text: StrictStr | None = None
+    inline_data: Blob | None = None
+    file_data: FileData | None = None
+    thought: StrictBool | None = None
+    thought_signature: StrictStr | None = None
+    # A hint for the media's token budget (Gemini 3); accepted, and decoding uses its own caps.
+    media_resolution: Any = None
+    # In the schema, not served yet: refused by ``reject_unserved``.
+    function_call: Any = None
+    function_response: Any = None
+    executable_code: Any = None
+    code_execution_result: Any = None
+    video_metadata: Any = None
+
+
+class Content(WireModel):
+    role: StrictStr | None = None
+    parts: list[Part] = Field(default_factory=list)
+
+
+class ThinkingConfig(WireModel):
+    include_thoughts: StrictBool | None = None
+    thinking_budget: ProtoInt | None = Field(default=None, ge=-1)
+    thinking_level: StrictStr | None = None
+
+
+class GenerationConfig(WireModel):
+    temperature: ProtoFloat | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: ProtoFloat | None = Field(default=None, ge=0.0, le=1.0)
+    # The Python SDK sends topK as a float (20.0).
+    top_k: ProtoFloat | None = Field(default=None, ge=1, le=1000)
+    candidate_count: ProtoInt | None = Field(default=None, ge=1)
+    max_output_tokens: ProtoInt | None = Field(default=None, ge=1)
+    stop_sequences: list[StrictStr] | None = None
+    seed: ProtoInt | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
+    presence_penalty: ProtoFloat | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: ProtoFloat | None = Field(default=None, ge=-2.0, le=2.0)
+    response_mime_type: StrictStr | None = None
+    response_modalities: list[StrictStr] | None = None
+    thinking_config: ThinkingConfig | None = None
+    # A hint for media token budgets; accepted, decoding uses its own caps.
+    media_resolution: StrictStr | None = None
+    # In the schema, not served yet: refused by ``reject_unserved``.
+    response_schema: Any = None
+    response_json_schema: Any = None
+    response_logprobs: StrictBool | None = None
+    logprobs: ProtoInt | None = None
+    routing_config: Any = None
+    model_selection_config: Any = None
+    speech_config: Any = None
+    audio_timestamp: StrictBool | None = None
+    enable_enhanced_civic_answers: StrictBool | None = None
+    image_config: Any = None
+
+    @field_validator("top_k")
+    @classmethod
+    def _whole_top_k(cls, value: float | None) -> float | None:
+        if value is not None and value != int(value):
+            raise ValueError("must be a whole number")
+        return value
+
+    @field_validator("stop_sequences")
+    @classmethod
+    def _non_empty_stops(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(s == "" for s in value):
+            raise ValueError("stop sequences must not be empty strings")
+        return value
+
+
+class SafetySetting(WireModel):
+    """Accepted and not enforced (documented): gemserve runs no safety classifier."""
+
+    category: StrictStr | None = None
+    threshold: StrictStr | None = None
+    method: StrictStr | None = None
+
+
+class GenerateContentRequest(WireModel):
+    """The body of ``:generateContent`` and ``:streamGenerateContent``."""
+
+    model: StrictStr | None = None  # some clients repeat the path's model here
+    contents: list[Content] | None = None
+    system_instruction: Content | None = None
+    generation_config: GenerationConfig | None = None
+    safety_settings: list[SafetySetting] | None = None
+    labels: dict[StrictStr, StrictStr] | None = None
+    # In the schema, not served yet: refused by ``reject_unserved``.
+    tools: list[Any] | None = None
+    tool_config: Any = None
+    cached_content: StrictStr | None = None
+
+    @classmethod
+    def parse(cls, body: Any) -> GenerateContentRequest:
+        if not isinstance(body, dict):
+            raise InvalidArgument("The request body must be a JSON object.")
+        try:
+            request = cls.model_validate(body)
+        except ValidationError as exc:
+            raise invalid_argument(exc) from None
+        if not request.contents:
+            raise InvalidArgument("Missing required field 'contents'.")
+        reject_unserved(request)
+        return request
+
+
+class CountTokensRequest(WireModel):
+    """``:countTokens``: ``contents`` alone, or a whole ``generateContentRequest``."""
+
+    contents: list[Content] | None = None
+    generate_content_request: GenerateContentRequest | None = None
+
+    @classmethod
+    def parse(cls, body: Any) -> GenerateContentRequest:
+        if not isinstance(body, dict):
+            raise InvalidArgument("The request body must be a JSON object.")
+        try:
+            request = cls.model_validate(body)
+        except ValidationError as exc:
+            raise invalid_argument(exc) from None
+        if (request.contents is None) == (request.generate_content_request is None):
+            raise InvalidArgument(
+                "Invalid value at 'request': send exactly one of 'contents' or "
+                "'generateContentRequest'."
+            )
+        if request.generate_content_request is not None:
+            inner = request.generate_content_request
+            if not inner.contents:
+                raise InvalidArgument("Missing required field 'generateContentRequest.contents'.")
+            reject_unserved(inner)
+            return inner
+        if not request.contents:
+            raise InvalidArgument("Missing required field 'contents'.")
+        return GenerateContentRequest(contents=request.contents)
+
+
+NOT_SERVED = ("tools", "tool_config", "cached_content")
+CONFIG_NOT_SERVED = (
+    "response_schema",
+    "response_json_schema",
+    "response_logprobs",
+    "logprobs",
+    "routing_config",
+    "model_selection_config",
+    "speech_config",
+    "audio_timestamp",
+    "image_config",
+)
+PART_NOT_SERVED = (
+    "function_call",
+    "function_response",
+    "executable_code",
+    "code_execution_result",
+    "video_metadata",
+)
+
+
+def reject_unserved(request: GenerateContentRequest) -> None:
+    """What the schema has and this server does not do yet: a 400 naming the field."""
+    for name in NOT_SERVED:
+        if getattr(request, name) not in (None, []):
+            raise InvalidArgument(f"Invalid value at '{name}': not supported by this server yet.")
+    config = request.generation_config
+    if config is not None:
+        for name in CONFIG_NOT_SERVED:
+            if getattr(config, name) not in (None, False):
+                raise InvalidArgument(
+                    f"Invalid value at 'generation_config.{name}': not supported by this server "
+                    "yet."
+                )
+        if config.candidate_count not in (None, 1):
+            raise InvalidArgument(
+                "Invalid value at 'generation_config.candidate_count': one candidate per "
+                "request is supported."
+            )
+        if config.response_mime_type not in (None, "text/plain"):
+            raise InvalidArgument(
+                "Invalid value at 'generation_config.response_mime_type': only text/plain is "
+                "supported."
+            )
+        if config.response_modalities not in (None, ["TEXT"], ["text"]):
+            raise InvalidArgument(
+                "Invalid value at 'generation_config.response_modalities': only TEXT output is "
+                "supported."
+            )
+    for i, content in enumerate(request.contents or ()):
+        for j, part in enumerate(content.parts):
+            for name in PART_NOT_SERVED:
+                if getattr(part, name) is not None:
+                    raise InvalidArgument(
+                        f"Invalid value at 'contents[{i}].parts[{j}].{name}': not supported by "
+                        "this server yet."
+                    )
