@@ -229,7 +229,8 @@ def test_curl_stream_is_bare_data_blocks(live_server: LiveServer) -> None:
         capture_output=True, timeout=120, check=True,
     ).stdout.decode()  # fmt: skip
     blocks = [b for b in out.split("\r\n\r\n") if b]
-    assert blocks and all(b.startswith("data: {") for b in blocks), out
+    assert blocks, out
+    assert all(b.startswith("data: {") for b in blocks), out
     assert "event:" not in out
     assert "[DONE]" not in out
     chunks = [json.loads(b.removeprefix("data: ")) for b in blocks]
