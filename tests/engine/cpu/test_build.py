@@ -105,35 +105,23 @@ def test_the_wheel_is_built_once_per_set_of_flags(fake_venv: Path, tmp_path: Pat
 def test_a_build_that_dies_by_a_signal_is_replaced_by_the_next_fallback(
     fake_venv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FAKE_TRAPS", "native,native-noamx")
+    monkeypatch.setenv("FAKE_TRAPS", "native")
     target = builder(fake_venv, report()).verify()
     assert target.plan.mode is Mode.GENERIC
-    assert [("GGML_NATIVE=ON" in str(b)) for b in builds(tmp_path)] == [True, True, False]
-    assert "-mno-amx-int8" in str(builds(tmp_path)[1])
+    assert [("GGML_NATIVE=ON" in str(b)) for b in builds(tmp_path)] == [True, False]
 
     # The verdict is kept: the next setup goes straight to the build that works.
     native = builder(fake_venv, report()).target(Mode.NATIVE)
     assert native.trapped is not None
     assert native.trapped["signal"] == "SIGILL"
     assert builder(fake_venv, report()).install().key == target.key
-    assert len(builds(tmp_path)) == 3
-
-
-def test_a_native_build_that_dies_in_amx_falls_back_to_native_without_amx(
-    fake_venv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """AVX-512 is kept: only AMX is compiled out."""
-    monkeypatch.setenv("FAKE_TRAPS", "native")
-    monkeypatch.setenv("FAKE_SIGNAL", "SIGSEGV")  # ggml_backend_amx_mul_mat, seen on a KVM Xeon
-    target = builder(fake_venv, report()).verify()
-    assert target.plan.mode is Mode.NATIVE_NO_AMX
     assert len(builds(tmp_path)) == 2
 
 
 def test_when_every_build_traps_setup_fails_naming_the_cpu(
     fake_venv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FAKE_TRAPS", "native,native-noamx,generic,baseline")
+    monkeypatch.setenv("FAKE_TRAPS", "native,generic,baseline")
     with pytest.raises(SystemExit, match=r"every llama.cpp build died.*amx: claimed"):
         builder(fake_venv, report()).verify()
 

@@ -35,22 +35,6 @@ def test_native_compiles_out_amx_that_traps() -> None:
     assert f"'-DCMAKE_C_FLAGS={flags}'" in plan.cmake_args_env()
 
 
-def test_native_without_amx_is_native_with_amx_compiled_out() -> None:
-    """ggml's AMX kernels crashed where the probe ran AMX (SIGSEGV in ggml_backend_amx_mul_mat
-    on a KVM Xeon): the first fallback keeps AVX-512 and drops only AMX."""
-    plan = plan_for(Mode.NATIVE_NO_AMX, report())
-    assert "-DGGML_NATIVE=ON" in plan.cmake_args
-    assert "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" in plan.cmake_args
-    assert plan.key(REQ, GCC) != plan_for(Mode.NATIVE, report()).key(REQ, GCC)
-
-
-def test_there_is_no_amx_less_fallback_where_native_has_no_amx() -> None:
-    no_amx = CpuReport("x86_64", frozenset({"-march=znver4", "-mavx2"}), report().features)
-    assert Mode.NATIVE_NO_AMX not in fallbacks(Mode.NATIVE, no_amx)
-    # Already compiled out because the probe saw it trap: the fallback would be the same build.
-    assert Mode.NATIVE_NO_AMX not in fallbacks(Mode.NATIVE, report(amx=Outcome.TRAPS))
-
-
 def test_every_plan_skips_the_targets_gemserve_never_loads() -> None:
     for mode in Mode:
         args = plan_for(mode, report()).cmake_args
@@ -78,17 +62,8 @@ def test_the_key_changes_with_anything_that_changes_the_binary() -> None:
 
 
 def test_fallbacks_end_at_the_baseline_and_skip_avx2_where_it_does_not_run() -> None:
-    assert fallbacks(Mode.NATIVE, report()) == [
-        Mode.NATIVE,
-        Mode.NATIVE_NO_AMX,
-        Mode.GENERIC,
-        Mode.BASELINE,
-    ]
-    assert fallbacks(Mode.NATIVE, report(avx2=Outcome.TRAPS)) == [
-        Mode.NATIVE,
-        Mode.NATIVE_NO_AMX,
-        Mode.BASELINE,
-    ]
+    assert fallbacks(Mode.NATIVE, report()) == [Mode.NATIVE, Mode.GENERIC, Mode.BASELINE]
+    assert fallbacks(Mode.NATIVE, report(avx2=Outcome.TRAPS)) == [Mode.NATIVE, Mode.BASELINE]
     assert fallbacks(Mode.PORTABLE, report()) == [Mode.PORTABLE, Mode.BASELINE]
     assert fallbacks(Mode.BASELINE, report()) == [Mode.BASELINE]
 

@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", type=Path, default=Path.cwd())
     parser.add_argument(
         "--mode",
-        choices=[m.value for m in Mode],
+        choices=[m.value for m in (Mode.NATIVE, Mode.PORTABLE, Mode.GENERIC, Mode.BASELINE)],
         default=os.environ.get("GEMSERVE_ENGINE_BUILD", Mode.NATIVE.value),
     )
     args = parser.parse_args(argv)

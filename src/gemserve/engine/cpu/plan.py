@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from gemserve.engine.cpu.probe import DISABLE_FLAGS, CpuReport
+from gemserve.engine.cpu.probe import CpuReport
 
 BUILD_HOOKS = Path(__file__).with_name("build_hooks.cmake")
 
@@ -26,10 +26,6 @@ class Mode(StrEnum):
     # Every x86 CPU variant as its own library, chosen at run time (llama.cpp's release builds).
     PORTABLE = "portable"
     # The fallbacks when a native build still dies at its first decode.
-    # Native less AMX: ggml's AMX kernels can crash where the tiles themselves run (seen:
-    # SIGSEGV in ggml_backend_amx_mul_mat on a KVM Xeon whose probe ran AMX fine); AVX-512
-    # is worth keeping.
-    NATIVE_NO_AMX = "native-noamx"
     GENERIC = "generic"  # AVX2 + FMA + F16C, nothing newer
     BASELINE = "baseline"  # SSE4.2 only
 
@@ -80,10 +76,8 @@ def _path_free(arg: str) -> str:
 
 
 def plan_for(mode: Mode, report: CpuReport) -> BuildPlan:
-    if mode in (Mode.NATIVE, Mode.NATIVE_NO_AMX):
+    if mode is Mode.NATIVE:
         disabled = report.disable_flags()
-        if mode is Mode.NATIVE_NO_AMX:
-            disabled += tuple(f for f in DISABLE_FLAGS["amx"] if f not in disabled)
         args = ["-DGGML_NATIVE=ON"]
         if disabled:
             flags = " ".join(disabled)
@@ -111,15 +105,13 @@ def plan_for(mode: Mode, report: CpuReport) -> BuildPlan:
 def fallbacks(mode: Mode, report: CpuReport) -> list[Mode]:
     """The modes to try in order, each after the one before died at its first decode."""
     chain = {
-        Mode.NATIVE: [Mode.NATIVE, Mode.NATIVE_NO_AMX, Mode.GENERIC, Mode.BASELINE],
+        Mode.NATIVE: [Mode.NATIVE, Mode.GENERIC, Mode.BASELINE],
         Mode.PORTABLE: [Mode.PORTABLE, Mode.BASELINE],
         Mode.GENERIC: [Mode.GENERIC, Mode.BASELINE],
         Mode.BASELINE: [Mode.BASELINE],
     }[mode]
     if report.features and not report.usable("avx2"):
         chain = [m for m in chain if m is not Mode.GENERIC]
-    if not report.amx_in_native():
-        chain = [m for m in chain if m is not Mode.NATIVE_NO_AMX]  # it would be the same build
     return chain
 
 

@@ -80,13 +80,6 @@ class CpuReport:
                 flags.extend(DISABLE_FLAGS[report.feature])
         return tuple(flags)
 
-    def amx_in_native(self) -> bool:
-        """Whether a native build compiles AMX in: -march=native enables it and the probe did
-        not rule it out."""
-        return _NATIVE_OPTION["amx"] in self.native_options and "-mno-amx-int8" not in (
-            self.disable_flags()
-        )
-
     def usable(self, feature: str) -> bool:
         return any(r.feature == feature and r.usable for r in self.features)
 
