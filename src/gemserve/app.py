@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from gemserve.api import classic, files, health, interactions, models, uploads
+from gemserve.api import classic, files, health, interactions, models, openai, uploads
 from gemserve.api.context import AppContext
 from gemserve.api.errors import (
     client_gone_handler,
@@ -35,6 +35,7 @@ from gemserve.service.interactions import InteractionService
 from gemserve.service.keys import Authenticator
 from gemserve.service.media import MediaPipeline
 from gemserve.service.models import ModelCatalog
+from gemserve.service.openai import ChatCompletionService
 from gemserve.service.retention import sweep_forever, sweep_once
 from gemserve.service.signatures import ThoughtSigner, load_or_create_key
 from gemserve.service.turn import TurnPipeline
@@ -138,6 +139,7 @@ def create_app(
         turns=turns,
         interactions=interactions_service,
         generate_content=GenerateContentService(turns),
+        chat_completions=ChatCompletionService(turns),
         models=ModelCatalog(registry),
         files=files_service,
         auth=Authenticator(store, keys_required=settings.require_keys),
@@ -181,6 +183,7 @@ def create_app(
             *health.routes,
             *interactions.routes,
             *classic.routes,
+            *openai.routes,
             *models.routes,
             *files.routes,
             *uploads.routes,

@@ -15,6 +15,7 @@ from gemserve.service.files import FileService
 from gemserve.service.interactions import InteractionService
 from gemserve.service.keys import Authenticator
 from gemserve.service.models import ModelCatalog
+from gemserve.service.openai import ChatCompletionService
 from gemserve.service.turn import TurnPipeline
 
 _VERSION = re.compile(r"^v\d+(?:(?:alpha|beta)\d*)?$")
@@ -28,6 +29,7 @@ class AppContext:
     turns: TurnPipeline
     interactions: InteractionService
     generate_content: GenerateContentService
+    chat_completions: ChatCompletionService
     models: ModelCatalog
     auth: Authenticator
     files: FileService

@@ -6,6 +6,7 @@ from typing import Any
 
 from gemserve.config import ModelRegistry
 from gemserve.protocol.models import model_resource
+from gemserve.protocol.openai.response import model_object
 from gemserve.service.paging import page_window
 
 MAX_PAGE_SIZE = 1000
@@ -36,3 +37,12 @@ class ModelCatalog:
         spec = resolved.spec
         alias_of = None if resolved.requested_name == spec.id else spec.id
         return model_resource(resolved.requested_name, spec, alias_of=alias_of)
+
+    # ----- the OpenAI-compatible view -------------------------------------------------------
+
+    def openai_list(self) -> dict[str, Any]:
+        names = [spec.id for spec in self._registry.specs] + sorted(self._registry.aliases)
+        return {"object": "list", "data": [model_object(name) for name in names]}
+
+    def openai_get(self, name: str) -> dict[str, Any]:
+        return model_object(self._registry.resolve(name).requested_name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gemserve.config import Limits, ModelSpec
 from gemserve.engine import SamplingParams
 from gemserve.errors import InvalidArgument
@@ -9,27 +11,30 @@ from gemserve.service.turn_input import GenerationKnobs
 
 
 def sampling_params(
-    knobs: GenerationKnobs, spec: ModelSpec, limits: Limits, path: str = "generation_config"
+    knobs: GenerationKnobs,
+    spec: ModelSpec,
+    limits: Limits,
+    path: Callable[[str], str] = lambda knob: f"generation_config.{knob}",
 ) -> SamplingParams:
-    """``path`` is where the knobs sit in the client's request, for error messages."""
+    """``path`` names a knob as the client's request does, for error messages."""
     defaults = spec.sampling
     max_tokens = knobs.max_output_tokens
     if max_tokens is None:
         max_tokens = min(defaults.max_output_tokens, spec.output_token_limit)
     elif max_tokens > spec.output_token_limit:
         raise InvalidArgument(
-            f"Invalid value at '{path}.max_output_tokens': {max_tokens} exceeds the "
+            f"Invalid value at '{path('max_output_tokens')}': {max_tokens} exceeds the "
             f"output token limit of model {spec.id!r} ({spec.output_token_limit})."
         )
     stops = knobs.stop_sequences
     if len(stops) > limits.max_stop_sequences:
         raise InvalidArgument(
-            f"Invalid value at '{path}.stop_sequences': {len(stops)} sequences; "
+            f"Invalid value at '{path('stop_sequences')}': {len(stops)} sequences; "
             f"the limit is {limits.max_stop_sequences}."
         )
     if any(len(s) > limits.max_stop_sequence_chars for s in stops):
         raise InvalidArgument(
-            f"Invalid value at '{path}.stop_sequences': a sequence is longer than "
+            f"Invalid value at '{path('stop_sequences')}': a sequence is longer than "
             f"{limits.max_stop_sequence_chars} characters."
         )
     return SamplingParams(

@@ -64,7 +64,7 @@ class TurnPipeline:
         """Validate and render the turn for its model; raises every client error there is
         (short of the context check, which needs the engine's tokenizer and template)."""
         spec, engine = self.model(turn.model)
-        sampling = sampling_params(turn.knobs, spec, self._limits, turn.config_path)
+        sampling = sampling_params(turn.knobs, spec, self._limits, turn.knob_path)
         plan = plan_thinking(turn.thinking, spec)
         messages = restore_thoughts(turn.conversation, self._signer, spec.thinking)
         prepared = await self._media.prepare(

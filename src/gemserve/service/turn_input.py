@@ -92,5 +92,10 @@ class TurnInput:
     # Leading conversation items that came from the server's store: a prompt too long for
     # the context says the history counts toward it.
     history_items: int = 0
-    # Where the knobs sit in this surface's request, for error messages.
+    # Where the knobs sit in this surface's request, for error messages: under
+    # ``config_path``, or at a path of their own (OpenAI's ``max_tokens``, ``stop``).
     config_path: str = "generation_config"
+    knob_paths: tuple[tuple[str, str], ...] = ()
+
+    def knob_path(self, knob: str) -> str:
+        return dict(self.knob_paths).get(knob, f"{self.config_path}.{knob}")

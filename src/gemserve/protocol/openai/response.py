@@ -1,0 +1,92 @@
+"""Response bodies of the OpenAI-compatible surface: chat completions, their stream chunks,
+the model list, and OpenAI's error envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def completion_usage(
+    prompt: int, completion: int, reasoning: int = 0, cached: int = 0
+) -> dict[str, Any]:
+    """OpenAI counts reasoning inside ``completion_tokens``."""
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion + reasoning,
+        "total_tokens": prompt + completion + reasoning,
+        "prompt_tokens_details": {"cached_tokens": cached},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
+
+
+def chat_completion(
+    completion_id: str,
+    created: int,
+    model: str,
+    content: str,
+    finish_reason: str,
+    usage: dict[str, Any],
+    reasoning: str | None = None,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}
+        ],
+        "usage": usage,
+    }
+
+
+def chunk(
+    completion_id: str,
+    created: int,
+    model: str,
+    delta: dict[str, Any] | None,
+    finish_reason: str | None = None,
+    usage: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A stream chunk; ``delta`` None makes the usage-only chunk (``choices: []``)."""
+    out: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": []
+        if delta is None
+        else [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+    }
+    if usage is not None:
+        out["usage"] = usage
+    return out
+
+
+def model_object(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "gemserve"}
+
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable",
+}
+
+
+def error_body(status: int, message: str, code: str | None = None) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": message,
+            "type": ERROR_TYPES.get(status, "server_error"),
+            "param": None,
+            "code": code,
+        }
+    }

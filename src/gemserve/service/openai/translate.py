@@ -1,0 +1,92 @@
+"""A turn's events as chat completions: the whole ``chat.completion``, or its chunks (the
+answer's pieces as ``delta.content``, the thought's as ``delta.reasoning_content``; the last
+chunk carries ``finish_reason``, then a usage chunk when ``stream_options.include_usage``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from gemserve.engine import FinishReason, TextDelta, ThoughtDelta
+from gemserve.errors import Internal
+from gemserve.protocol.openai.response import chat_completion, chunk, completion_usage
+from gemserve.service.turn import StartedTurn
+from gemserve.service.turn_events import TurnDone, TurnUsage
+
+FINISH_REASONS = {
+    FinishReason.STOP: "stop",
+    FinishReason.MAX_TOKENS: "length",
+    FinishReason.CONTEXT: "length",
+    FinishReason.CANCELLED: "stop",
+}
+GENERATION_FAILED = {
+    "error": {"message": "Generation failed.", "type": "server_error", "param": None, "code": None}
+}
+
+
+@dataclass(frozen=True)
+class CompletionShape:
+    """What every response of one request repeats."""
+
+    completion_id: str
+    created: int
+    model: str
+
+
+async def stream_chunks(
+    turn: StartedTurn, shape: CompletionShape, *, include_usage: bool
+) -> AsyncIterator[dict[str, Any]]:
+    ident = (shape.completion_id, shape.created, shape.model)
+    try:
+        yield chunk(*ident, {"role": "assistant", "content": ""})
+        async for event in turn.events():
+            if type(event) is TextDelta:
+                yield chunk(*ident, {"content": event.text})
+            elif type(event) is ThoughtDelta:
+                if turn.summaries:
+                    yield chunk(*ident, {"reasoning_content": event.text})
+            elif isinstance(event, TurnDone):
+                if event.error is not None:
+                    yield GENERATION_FAILED
+                    return
+                yield chunk(*ident, {}, FINISH_REASONS[event.reason])
+                if include_usage:
+                    yield chunk(*ident, None, usage=_usage(event.usage))
+    finally:
+        turn.cancel()  # closing the stream early must stop generation
+
+
+async def whole_completion(turn: StartedTurn, shape: CompletionShape) -> dict[str, Any]:
+    thought: list[str] = []
+    answer: list[str] = []
+    done: TurnDone | None = None
+    try:
+        async for event in turn.events():
+            if type(event) is TextDelta:
+                answer.append(event.text)
+            elif type(event) is ThoughtDelta:
+                thought.append(event.text)
+            elif isinstance(event, TurnDone):
+                done = event
+    finally:
+        turn.cancel()
+    assert done is not None
+    if done.error is not None:
+        raise Internal("Generation failed.")
+    reasoning = "".join(thought).strip() if turn.summaries else None
+    return chat_completion(
+        shape.completion_id,
+        shape.created,
+        shape.model,
+        "".join(answer),
+        FINISH_REASONS[done.reason],
+        _usage(done.usage),
+        reasoning,
+    )
+
+
+def _usage(usage: TurnUsage) -> dict[str, Any]:
+    return completion_usage(
+        usage.input_tokens, usage.output_tokens, usage.thought_tokens, usage.cached_tokens
+    )
