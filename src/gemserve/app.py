@@ -28,7 +28,6 @@ from gemserve.engine import Engine
 from gemserve.errors import GemserveError
 from gemserve.media.transcribe import Transcriber, whisper_model_dir
 from gemserve.service.classic import GenerateContentService
-from gemserve.service.clock import utc_now
 from gemserve.service.fetch import RemoteFetcher
 from gemserve.service.files import FileService
 from gemserve.service.interactions import InteractionService
@@ -42,11 +41,6 @@ from gemserve.service.turn import TurnPipeline
 from gemserve.store import SqlStore, database_url_for
 from gemserve.store.blobs import LocalBlobStore
 from gemserve.store.sql_files import SqlFileStore
-
-INTERRUPTED = {
-    "code": "INTERNAL",
-    "message": "The server stopped while this interaction was being generated.",
-}
 
 if TYPE_CHECKING:
     from gemserve.engine.llama.native_thread import NativeThread
@@ -149,7 +143,7 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         await store.start()
-        recovered = await store.fail_unfinished(INTERRUPTED, utc_now())
+        recovered = await interactions_service.recover_interrupted()
         if recovered:
             log.warning("marked %d interactions interrupted by a restart as failed", recovered)
         blobs.start()

@@ -88,6 +88,9 @@ class Store(Protocol):
     async def fail_unfinished(self, error: dict[str, Any], now: datetime) -> int:
         """Crash recovery: mark every non-terminal interaction failed; returns how many."""
 
+    async def unfinished_interactions(self) -> list[InteractionRecord]:
+        """Every non-terminal interaction, of every tenant (crash recovery)."""
+
     async def delete_expired(self, now: datetime, limit: int) -> int: ...
 
     # --- API keys ------------------------------------------------------------------------

@@ -176,6 +176,12 @@ class SqlStore:
             )
             return int(result.rowcount)
 
+    async def unfinished_interactions(self) -> list[InteractionRecord]:
+        query = sa.select(interactions).where(interactions.c.status.not_in(TERMINAL_STATUSES))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [InteractionRecord(**dict(row)) for row in rows]
+
     async def delete_expired(self, now: datetime, limit: int) -> int:
         expired = sa.select(interactions.c.id).where(interactions.c.expires_at <= now).limit(limit)
         async with self.write() as conn:

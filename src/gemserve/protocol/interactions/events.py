@@ -17,6 +17,12 @@ Event = dict[str, Any]
 
 _EVENT_ID = re.compile(r"^evt_([0-9a-f]{8})_([0-9]{1,9})$")
 
+# Where the events that close an interaction cut short by a crash are numbered from. The run
+# streamed events before the journal stored them, so a client may have seen ids past the
+# stored end; numbering the verdict far above any id a run reaches means an id, once sent,
+# never names another event, and still sorts after everything the client saw.
+RECOVERY_SEQ = 900_000_000
+
 
 def event_tag(interaction_id: str) -> str:
     """Eight hex digits of the interaction id, so an event id names its interaction."""

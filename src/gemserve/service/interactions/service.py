@@ -15,11 +15,18 @@ from typing import Any
 from gemserve.config import Limits
 from gemserve.errors import FailedPrecondition, NotFound, Unavailable
 from gemserve.protocol.interactions import CreateInteraction, InputStep, parse_input
-from gemserve.protocol.interactions.events import Event, EventSequencer, next_event, parse_event_id
+from gemserve.protocol.interactions.events import (
+    RECOVERY_SEQ,
+    Event,
+    EventSequencer,
+    next_event,
+    parse_event_id,
+)
 from gemserve.protocol.interactions.status import TERMINAL_STATUSES
 from gemserve.protocol.interactions.views import interaction_header, interaction_view
 from gemserve.service.clock import Clock, IdFactory, new_interaction_id, utc_now
 from gemserve.service.interactions.history import check_interaction_id, load_chain
+from gemserve.service.interactions.recovery import recover_interrupted
 from gemserve.service.interactions.translate import interaction_events
 from gemserve.service.interactions.turns import history_items, turn_input
 from gemserve.service.journal import EventJournal
@@ -50,6 +57,10 @@ class InteractionService:
         self._new_id = new_id
         self.live = LiveRegistry()
         self._journal = EventJournal(store)
+
+    async def recover_interrupted(self) -> int:
+        """At start: close the interactions a crash cut short (see ``recovery.py``)."""
+        return await recover_interrupted(self._store, self._clock)
 
     async def shutdown(self) -> None:
         """Cancel the running interactions, let them store their final state, stop writing."""
@@ -172,15 +183,25 @@ class InteractionService:
         while index < len(events):
             event, index = next_event(events, index)
             yield event
-        last = events[-1]["event_type"] if events else None
-        if record.status in TERMINAL_STATUSES and last not in (None, "interaction.completed"):
-            # Interrupted by a crash: the log has no end, so close it with the stored verdict.
-            sequencer = EventSequencer(record.id, next_seq=after + len(events) + 1)
+        if record.status in TERMINAL_STATUSES and not await self._log_is_closed(record, events):
+            # Closed by an older server, which stored no verdict: give it one, numbered as
+            # recovery numbers it (never an id the client may have seen).
+            sequencer = EventSequencer(record.id, next_seq=RECOVERY_SEQ)
+            verdict = []
             if record.error is not None:
-                yield sequencer.error(record.error)
+                verdict.append(sequencer.error(record.error))
             view = interaction_view(record)
             del view["steps"]
-            yield sequencer.completed(view)
+            verdict.append(sequencer.completed(view))
+            for event in verdict:
+                if parse_event_id(event["event_id"], record.id) > after:
+                    yield event
+
+    async def _log_is_closed(self, record: InteractionRecord, tail: list[Event]) -> bool:
+        if tail:
+            return bool(tail[-1]["event_type"] == "interaction.completed")
+        whole = await self._store.get_events(record.id, 0)
+        return not whole or whole[-1]["event_type"] == "interaction.completed"
 
     async def cancel(self, tenant: str, interaction_id: str) -> dict[str, Any]:
         record = await self._record(tenant, interaction_id)
