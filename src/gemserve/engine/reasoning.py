@@ -29,7 +29,15 @@ def _held_suffix(text: str, tag: str) -> int:
 
 
 class ThinkingParser:
-    __slots__ = ("_answer_started", "_buffer", "_close", "_open", "_thought_started", "phase")
+    __slots__ = (
+        "_answer_started",
+        "_buffer",
+        "_close",
+        "_open",
+        "_thought_started",
+        "opened",
+        "phase",
+    )
 
     def __init__(self, open_tag: str, close_tag: str, *, phase: Phase = Phase.BEFORE) -> None:
         """``phase``: THOUGHT when the prompt already opened the thought, ANSWER when it
@@ -40,6 +48,8 @@ class ThinkingParser:
         self._buffer = ""
         self._thought_started = False
         self._answer_started = False
+        # The output itself opened a thought (not the prompt).
+        self.opened = False
 
     @property
     def holding_tag(self) -> bool:
@@ -55,6 +65,7 @@ class ThinkingParser:
                 head = buf.lstrip()
                 if head.startswith(self._open):
                     self.phase = Phase.THOUGHT
+                    self.opened = True
                     buf = head[len(self._open) :]
                     continue
                 if self._open.startswith(head):  # still possibly the opening tag

@@ -16,11 +16,12 @@ from gemserve.engine.llama import LlamaEngine, scheduler
 from gemserve.engine.llama.sampling import (
     PENALTY_WINDOW,
     ChainSampler,
+    Grammar,
     GreedySampler,
     make_sampler,
 )
-from tests.conftest import default_spec
-from tests.engine.llama.test_engine import GREEDY, QUESTIONS, request, run
+from tests.support.generation import GREEDY, QUESTIONS, request, run
+from tests.support.llama import default_spec
 
 N_VOCAB = 2000
 TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
@@ -92,10 +93,10 @@ def test_only_plain_greedy_takes_the_fast_path(vocab: Any) -> None:
         }
         return SamplingParams(**{**base, **changes})
 
-    assert isinstance(make_sampler(params(), None, N_VOCAB), GreedySampler)
+    assert isinstance(make_sampler(params(), None, None, N_VOCAB), GreedySampler)
     for sampler in (
-        make_sampler(params(temperature=0.7), None, N_VOCAB),
-        make_sampler(params(grammar='root ::= "yes"'), vocab, N_VOCAB),
+        make_sampler(params(temperature=0.7), None, None, N_VOCAB),
+        make_sampler(params(), Grammar('root ::= "yes"'), vocab, N_VOCAB),
     ):
         assert isinstance(sampler, ChainSampler)
         sampler.free()
@@ -124,7 +125,11 @@ async def test_real_model_greedy_text_is_the_chains_text(
     questions = [q for q, _ in QUESTIONS[:3]] + ["Write a long story about a dragon."]
     fast = [[await run(engine, request(q, s)) for q in questions] for s in samplings]
     monkeypatch.setattr(
-        scheduler, "make_sampler", lambda sampling, vocab, n: ChainSampler(sampling, vocab, n)
+        scheduler,
+        "make_sampler",
+        lambda sampling, grammar, vocab, n, history=(): ChainSampler(
+            sampling, grammar, vocab, n, history
+        ),
     )
     chain = [[await run(engine, request(q, s)) for q in questions] for s in samplings]
     assert [[t for t, _ in row] for row in fast] == [[t for t, _ in row] for row in chain]

@@ -8,6 +8,7 @@ import pytest
 
 from gemserve.engine import (
     ChatMessage,
+    Constraint,
     Finished,
     GenerationRequest,
     ReasoningControl,
@@ -27,15 +28,22 @@ THINK_GRAMMAR = (
 QUESTION = (ChatMessage("user", "How many paws do two dogs have?"),)
 
 
-def greedy(max_output_tokens: int = 32, grammar: str | None = THINK_GRAMMAR) -> SamplingParams:
+def greedy(max_output_tokens: int = 32) -> SamplingParams:
     return SamplingParams(
         temperature=0.0,
         top_p=1.0,
         top_k=0,
         max_output_tokens=max_output_tokens,
         repeat_penalty=1.15,
-        grammar=grammar,
     )
+
+
+def request(
+    reasoning: ReasoningControl | None = None, grammar: str | None = THINK_GRAMMAR
+) -> GenerationRequest:
+    """A model-level grammar: it shapes the whole output, thought included."""
+    constraint = Constraint(grammar, scope="output") if grammar is not None else None
+    return GenerationRequest(QUESTION, greedy(), reasoning=reasoning, constraint=constraint)
 
 
 async def think(engine: LlamaEngine, request: GenerationRequest) -> tuple[str, str, Finished]:
@@ -55,9 +63,7 @@ async def think(engine: LlamaEngine, request: GenerationRequest) -> tuple[str, s
 
 async def test_the_native_format_is_split_into_thought_and_answer(engine: LlamaEngine) -> None:
     control = ReasoningControl(budget=200)
-    thought, answer, finished = await think(
-        engine, GenerationRequest(QUESTION, greedy(), reasoning=control)
-    )
+    thought, answer, finished = await think(engine, request(control))
     assert thought.strip()
     assert answer.strip()
     for text in (thought, answer):
@@ -68,9 +74,7 @@ async def test_the_native_format_is_split_into_thought_and_answer(engine: LlamaE
 
 
 async def test_the_engine_closes_the_thought_at_the_budget(engine: LlamaEngine) -> None:
-    free = await think(
-        engine, GenerationRequest(QUESTION, greedy(), reasoning=ReasoningControl(budget=200))
-    )
+    free = await think(engine, request(ReasoningControl(budget=200)))
     natural = free[2].thought_tokens
     assert natural > 12, "the unconstrained thought must be longer than the budgets below"
     slack = len(await engine.tokenize("</think>\n\n"))
@@ -79,21 +83,15 @@ async def test_the_engine_closes_the_thought_at_the_budget(engine: LlamaEngine) 
     # forbids (llama.cpp would abort), so a tiny budget closes a little later.
     floor = len(await engine.tokenize("<think>")) + 2
     for budget in (1, 4, 8):
-        _, answer, finished = await think(
-            engine,
-            GenerationRequest(QUESTION, greedy(), reasoning=ReasoningControl(budget=budget)),
-        )
+        _, answer, finished = await think(engine, request(ReasoningControl(budget=budget)))
         assert finished.thought_tokens <= max(budget, floor) + slack, budget
         assert finished.thought_tokens < natural
         assert answer.strip(), "the model must go on to answer once the thought is closed"
 
 
 async def test_budget_zero_switches_thinking_off(engine: LlamaEngine) -> None:
-    plain = await think(engine, GenerationRequest(QUESTION, greedy(grammar=None)))
-    off = await think(
-        engine,
-        GenerationRequest(QUESTION, greedy(grammar=None), reasoning=ReasoningControl(budget=0)),
-    )
+    plain = await think(engine, request(grammar=None))
+    off = await think(engine, request(ReasoningControl(budget=0), grammar=None))
     thought, answer, finished = off
     assert thought == ""
     assert finished.thought_tokens == 0
@@ -105,4 +103,4 @@ async def test_budget_zero_switches_thinking_off(engine: LlamaEngine) -> None:
 
 async def test_an_invalid_grammar_is_refused_before_decoding(engine: LlamaEngine) -> None:
     with pytest.raises(InvalidArgument, match="grammar"):
-        await engine.generate(GenerationRequest(QUESTION, greedy(grammar="root ::= (")))
+        await engine.generate(request(grammar="root ::= ("))

@@ -16,12 +16,15 @@ from gemserve.engine.base import (
     ModelCapabilities,
 )
 from gemserve.engine.chat_template import CHATML_TEMPLATE, ChatTemplate, ChatTemplateError
+from gemserve.engine.llama.grammar import GrammarPlan, GrammarPlans
 from gemserve.engine.llama.native import LoadedModel
 from gemserve.engine.llama.native_thread import NativeThread
 from gemserve.engine.llama.projector import MultimodalPrompt, Projector, ProjectorError
+from gemserve.engine.llama.sampling import Grammar
 from gemserve.engine.llama.scheduler import Scheduler, Sequence
 from gemserve.engine.llama.selfcheck import SelfCheckResult, decode_one_batch, injected_fault
-from gemserve.engine.reasoning import Phase, ThinkingParser
+from gemserve.engine.output import SequenceOutput
+from gemserve.engine.reasoning import Phase
 from gemserve.errors import InvalidArgument, Unavailable
 
 
@@ -33,8 +36,9 @@ class LlamaStream:
         scheduler: Scheduler,
         prompt: list[int],
         request: GenerationRequest,
+        output: SequenceOutput,
         media: MultimodalPrompt | None = None,
-        thinking: tuple[ThinkingParser, tuple[int, ...]] | None = None,
+        grammars: GrammarPlan | None = None,
     ):
         self.prompt_tokens = len(prompt)
         self._queue: asyncio.Queue[list[EngineEvent]] = asyncio.Queue()
@@ -45,11 +49,9 @@ class LlamaStream:
             sampling=request.sampling,
             loop=asyncio.get_running_loop(),
             sink=self._queue.put_nowait,
+            output=output,
             media=media,
-            constraint=request.constraint,
-            reasoning=request.reasoning,
-            thinking=thinking[0] if thinking else None,
-            close_tokens=thinking[1] if thinking else (),
+            grammars=grammars,
         )
 
     def submit(self) -> None:
@@ -109,7 +111,7 @@ class LlamaEngine:
         self._projector: Projector | None = None
         # What the configuration promises until the projector is loaded and says.
         self._modalities = frozenset({"text", "image"} if mmproj_path else {"text"})
-        self._valid_grammars: set[str] = set()
+        self._grammars = GrammarPlans(self._grammar_is_valid)
         self._model: LoadedModel | None = None
         self._scheduler: Scheduler | None = None
         self._template: ChatTemplate | None = None
@@ -249,31 +251,31 @@ class LlamaEngine:
             )
         return prompt
 
-    def _check_grammar(self, grammar: str) -> None:
-        if grammar in self._valid_grammars:
-            return
+    def _grammar_is_valid(self, grammar: Grammar) -> bool:
         model, _, _ = self._require()
-        if not model.grammar_is_valid(grammar):
-            raise InvalidArgument(f"The grammar of model {self._model_id!r} is invalid.")
-        self._valid_grammars.add(grammar)
+        return model.grammar_is_valid(grammar)
 
     def _prepare(
         self, request: GenerationRequest
-    ) -> tuple[MultimodalPrompt, tuple[ThinkingParser, tuple[int, ...]] | None]:
-        constraint = request.constraint
-        if constraint is not None:
-            if constraint.scope != "output" or constraint.triggers:
-                raise InvalidArgument("Answer-scoped and lazy constraints are not served yet.")
-            self._check_grammar(constraint.grammar)
+    ) -> tuple[MultimodalPrompt, SequenceOutput, GrammarPlan | None]:
+        """In a worker thread: the prompt's tokens, the output's processing, and the
+        constraint's grammars (validated; an invalid grammar is refused here)."""
+        constraint, control = request.constraint, request.reasoning
+        grammars = self._grammars.get(constraint, control) if constraint is not None else None
         rendered, phase = self._render(request)
         prompt = self._prompt_tokens(request, rendered)
-        control = request.reasoning
-        if control is None:
-            return prompt, None
-        model, _, _ = self._require()
-        parser = ThinkingParser(control.open_tag, control.close_tag, phase=phase)
-        close = tuple(model.tokenize(control.close_tag + "\n\n", add_special=False))
-        return prompt, (parser, close)
+        close: tuple[int, ...] = ()
+        if control is not None:
+            model, _, _ = self._require()
+            close = tuple(model.tokenize(control.close_tag + "\n\n", add_special=False))
+        output = SequenceOutput(
+            stop_sequences=request.sampling.stop_sequences,
+            reasoning=control,
+            phase=phase,
+            close_tokens=close,
+            constraint=constraint,
+        )
+        return prompt, output, grammars
 
     async def generate(self, request: GenerationRequest) -> LlamaStream:
         if not self.ready:
@@ -282,7 +284,7 @@ class LlamaEngine:
 
     async def _generate(self, request: GenerationRequest) -> LlamaStream:
         _, scheduler, _ = self._require()
-        prompt, thinking = await asyncio.to_thread(self._prepare, request)
+        prompt, output, grammars = await asyncio.to_thread(self._prepare, request)
         media = prompt if prompt.spans else None
         try:
             if len(prompt.tokens) >= self._context_length:
@@ -291,7 +293,7 @@ class LlamaEngine:
                     f"{self._model_id!r} has a context of {self._context_length} tokens (prompt "
                     "and output together)."
                 )
-            stream = LlamaStream(scheduler, prompt.tokens, request, media, thinking)
+            stream = LlamaStream(scheduler, prompt.tokens, request, output, media, grammars)
             stream.submit()
         except BaseException:
             if media is not None and self._projector is not None:
@@ -314,7 +316,10 @@ class LlamaEngine:
             requests_cancelled=scheduler.requests_cancelled,
             images_encoded=scheduler.images_encoded,
             peak_active=scheduler.peak_active,
-            extra={"decode_threads": float(scheduler.threads_now)},
+            extra={
+                "decode_threads": float(scheduler.threads_now),
+                "grammars_cached": float(len(self._grammars)),
+            },
         )
 
 

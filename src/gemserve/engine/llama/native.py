@@ -15,6 +15,7 @@ from typing import Any
 import llama_cpp as llama
 import llama_cpp.mtmd_cpp as mtmd
 
+from gemserve.engine.llama.sampling import Grammar
 from gemserve.engine.llama.variants import load_cpu_backend
 
 log = logging.getLogger("gemserve.llama")
@@ -90,17 +91,22 @@ class LoadedModel:
             self.special_token_text(eos) if eos >= 0 else "",
         )
 
-    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
-        """Tokenize a rendered prompt; special tokens written by the template are parsed."""
+    def tokenize(
+        self, text: str, *, add_special: bool = True, parse_special: bool = True
+    ) -> list[int]:
+        """Tokenize text. ``parse_special``: special-token text (a template's markers) becomes
+        those tokens; off for generated text, which the model wrote as ordinary pieces."""
         data = text.encode("utf-8")
         capacity = len(data) + 8
         tokens = (llama.llama_token * capacity)()
-        n = llama.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_special, True)
+        n = llama.llama_tokenize(
+            self.vocab, data, len(data), tokens, capacity, add_special, parse_special
+        )
         if n < 0:
             capacity = -n
             tokens = (llama.llama_token * capacity)()
             n = llama.llama_tokenize(
-                self.vocab, data, len(data), tokens, capacity, add_special, True
+                self.vocab, data, len(data), tokens, capacity, add_special, parse_special
             )
         return list(tokens[:n])
 
@@ -117,9 +123,11 @@ class LoadedModel:
             self._pieces[token] = cached
         return cached
 
-    def grammar_is_valid(self, grammar: str) -> bool:
-        """Whether llama.cpp parses this GBNF grammar (rule ``root``) for this vocabulary."""
-        sampler = llama.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
+    def grammar_is_valid(self, grammar: Grammar) -> bool:
+        """Whether llama.cpp parses this GBNF grammar (from its root rule) for this vocabulary."""
+        sampler = llama.llama_sampler_init_grammar(
+            self.vocab, grammar.text.encode(), grammar.root.encode()
+        )
         if not sampler:
             return False
         llama.llama_sampler_free(sampler)

@@ -7,12 +7,19 @@ tokens in the penalty window can change, so :class:`GreedySampler` adjusts those
 in place, with the same float32 arithmetic, and takes the first maximum as llama.cpp does.
 It picks the same token as the chain (``tests/engine/llama/test_sampling.py`` checks this
 against the chain itself); anything that is not plain greedy uses the chain.
+
+A sequence's sampler is rebuilt when its constraint's grammar switches on or off mid-sequence
+(``output.Gate``): the new one takes the recent tokens (``history``) into its penalties, so the
+switch changes nothing but the grammar, and plain greedy decoding keeps the fast path whenever
+no grammar is on.
 """
 
 from __future__ import annotations
 
 import ctypes
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import llama_cpp as llama
@@ -22,6 +29,14 @@ from gemserve.engine.base import SamplingParams
 
 # Tokens of the answer so far that the penalties look at (llama.cpp's penalty_last_n).
 PENALTY_WINDOW = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Grammar:
+    """GBNF text and the rule the grammar starts from."""
+
+    text: str
+    root: str = "root"
 
 
 class TokenSampler(Protocol):
@@ -37,20 +52,34 @@ class TokenSampler(Protocol):
         """Whether the grammar, if any, accepts ``token`` next."""
         ...
 
+    def replay(self, tokens: Sequence[int]) -> bool:
+        """The grammar takes text generated before it switched on (``tokens`` spell it; the
+        penalties saw the real tokens). False at the first token it rejects."""
+        ...
+
     def free(self) -> None: ...
 
 
 def make_sampler(
-    sampling: SamplingParams, grammar: str | None, vocab: Any, n_vocab: int
+    sampling: SamplingParams,
+    grammar: Grammar | None,
+    vocab: Any,
+    n_vocab: int,
+    history: Sequence[int] = (),
 ) -> TokenSampler:
+    """``history``: the tokens generated so far (the last ``PENALTY_WINDOW`` count), for a
+    sampler that replaces another mid-sequence."""
     if sampling.temperature <= 0.0 and grammar is None:
-        return GreedySampler(
+        sampler = GreedySampler(
             n_vocab,
             repeat=sampling.repeat_penalty,
             frequency=sampling.frequency_penalty,
             presence=sampling.presence_penalty,
         )
-    return ChainSampler(sampling, grammar, vocab, n_vocab)
+        for token in history[-PENALTY_WINDOW:]:
+            sampler.accept(token)
+        return sampler
+    return ChainSampler(sampling, grammar, vocab, n_vocab, history)
 
 
 class GreedySampler:
@@ -113,6 +142,9 @@ class GreedySampler:
     def allows(self, token: int) -> bool:
         return True
 
+    def replay(self, tokens: Sequence[int]) -> bool:
+        return True
+
     def free(self) -> None:
         pass
 
@@ -121,29 +153,36 @@ class ChainSampler:
     """A llama.cpp sampler chain: [grammar,] [penalties,] then greedy or top-k/top-p/temp/dist."""
 
     def __init__(
-        self, sampling: SamplingParams, grammar: str | None, vocab: Any, n_vocab: int
+        self,
+        sampling: SamplingParams,
+        grammar: Grammar | None,
+        vocab: Any,
+        n_vocab: int,
+        history: Sequence[int] = (),
     ) -> None:
         chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
         self._chain: ctypes.c_void_p | None = chain
         self._grammar: ctypes.c_void_p | None = None
         if grammar is not None:
-            sampler = llama.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-            if not sampler:  # validated when the model was loaded; a bug if it happens here
+            sampler = llama.llama_sampler_init_grammar(
+                vocab, grammar.text.encode(), grammar.root.encode()
+            )
+            if not sampler:  # validated before admission; a bug if it happens here
                 llama.llama_sampler_free(chain)
                 raise ValueError("invalid grammar")
             llama.llama_sampler_chain_add(chain, sampler)
             self._grammar = llama.llama_sampler_chain_get(chain, 0)
         if sampling.presence_penalty or sampling.frequency_penalty or sampling.repeat_penalty != 1:
-            llama.llama_sampler_chain_add(
-                chain,
-                llama.llama_sampler_init_penalties(
-                    n_vocab,
-                    PENALTY_WINDOW,
-                    sampling.repeat_penalty,
-                    sampling.frequency_penalty,
-                    sampling.presence_penalty,
-                ),
+            penalties = llama.llama_sampler_init_penalties(
+                n_vocab,
+                PENALTY_WINDOW,
+                sampling.repeat_penalty,
+                sampling.frequency_penalty,
+                sampling.presence_penalty,
             )
+            llama.llama_sampler_chain_add(chain, penalties)
+            for token in history[-PENALTY_WINDOW:]:
+                llama.llama_sampler_accept(penalties, token)
         if sampling.temperature <= 0.0:
             llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_greedy())
             return
@@ -152,7 +191,12 @@ class ChainSampler:
         if sampling.top_p < 1.0:
             llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_p(sampling.top_p, 1))
         llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_temp(sampling.temperature))
-        seed = llama.LLAMA_DEFAULT_SEED if sampling.seed is None else sampling.seed & 0xFFFFFFFF
+        # A sampler that replaces another mid-sequence does not replay the same random draws.
+        seed = (
+            llama.LLAMA_DEFAULT_SEED
+            if sampling.seed is None
+            else (sampling.seed + len(history)) & 0xFFFFFFFF
+        )
         llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_dist(seed))
 
     def sample(self, ctx: ctypes.c_void_p, batch_index: int) -> int:
@@ -169,6 +213,17 @@ class ChainSampler:
         array = llama.llama_token_data_array(candidate, 1, -1, False)
         llama.llama_sampler_apply(self._grammar, ctypes.byref(array))
         return bool(candidate[0].logit != float("-inf"))
+
+    def replay(self, tokens: Sequence[int]) -> bool:
+        grammar = self._grammar
+        if grammar is None:
+            return True
+        for token in tokens:
+            # llama.cpp aborts the process on accepting a token its grammar rejects: ask first.
+            if not self.allows(token):
+                return False
+            llama.llama_sampler_accept(grammar, token)
+        return True
 
     def free(self) -> None:
         if self._chain is not None:

@@ -3,9 +3,11 @@
 Each loop iteration admits waiting requests into free slots, builds one ``llama_batch``
 holding one token for every decoding sequence plus prefill chunks for new ones, calls
 ``llama_decode`` once (it releases the GIL), samples every sequence that produced logits with
-its own sampler (``sampling.py``), and hands the resulting text to asyncio through
-``loop.call_soon_threadsafe``, one call per event loop per step. Cancelled sequences are
-dropped at the top of the next iteration, so a slot frees within one decode step.
+its own sampler (``sampling.py``), passes each token to the sequence's ``SequenceOutput``
+(``engine/output.py``: text, thought, stop sequences, where the constraint applies), and hands
+the resulting events to asyncio through ``loop.call_soon_threadsafe``, one call per event loop
+per step. Cancelled sequences are dropped at the top of the next iteration, so a slot frees
+within one decode step.
 """
 
 from __future__ import annotations
@@ -21,23 +23,14 @@ from typing import Any
 import llama_cpp as llama
 import numpy as np
 
-from gemserve.engine.base import (
-    Constraint,
-    EngineEvent,
-    Finished,
-    FinishReason,
-    ReasoningControl,
-    SamplingParams,
-    TextDelta,
-    ThoughtDelta,
-)
+from gemserve.engine.base import EngineEvent, Finished, FinishReason, SamplingParams
+from gemserve.engine.llama.grammar import GrammarPlan
 from gemserve.engine.llama.native import LoadedModel
 from gemserve.engine.llama.native_thread import NativeThread
 from gemserve.engine.llama.projector import MediaSpan, MultimodalPrompt, Projector, ProjectorError
 from gemserve.engine.llama.sampling import TokenSampler, make_sampler
 from gemserve.engine.llama.slots import Slot, choose_slot, common_prefix
-from gemserve.engine.reasoning import Phase, ThinkingParser
-from gemserve.engine.text import IncrementalDetokenizer, StopMatcher
+from gemserve.engine.output import GateChange, SequenceOutput
 from gemserve.errors import Internal, ResourceExhausted
 
 log = logging.getLogger("gemserve.engine")
@@ -53,12 +46,10 @@ class Sequence:
     sampling: SamplingParams
     loop: asyncio.AbstractEventLoop
     sink: Sink
+    # What becomes of each generated token: events, forced tokens, the constraint's gate.
+    output: SequenceOutput
     media: MultimodalPrompt | None = None
-    constraint: Constraint | None = None
-    # Native reasoning: the budget, a parser of the output, and the closing tag's tokens.
-    reasoning: ReasoningControl | None = None
-    thinking: ThinkingParser | None = None
-    close_tokens: tuple[int, ...] = ()
+    grammars: GrammarPlan | None = None  # the request's constraint, validated
     cancelled: bool = False
     # Filled in on admission:
     seq_id: int = -1
@@ -69,13 +60,9 @@ class Sequence:
     n_generated: int = 0
     batch_index: int = -1
     sampler: TokenSampler | None = None
-    detok: IncrementalDetokenizer = field(default_factory=IncrementalDetokenizer)
-    stops: StopMatcher | None = None
     outbox: list[EngineEvent] = field(default_factory=list)
     finished: bool = False
     next_span: int = 0  # index of the first image chunk not yet in the KV cache
-    n_thought: int = 0  # generated tokens spent thinking
-    forced: deque[int] = field(default_factory=deque)  # tokens to emit instead of sampling
 
     @property
     def prefilling(self) -> bool:
@@ -308,9 +295,8 @@ class Scheduler:
         self._slot_of[best.seq_id] = best
         seq.seq_id = best.seq_id
         seq.n_past = seq.cached = reuse
-        grammar = seq.constraint.grammar if seq.constraint is not None else None
+        grammar = seq.grammars.for_gate(seq.output.gate) if seq.grammars is not None else None
         seq.sampler = make_sampler(seq.sampling, grammar, self._model.vocab, self._model.n_vocab)
-        seq.stops = StopMatcher(seq.sampling.stop_sequences)
         self._active.append(seq)
 
     def _decode_media(self) -> None:
@@ -428,13 +414,14 @@ class Scheduler:
             if seq.batch_index >= 0 and not seq.finished:
                 sampler = seq.sampler
                 assert sampler is not None
-                if seq.forced and not sampler.allows(seq.forced[0]):
+                forced = seq.output.forced
+                if forced and not sampler.allows(forced[0]):
                     # A grammar that forbids the tag here (an empty thought, say) would make
                     # llama.cpp abort on accepting it: let the model write on instead.
-                    seq.forced.clear()
-                if seq.forced:
+                    forced.clear()
+                if forced:
                     # The engine writes this token (a thought's closing tag), not the model.
-                    token = seq.forced.popleft()
+                    token = forced.popleft()
                     sampler.accept(token)
                 else:
                     token = sampler.sample(self._ctx, seq.batch_index)
@@ -448,80 +435,57 @@ class Scheduler:
             return
         seq.n_generated += 1
         self.tokens_generated += 1
-        text = seq.detok.feed(model.piece(token))
-        stopped = False
-        if seq.thinking is not None:
-            text, stopped = self._route_thinking(seq, text)
-        elif text and seq.stops is not None:
-            text, stopped = seq.stops.feed(text)
-        if text:
-            seq.outbox.append(TextDelta(text))
-        if stopped:
-            self._finish(seq, FinishReason.STOP, keep_held=False)
-        elif seq.n_generated - seq.n_thought >= seq.sampling.max_output_tokens:
+        output = seq.output
+        if output.feed(model.piece(token), seq.outbox):
+            self._finish(seq, FinishReason.STOP)
+        elif seq.n_generated - output.thought_tokens >= seq.sampling.max_output_tokens:
             self._finish(seq, FinishReason.MAX_TOKENS)
         elif seq.n_past + 1 >= self.context_length:
             self._finish(seq, FinishReason.CONTEXT)
         else:
+            if output.change is not None and not self._switch(seq, token, output.take_change()):
+                return
             seq.last_token = token
 
-    def _route_thinking(self, seq: Sequence, text: str) -> tuple[str, bool]:
-        """Send thought text as thought deltas; return the answer text (and whether a stop
-        sequence ended it). Counts thought tokens and closes a thought at its budget."""
-        parser = seq.thinking
-        assert parser is not None
-        thinking = parser.phase is not Phase.ANSWER
-        answer = ""
-        for is_thought, piece in parser.feed(text) if text else ():
-            if is_thought:
-                seq.outbox.append(ThoughtDelta(piece))
-            else:
-                answer += piece
-        if thinking and not answer:
-            seq.n_thought += 1
-        stopped = False
-        if answer and seq.stops is not None:
-            answer, stopped = seq.stops.feed(answer)
-        control = seq.reasoning
-        if (
-            control is not None
-            and parser.phase is Phase.THOUGHT
-            and seq.n_thought >= control.budget
-            and not parser.holding_tag
-            and not seq.forced
+    def _switch(self, seq: Sequence, token: int, change: GateChange | None) -> bool:
+        """The constraint's grammar switches on or off before the next token: a new sampler
+        with the same penalty history, whose grammar first takes the text generated from the
+        switch point on. False (the sequence ends in error) when that text, sampled before the
+        grammar applied, already breaks it."""
+        plans = seq.grammars
+        old = seq.sampler
+        if change is None or plans is None or old is None:
+            return True
+        model = self._model
+        sampler = make_sampler(
+            seq.sampling,
+            plans.for_gate(change.gate),
+            model.vocab,
+            model.n_vocab,
+            history=[*seq.decoded, token],
+        )
+        old.free()
+        seq.sampler = sampler
+        if change.text and not sampler.replay(
+            model.tokenize(change.text, add_special=False, parse_special=False)
         ):
-            seq.forced.extend(seq.close_tokens)
-        return answer, stopped
+            log.warning("output broke its grammar where it switched on: %r", change.text[:80])
+            self._finish(
+                seq,
+                FinishReason.ERROR,
+                "the output written before the constraint switched on does not match its grammar",
+            )
+            return False
+        return True
 
-    def _finish(
-        self,
-        seq: Sequence,
-        reason: FinishReason,
-        error: str | None = None,
-        *,
-        keep_held: bool = True,
-    ) -> None:
+    def _finish(self, seq: Sequence, reason: FinishReason, error: str | None = None) -> None:
         if seq.finished:
             return
         seq.finished = True
         self.requests_finished += 1
         if reason is FinishReason.CANCELLED:
             self.requests_cancelled += 1
-        if keep_held and reason in (
-            FinishReason.STOP,
-            FinishReason.MAX_TOKENS,
-            FinishReason.CONTEXT,
-        ):
-            tail = seq.detok.flush()
-            if seq.thinking is not None:
-                pieces = seq.thinking.feed(tail) + seq.thinking.flush()
-                seq.outbox.extend(ThoughtDelta(t) for is_thought, t in pieces if is_thought)
-                tail = "".join(t for is_thought, t in pieces if not is_thought)
-            if seq.stops is not None:
-                tail, _ = seq.stops.feed(tail)
-                tail += seq.stops.flush()
-            if tail:
-                seq.outbox.append(TextDelta(tail))
+        seq.output.finish(reason, seq.outbox)
         media_tokens: tuple[int, ...] = ()
         if seq.media is not None:
             media_tokens = seq.media.media_tokens
@@ -535,7 +499,7 @@ class Scheduler:
                 error,
                 cached_tokens=seq.cached,
                 media_tokens=media_tokens,
-                thought_tokens=seq.n_thought,
+                thought_tokens=seq.output.thought_tokens,
             )
         )
         if seq.seq_id >= 0:

@@ -1,0 +1,117 @@
+"""A request's constraint as llama.cpp grammars, built and validated once per constraint.
+
+A :class:`~gemserve.engine.base.Constraint` needs up to two grammars, one per gate of
+``output.Gate`` that constrains:
+
+- ``on``: the constraint's own grammar. For an answer-scoped constraint on a reasoning model it
+  is wrapped as ``ws* root``: it switches on right after the closing tag, and the whitespace
+  the model writes before the answer (which the thinking parser drops) must not break it, so
+  the answer the client sees is exactly what ``root`` matches.
+- ``opening``: answer scope where the output may open a thought itself:
+  ``ws* ("<think>" | root)``. A model that answers without thinking is held to the grammar
+  from its first token; one that opens a thought is free until the thought closes.
+
+:class:`GrammarPlans` keeps the plans of the most recently used constraints (a bounded LRU), so
+a constraint is parsed by llama.cpp to validate it once, not on every request, and an invalid
+one is refused before admission.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gemserve.engine.base import Constraint, ReasoningControl
+from gemserve.engine.llama.sampling import Grammar
+from gemserve.engine.output import Gate
+from gemserve.errors import InvalidArgument
+
+# Rule names of the wrappers (GBNF names are letters, digits and "-").
+ANSWER_ROOT = "gemserve-answer"
+OPENING_ROOT = "gemserve-opening"
+_WS = r"[ \t\n\r]*"
+
+DEFAULT_PLANS = 64
+
+
+def gbnf_literal(text: str) -> str:
+    """``text`` as a GBNF string literal."""
+    escaped = (
+        text.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
+    return f'"{escaped}"'
+
+
+@dataclass(frozen=True, slots=True)
+class GrammarPlan:
+    """The grammars one constraint needs, by gate."""
+
+    on: Grammar
+    opening: Grammar | None = None
+
+    def for_gate(self, gate: Gate) -> Grammar | None:
+        if gate is Gate.ON:
+            return self.on
+        if gate is Gate.OPENING:
+            return self.opening
+        return None
+
+    def grammars(self) -> tuple[Grammar, ...]:
+        return (self.on,) if self.opening is None else (self.on, self.opening)
+
+
+def plan_for(constraint: Constraint, reasoning: ReasoningControl | None) -> GrammarPlan:
+    text = constraint.grammar
+    if constraint.scope != "answer" or constraint.triggers or reasoning is None:
+        # From the first token, or (lazy) from the trigger text, which ``root`` starts with.
+        return GrammarPlan(Grammar(text))
+    on = Grammar(f"{text}\n{ANSWER_ROOT} ::= {_WS} root\n", ANSWER_ROOT)
+    opening = Grammar(
+        f"{text}\n{OPENING_ROOT} ::= {_WS} ({gbnf_literal(reasoning.open_tag)} | root)\n",
+        OPENING_ROOT,
+    )
+    return GrammarPlan(on, opening)
+
+
+class GrammarPlans:
+    """Validated plans of the last ``size`` constraints used, least recently used out first.
+
+    Keyed by the frozen constraint and the thought's opening tag (the plan depends on both).
+    Thread-safe: requests are prepared in worker threads."""
+
+    def __init__(self, is_valid: Callable[[Grammar], bool], size: int = DEFAULT_PLANS) -> None:
+        self._is_valid = is_valid
+        self._size = size
+        self._plans: OrderedDict[tuple[Constraint, str | None], GrammarPlan] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._plans)
+
+    def get(self, constraint: Constraint, reasoning: ReasoningControl | None) -> GrammarPlan:
+        """The constraint's plan; ``InvalidArgument`` when llama.cpp cannot parse its grammar."""
+        key = (constraint, reasoning.open_tag if reasoning is not None else None)
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is not None:
+                self._plans.move_to_end(key)
+                return plan
+        plan = plan_for(constraint, reasoning)
+        if not all(self._is_valid(grammar) for grammar in plan.grammars()):
+            raise InvalidArgument(
+                "The constraint's grammar is invalid: llama.cpp cannot parse it as GBNF with a "
+                "rule named root."
+            )
+        with self._lock:
+            self._plans[key] = plan
+            self._plans.move_to_end(key)
+            while len(self._plans) > self._size:
+                self._plans.popitem(last=False)
+        return plan
