@@ -23,10 +23,16 @@ async def unless_disconnected(
             pass
         on_disconnect()
 
+    outcome: list[T] = []
+    failure: list[BaseException] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
         try:
-            result = await work()
+            outcome.append(await work())
+        except Exception as exc:  # raised below, as itself: a task group would wrap it
+            failure.append(exc)
         finally:
             tg.cancel_scope.cancel()
-    return result
+    if failure:
+        raise failure[0]
+    return outcome[0]

@@ -292,7 +292,11 @@ class FileService:
             try:
                 await self._files.complete_upload(session.id, record)
             except UploadGone:
-                # Finalized by a concurrent request: the blob is that file's now; leave it.
+                # Cancelled or expired while this chunk streamed (or, with several processes,
+                # finalized by another): the blob is kept only if a file row owns it.
+                owner = await self._files.get_file(session.tenant, session.name, now)
+                if owner is None or owner.id != session.file_id:
+                    await self._blobs.delete(session.file_id)
                 raise NotFound("The upload session was not found; it may have expired.") from None
             except NameTaken:
                 await self._blobs.delete(session.file_id)
