@@ -1,53 +1,74 @@
-"""Shared fixtures: the real engine on the bundled model, and a live gemserve process."""
+"""Shared fixtures: the real engine on the bundled model, a live gemserve process, the tiny
+random models; and the markers that split the suite into tiers.
+
+``-m "not slow"`` (scripts/test-fast) is the fast tier: it never starts a `gemserve serve`
+process nor loads a model. A test is ``slow`` when it is marked ``engine``, ``contract`` or
+``live``, or uses a fixture that starts a server or loads a model (``SLOW_FIXTURES``); a test
+that uses a live server is also ``live``. Helpers live in tests/support.
+"""
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from gemserve.config import ModelRegistry, ModelSpec
-from gemserve.config.models import DEFAULT_MODEL_ID
 from gemserve.engine.llama import LlamaEngine
+from gemserve.store import SqlStore, database_url_for
+from tests.support.llama import (
+    TinyAudioLm,
+    TinyVlm,
+    cpu_flags,
+    engine_child_check,
+    load_tiny_audio_lm_maker,
+    load_tiny_vlm_maker,
+    make_engine,
+)
+from tests.support.server import LiveServer, start_server, stop_server
 
-ROOT = Path(__file__).resolve().parent.parent
+SLOW_MARKERS = ("engine", "contract", "live")
+# Fixtures that start a `gemserve serve` process (a module whose own fixtures start one marks
+# itself `live`, as tests/api/test_files.py does), and fixtures that load a model in the test
+# process: llama.cpp, its vocabulary, Whisper, or the tiny random models made for llama.cpp.
+LIVE_FIXTURES = frozenset({"live_server", "limited_server", "vlm_server"})
+SLOW_FIXTURES = LIVE_FIXTURES | {
+    "engine",
+    "tokenizer",
+    "tiny_vlm",
+    "tiny_audio_lm",
+    "vlm",
+    "hearing",
+    "vocab",
+    "transcriber",
+}
 
 
-def engine_child_check(fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    """The installed llama.cpp decoding one batch of the bundled model, in a child process;
-    ``fault`` forces a failure (GEMSERVE_SELFCHECK_FAULT)."""
-    env = {k: v for k, v in os.environ.items() if k != "GEMSERVE_SELFCHECK_FAULT"}
-    if fault is not None:
-        env["GEMSERVE_SELFCHECK_FAULT"] = fault
-    return subprocess.run(
-        [sys.executable, "-m", "gemserve.engine.llama"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+def _is_slow(item: pytest.Item) -> bool:
+    names = set(getattr(item, "fixturenames", ()))
+    return bool(names & SLOW_FIXTURES) or any(
+        item.get_closest_marker(name) is not None for name in SLOW_MARKERS
     )
 
 
-def cpu_flags() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return line.split(":", 1)[1].strip()
-    return "(unknown)"
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Before ``-m`` selects: mark the slow tier (and the live one) from markers and fixtures."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & LIVE_FIXTURES and item.get_closest_marker("live") is None:
+            item.add_marker(pytest.mark.live)
+        if _is_slow(item):
+            item.add_marker(pytest.mark.slow)
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Before any test decodes in this process: a build that dies on this CPU ends the run
-    with the signal and the CPU's flags, not with pytest killed mid-test."""
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Before any selected test decodes (in this process or a server it starts): a build that
+    dies on this CPU ends the run with the signal and the CPU's flags, not with pytest killed
+    mid-test. The fast tier loads no model, and skips the check."""
+    if not any(item.get_closest_marker("slow") for item in session.items):
+        return
     result = engine_child_check()
     if result.returncode < 0:
         name = signal.Signals(-result.returncode).name
@@ -56,26 +77,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             f"it (scripts/setup probes the CPU). CPU flags: {cpu_flags()}\n{result.stderr}",
             returncode=3,
         )
-
-
-def default_spec() -> ModelSpec:
-    registry = ModelRegistry.from_config([], {}, DEFAULT_MODEL_ID)
-    return registry.resolve(DEFAULT_MODEL_ID).spec
-
-
-def make_engine(*, slots: int = 4, context_length: int = 512, max_queued: int = 16) -> LlamaEngine:
-    """A real llama.cpp engine on the bundled model (not started)."""
-    spec = default_spec()
-    return LlamaEngine(
-        model_id=spec.id,
-        gguf_path=spec.gguf_path(),
-        context_length=context_length,
-        output_token_limit=context_length,
-        slots=slots,
-        batch_tokens=256,
-        threads=2,
-        max_queued=max_queued,
-    )
 
 
 @pytest.fixture(scope="session")
@@ -87,55 +88,17 @@ async def engine() -> AsyncIterator[LlamaEngine]:
     await llama_engine.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class LiveServer:
-    base_url: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def start_server(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> LiveServer:
-    port = free_port()
-    log_path = tmp / f"gemserve-{port}.log"
-    cmd = [
-        sys.executable, "-m", "gemserve", "serve",
-        "--port", str(port), "--data-dir", str(tmp / "data"), *extra,
-    ]  # fmt: skip
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            cmd, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-    server = LiveServer(f"http://127.0.0.1:{port}", proc, log_path)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gemserve exited early:\n{server.log()}")
-        try:
-            if httpx.get(server.base_url + "/readyz", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"gemserve did not become ready:\n{server.log()}")
-
-
-def stop_server(server: LiveServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+@pytest.fixture(scope="session")
+async def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite database file migrated to the newest schema once per session. Tests that
+    need a fresh store start one on a copy (nothing left to migrate: half the set-up time of
+    an in-process app); tests/store runs the migrations themselves."""
+    directory = tmp_path_factory.mktemp("migrated")
+    store = SqlStore(database_url_for(None, directory))
+    await store.start()
+    await store.close()
+    (database,) = directory.glob("*.db")
+    return database
 
 
 @pytest.fixture(scope="session")
@@ -146,31 +109,6 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     stop_server(server)
 
 
-# ----- the tiny random vision model (scripts/make_tiny_vlm.py) ---------------------------------
-
-
-@dataclass(frozen=True)
-class TinyVlm:
-    """A random Idefics3/SmolVLM pair: one image becomes 32 image tokens (2 chunks of 16)."""
-
-    gguf: Path
-    mmproj: Path
-    tokens_per_image: int = 32
-    chunks_per_image: int = 2
-
-
-def load_tiny_vlm_maker() -> Callable[..., tuple[Path, Path]]:
-    """``make_tiny_vlm`` from scripts/ (not a package), loaded by file path."""
-    path = ROOT / "scripts" / "make_tiny_vlm.py"
-    spec = importlib.util.spec_from_file_location("make_tiny_vlm", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    maker: Callable[..., tuple[Path, Path]] = module.make_tiny_vlm
-    return maker
-
-
 @pytest.fixture(scope="session")
 def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> TinyVlm:
     """Written once per session (milliseconds); its answers are noise, its plumbing is real."""
@@ -178,25 +116,7 @@ def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> TinyVlm:
     return TinyVlm(gguf, mmproj)
 
 
-# ----- the tiny random audio model (scripts/make_tiny_audio_lm.py) -----------------------------
-
-
-@dataclass(frozen=True)
-class TinyAudioLm:
-    """A random Ultravox pair: each 30 s window of sound becomes one chunk of 50 tokens."""
-
-    gguf: Path
-    mmproj: Path
-    tokens_per_window: int = 50
-
-
 @pytest.fixture(scope="session")
 def tiny_audio_lm(tmp_path_factory: pytest.TempPathFactory) -> TinyAudioLm:
-    path = ROOT / "scripts" / "make_tiny_audio_lm.py"
-    spec = importlib.util.spec_from_file_location("make_tiny_audio_lm", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    gguf, mmproj = module.make_tiny_audio_lm(tmp_path_factory.mktemp("tiny-audio"), seed=0)
+    gguf, mmproj = load_tiny_audio_lm_maker()(tmp_path_factory.mktemp("tiny-audio"), seed=0)
     return TinyAudioLm(gguf, mmproj)

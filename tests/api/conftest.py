@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.support.server import LiveServer, start_server, stop_server
 
 
 @pytest.fixture(scope="session")

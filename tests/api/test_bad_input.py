@@ -13,11 +13,11 @@ import httpx
 import pytest
 
 from gemserve.protocol.interactions.status import TERMINAL_STATUSES as TERMINAL
-from tests.api.test_lifecycle import wait_status
-from tests.conftest import LiveServer
-from tests.envelope import assert_envelope
+from tests.support.envelope import assert_envelope
+from tests.support.media import ten_hours_of_silence
+from tests.support.server import LiveServer, wait_status
 
-pytestmark = pytest.mark.contract
+pytestmark = [pytest.mark.contract, pytest.mark.live]
 
 KEY = {"x-goog-api-key": "test-key"}
 OK_BODY: dict[str, Any] = {
@@ -329,8 +329,6 @@ def test_bad_media_parts_are_400(
 
 
 def test_ten_hours_of_audio_are_refused_from_the_header(client: httpx.Client) -> None:
-    from tests.media.test_audio import ten_hours_of_silence
-
     part = {
         "type": "audio",
         "data": base64.b64encode(ten_hours_of_silence()).decode(),

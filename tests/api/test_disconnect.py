@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.support.server import LiveServer
 
-pytestmark = pytest.mark.contract
+pytestmark = [pytest.mark.contract, pytest.mark.live]
 
 KEY = {"x-goog-api-key": "test-key"}
 MODEL = "smollm2-135m-instruct"

@@ -13,7 +13,6 @@ import hashlib
 import re
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,10 +25,11 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import LiveServer, start_server, stop_server
-from tests.envelope import assert_envelope
+from tests.support.envelope import assert_envelope
+from tests.support.server import LiveServer, start_server, stop_server
+from tests.support.wait import wait_until
 
-pytestmark = pytest.mark.contract
+pytestmark = [pytest.mark.contract, pytest.mark.live]
 
 MAX_FILE = 100_000
 MAX_TENANT = 250_000
@@ -238,11 +238,7 @@ def assert_chunk_error(response: httpx.Response, code: int, status: str, *fragme
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + POLL_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {POLL_S} s: {what}")
-        time.sleep(0.1)
+    wait_until(condition, seconds=POLL_S, interval=0.1, what=what)
 
 
 # ----- uploads --------------------------------------------------------------------------------
@@ -711,15 +707,19 @@ def test_a_duplicate_final_chunk_does_not_destroy_the_file(server: FilesServer) 
     url = start_url(server, headers, len(data))
     before = server.blobs()
     release = threading.Event()
+    held = threading.Semaphore(0)
 
     def held_body() -> Iterator[bytes]:
         yield data[:1000]
+        held.release()  # asked for more: the first piece went out on this connection
         release.wait(POLL_S)
         yield data[1000:]
 
     with ThreadPoolExecutor(2) as pool:
         futures = [pool.submit(send, url, held_body(), 0) for _ in range(2)]
-        time.sleep(1)  # both requests are in the server, waiting for the rest of the body
+        # Both requests are in the server, each waiting for the rest of its body.
+        for _ in futures:
+            assert held.acquire(timeout=POLL_S), "a chunk request never started"
         release.set()
         responses = [future.result() for future in futures]
     assert all(r.headers["x-goog-upload-status"] == "final" for r in responses)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -15,9 +16,10 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import start_server, stop_server
+from tests.support.server import start_server, stop_server
+from tests.support.wait import wait_until
 
-pytestmark = pytest.mark.contract
+pytestmark = [pytest.mark.contract, pytest.mark.live]
 
 MODEL = "gemini-3-flash-preview"
 BODY = {"model": MODEL, "input": "Hi", "generation_config": {"max_output_tokens": 2}}
@@ -27,6 +29,16 @@ def gemserve(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gemserve", *args], capture_output=True, text=True, timeout=60
     )
+
+
+def stored_events(db: Path, interaction_id: str) -> int:
+    """Events of an interaction in the SQLite store, read as another process would."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        (count,) = conn.execute(
+            "select count(*) from interaction_events where interaction_id = ?",
+            (interaction_id,),
+        ).fetchone()
+    return int(count)
 
 
 def test_non_loopback_without_keys_required_refuses_to_start(tmp_path: Path) -> None:
@@ -93,7 +105,13 @@ def test_kill_9_mid_generation_then_restart(tmp_path: Path) -> None:
     ):
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    time.sleep(0.5)  # let some events reach the store
+    # Some of its text deltas in the store (the journal writes every 200 ms), not only the
+    # opening events the row was created with.
+    wait_until(
+        lambda: stored_events(tmp_path / "data" / "gemserve.db", running["id"]) > 3,
+        seconds=30,
+        what="the journal to store some of the running interaction's events",
+    )
     os.kill(server.process.pid, signal.SIGKILL)
     server.process.wait()
 

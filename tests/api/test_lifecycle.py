@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Collection
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from tests.conftest import LiveServer
+from tests.support.server import LiveServer, wait_status
 
-pytestmark = pytest.mark.contract
+pytestmark = [pytest.mark.contract, pytest.mark.live]
 
 KEY_A = {"x-goog-api-key": "tenant-a-key"}
 KEY_B = {"x-goog-api-key": "tenant-b-key"}
@@ -54,18 +52,6 @@ def same_stream(replayed: list[dict[str, Any]], original: list[dict[str, Any]]) 
     return shape(replayed) == shape(original)
 
 
-def wait_status(
-    server: LiveServer, iid: str, statuses: Collection[str], headers: dict[str, str] = KEY_A
-) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        body: dict[str, Any] = get(server, iid, headers).json()
-        if body["status"] in statuses:
-            return body
-        time.sleep(0.05)
-    raise AssertionError(f"{iid} never reached {statuses}")
-
-
 def test_get_returns_the_full_timeline(live_server: LiveServer) -> None:
     created = create(live_server, system_instruction="Be brief.").json()
     got = get(live_server, created["id"]).json()
@@ -102,7 +88,7 @@ def test_background_returns_at_once_and_polling_shows_the_result(live_server: Li
     assert started.status_code == 200
     body = started.json()
     assert body["status"] in ("in_progress", "queued")
-    final = wait_status(live_server, body["id"], {"completed", "incomplete"})
+    final = wait_status(live_server, body["id"], {"completed", "incomplete"}, KEY_A)
     assert final["steps"][-1]["type"] == "model_output"
     assert final["steps"][-1]["content"][0]["text"]
     assert final["usage"]["total_output_tokens"] > 0
@@ -197,7 +183,7 @@ def test_stream_disconnect_is_stored_as_cancelled_with_partial_output(
                 iid = orjson.loads(line[6:])["interaction"]["id"]
             if '"step.delta"' in line:
                 break
-    final = wait_status(live_server, iid, {"cancelled", "completed", "incomplete"})
+    final = wait_status(live_server, iid, {"cancelled", "completed", "incomplete"}, KEY_A)
     assert final["status"] == "cancelled"
     assert final["usage"]["total_output_tokens"] < 400
     assert final["steps"][-1]["content"][0]["text"]

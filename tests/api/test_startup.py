@@ -15,7 +15,10 @@ import httpx
 import pytest
 
 from gemserve.engine.llama.selfcheck import FAULT_ENV
-from tests.conftest import free_port
+from tests.support.server import free_port
+
+# Each test starts `gemserve serve`, which loads the model before it fails as told.
+pytestmark = pytest.mark.live
 
 
 def serve_until_exit(tmp: Path, fault: str) -> tuple[int, str, list[int]]:

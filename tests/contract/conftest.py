@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from gemserve.engine.llama.native import LoadedModel
-from tests.contract._support import Tokenizer, default_spec
+from tests.support.llama import default_spec
+from tests.support.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="session")

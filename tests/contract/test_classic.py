@@ -14,16 +14,10 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from tests.conftest import LiveServer
-from tests.contract._support import (
-    API_KEY,
-    EXAMPLE_TIMEOUT_S,
-    JS_DIR,
-    MODEL,
-    Tokenizer,
-    client_env,
-)
-from tests.envelope import assert_error_body
+from tests.support.contract import API_KEY, EXAMPLE_TIMEOUT_S, JS_DIR, MODEL, client_env
+from tests.support.envelope import assert_error_body
+from tests.support.server import LiveServer
+from tests.support.tokenizer import Tokenizer
 
 pytestmark = pytest.mark.contract
 

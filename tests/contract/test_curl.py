@@ -16,23 +16,22 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import LiveServer
-from tests.contract._support import (
+from tests.support.contract import (
     API_KEY,
     DOCS_HOST,
     EXAMPLE_TIMEOUT_S,
     MODEL,
     AccessLog,
-    Tokenizer,
-    check_stream_events,
-    check_usage,
     client_env,
-    default_spec,
-    parse_sse,
     pick_stop_word,
     run_concurrently,
     seed_guide,
 )
+from tests.support.guide import CURL_EXAMPLES as EXAMPLES
+from tests.support.llama import default_spec
+from tests.support.server import LiveServer
+from tests.support.sse import check_stream_events, check_usage, parse_sse
+from tests.support.tokenizer import Tokenizer
 
 pytestmark = [
     pytest.mark.contract,
@@ -40,65 +39,6 @@ pytestmark = [
 ]
 
 TIMEOUT_S = 300  # one bounded request (generous for a busy machine)
-
-# ----- the guide's REST examples, verbatim ----------------------------------------------------
-
-EXAMPLES: dict[str, str] = {
-    "basic": """\
-curl -X POST "https://generativelanguage.googleapis.com/v1beta/interactions" \\
-  -H "x-goog-api-key: $GEMINI_API_KEY" \\
-  -H 'Content-Type: application/json' \\
-  -d '{
-    "model": "gemini-3-flash-preview",
-    "input": "How does AI work?"
-  }'
-""",
-    "thinking": """\
-curl -X POST "https://generativelanguage.googleapis.com/v1beta/interactions" \\
-  -H "x-goog-api-key: $GEMINI_API_KEY" \\
-  -H 'Content-Type: application/json' \\
-  -d '{
-    "model": "gemini-3-flash-preview",
-    "input": "How does AI work?",
-    "generation_config": {
-      "thinking_level": "low"
-    }
-  }'
-""",
-    "system_instruction": """\
-curl -X POST "https://generativelanguage.googleapis.com/v1beta/interactions" \\
-  -H "x-goog-api-key: $GEMINI_API_KEY" \\
-  -H 'Content-Type: application/json' \\
-  -d '{
-    "model": "gemini-3-flash-preview",
-    "system_instruction": "You are a cat. Your name is Neko.",
-    "input": "Hello there"
-  }'
-""",
-    "temperature": """\
-curl -X POST "https://generativelanguage.googleapis.com/v1beta/interactions" \\
-  -H "x-goog-api-key: $GEMINI_API_KEY" \\
-  -H 'Content-Type: application/json' \\
-  -d '{
-    "model": "gemini-3-flash-preview",
-    "input": "Explain how AI works",
-    "generation_config": {
-      "temperature": 0.1
-    }
-  }'
-""",
-    "streaming": """\
-curl -X POST "https://generativelanguage.googleapis.com/v1beta/interactions?alt=sse" \\
-  -H "x-goog-api-key: $GEMINI_API_KEY" \\
-  -H 'Content-Type: application/json' \\
-  --no-buffer \\
-  -d '{
-    "model": "gemini-3-flash-preview",
-    "input": "Explain how AI works",
-    "stream": true
-  }'
-""",
-}
 
 
 def _bash(script: str, server: LiveServer) -> subprocess.CompletedProcess[str]:

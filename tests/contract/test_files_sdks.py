@@ -25,8 +25,8 @@ from google import genai
 from google.genai import _api_client, types
 from google.genai import errors as genai_errors
 
-from tests.conftest import LiveServer
-from tests.contract._support import JS_DIR, AccessLog, client_env
+from tests.support.contract import JS_DIR, AccessLog, client_env
+from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.contract
 

@@ -16,21 +16,20 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import LiveServer
-from tests.contract._support import (
+from tests.support.contract import (
     EXAMPLE_TIMEOUT_S,
     JS_DIR,
     MODEL,
     AccessLog,
-    Tokenizer,
-    check_stream_events,
-    check_usage,
     client_env,
-    default_spec,
     run_concurrently,
     seed_guide,
 )
-from tests.envelope import assert_error_body
+from tests.support.envelope import assert_error_body
+from tests.support.llama import default_spec
+from tests.support.server import LiveServer
+from tests.support.sse import check_stream_events, check_usage
+from tests.support.tokenizer import Tokenizer
 
 pytestmark = [
     pytest.mark.contract,

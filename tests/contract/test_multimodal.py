@@ -34,17 +34,12 @@ import pytest
 from google.genai import _interactions
 from PIL import Image
 
-from tests.conftest import LiveServer, TinyAudioLm, TinyVlm, start_server, stop_server
-from tests.contract._support import (
-    DOCS_HOST,
-    JS_DIR,
-    MODEL,
-    AccessLog,
-    Tokenizer,
-    client_env,
-    seed_guide,
-)
-from tests.media._support import MEDIA, PAGE_TEXTS, SENTENCE
+from tests.support.contract import DOCS_HOST, JS_DIR, MODEL, AccessLog, client_env, seed_guide
+from tests.support.llama import TinyAudioLm, TinyVlm
+from tests.support.media import MEDIA, PAGE_TEXTS, SENTENCE
+from tests.support.server import LiveServer, start_server, stop_server
+from tests.support.tokenizer import Tokenizer
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.contract
 
@@ -390,6 +385,12 @@ output_token_limit = 256
     stop_server(server)
 
 
+def whisper_loaded(server: LiveServer) -> bool:
+    log = server.log()
+    assert "speech recognition failed to load" not in log, log
+    return "speech recognition is loaded" in log
+
+
 class Client:
     """Plain HTTP to the vision server with a key of its own."""
 
@@ -411,11 +412,10 @@ class Client:
 
     def ok(self, model: str, parts: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         response = self.create(model, parts, **extra)
-        # Whisper loads after /readyz turns 200; until then audio is a 503 that the SDKs
-        # retry. Do the same, bounded, so a test run on its own does not depend on timing.
-        deadline = time.monotonic() + 60
-        while response.status_code == 503 and time.monotonic() < deadline:
-            time.sleep(0.5)
+        if response.status_code == 503:
+            # Whisper loads after /readyz turns 200; until then audio is a 503 (which the SDKs
+            # retry). Ask again once the server's log says it has loaded.
+            wait_until(lambda: whisper_loaded(self.server), seconds=60, what="speech recognition")
             response = self.create(model, parts, **extra)
         assert response.status_code == 200, response.text
         interaction: dict[str, Any] = response.json()

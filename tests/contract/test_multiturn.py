@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
-from tests.contract._support import JS_DIR, client_env, parse_sse, seed_guide
+from tests.support.contract import JS_DIR, client_env, seed_guide
+from tests.support.server import LiveServer
+from tests.support.sse import parse_sse
 
 pytestmark = pytest.mark.contract
 

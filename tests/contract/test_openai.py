@@ -10,8 +10,9 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import LiveServer
-from tests.contract._support import API_KEY, MODEL, Tokenizer
+from tests.support.contract import API_KEY, MODEL
+from tests.support.server import LiveServer
+from tests.support.tokenizer import Tokenizer
 
 pytestmark = pytest.mark.contract
 

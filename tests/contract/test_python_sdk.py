@@ -19,95 +19,23 @@ from google.genai import _interactions
 from google.genai import errors as genai_errors
 
 from gemserve.config.models import DEFAULT_MODEL_ID
-from tests.conftest import LiveServer
-from tests.contract._support import (
+from tests.support.contract import (
     API_KEY,
     MODEL,
     AccessLog,
-    Tokenizer,
-    check_stream_events,
-    check_usage,
     client_env,
-    default_spec,
     pick_stop_word,
     run_concurrently,
     seed_guide,
 )
-from tests.envelope import assert_error_body
+from tests.support.envelope import assert_error_body
+from tests.support.guide import PYTHON_EXAMPLES as EXAMPLES
+from tests.support.llama import default_spec
+from tests.support.server import LiveServer
+from tests.support.sse import check_stream_events, check_usage
+from tests.support.tokenizer import Tokenizer
 
 pytestmark = pytest.mark.contract
-
-# ----- the guide's Python examples, verbatim --------------------------------------------------
-
-EXAMPLES: dict[str, str] = {
-    "basic": """\
-from google import genai
-
-client = genai.Client()
-
-interaction = client.interactions.create(
-    model="gemini-3-flash-preview",
-    input="How does AI work?"
-)
-print(interaction.steps[-1].content[0].text)
-""",
-    "thinking": """\
-from google import genai
-
-client = genai.Client()
-
-interaction = client.interactions.create(
-    model="gemini-3-flash-preview",
-    input="How does AI work?",
-    generation_config={
-        "thinking_level": "low"
-    }
-)
-print(interaction.steps[-1].content[0].text)
-""",
-    "system_instruction": """\
-from google import genai
-
-client = genai.Client()
-
-interaction = client.interactions.create(
-    model="gemini-3-flash-preview",
-    system_instruction="You are a cat. Your name is Neko.",
-    input="Hello there"
-)
-
-print(interaction.steps[-1].content[0].text)
-""",
-    "temperature": """\
-from google import genai
-
-client = genai.Client()
-
-interaction = client.interactions.create(
-    model="gemini-3-flash-preview",
-    input="Explain how AI works",
-    generation_config={
-        "temperature": 0.1
-    }
-)
-print(interaction.steps[-1].content[0].text)
-""",
-    "streaming": """\
-from google import genai
-
-client = genai.Client()
-
-stream = client.interactions.create(
-    model="gemini-3-flash-preview",
-    input="Explain how AI works",
-    stream=True
-)
-for event in stream:
-    if event.event_type == "step.delta":
-        if event.delta.type == "text":
-            print(event.delta.text, end="")
-""",
-}
 
 
 def _run_example(code: str) -> str:

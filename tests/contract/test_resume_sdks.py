@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from google import genai
 
-from tests.conftest import LiveServer
-from tests.contract._support import API_KEY, JS_DIR, client_env
+from tests.support.contract import API_KEY, JS_DIR, client_env
+from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.contract
 

@@ -25,25 +25,23 @@ import pytest
 from google import genai
 from google.genai import _interactions
 
-from tests.conftest import LiveServer
-from tests.contract._support import (
+from tests.support.contract import (
     API_KEY,
     DOCS_HOST,
     EXAMPLE_TIMEOUT_S,
     JS_DIR,
     MODEL,
     AccessLog,
-    Tokenizer,
-    check_usage,
     client_env,
-    default_spec,
-    parse_sse,
     run_concurrently,
     seed_guide,
 )
-from tests.contract.test_curl import EXAMPLES as CURL_EXAMPLES
-from tests.contract.test_python_sdk import EXAMPLES as PYTHON_EXAMPLES
-from tests.envelope import assert_error_body
+from tests.support.envelope import assert_error_body
+from tests.support.guide import CURL_EXAMPLES, PYTHON_EXAMPLES
+from tests.support.llama import default_spec
+from tests.support.server import LiveServer
+from tests.support.sse import check_usage, parse_sse
+from tests.support.tokenizer import Tokenizer
 
 pytestmark = pytest.mark.contract
 

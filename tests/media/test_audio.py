@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import io
 import time
-import wave
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
 from gemserve.media import MediaError
 from gemserve.media.audio import SAMPLE_RATE, decode_audio
-from tests.media._support import MEDIA, fixture_bytes, video_only_mp4
+from tests.support.media import (
+    MEDIA,
+    fixture_bytes,
+    sine_wav,
+    ten_hours_of_silence,
+    video_only_mp4,
+)
 
 SPEECH = ("speech.wav", "speech.ogg", "speech.mp3")
 SPEECH_SECONDS = 3.9
-
-
-def sine_wav(*, rate: int, channels: int, seconds: float, hz: float) -> bytes:
-    t = np.arange(int(rate * seconds)) / rate
-    wave_ = (np.sin(2 * np.pi * hz * t) * 12000).astype(np.int16)
-    out = io.BytesIO()
-    with wave.open(out, "wb") as writer:
-        writer.setnchannels(channels)
-        writer.setsampwidth(2)
-        writer.setframerate(rate)
-        writer.writeframes(np.repeat(wave_[:, None], channels, axis=1).tobytes())
-    return out.getvalue()
 
 
 @pytest.mark.parametrize("name", SPEECH)
@@ -144,23 +135,6 @@ def test_the_sound_track_of_a_video_decodes() -> None:
     audio = decode_audio(MEDIA / "clip.mp4", max_seconds=10)
     assert audio.seconds == pytest.approx(SPEECH_SECONDS, abs=0.15)
     assert float(np.abs(audio.samples).max()) > 0.1
-
-
-def ten_hours_of_silence() -> bytes:
-    """A real 10-hour FLAC (1 kHz, silent: 2.7 MB) that would decode to 1.15 GB at 16 kHz."""
-    out = io.BytesIO()
-    minute = np.zeros((1, 60_000), dtype=np.int16)
-    with av.open(out, "w", format="flac") as container:
-        stream = container.add_stream("flac", rate=1000, layout="mono")
-        for i in range(600):
-            frame = av.AudioFrame.from_ndarray(minute, format="s16", layout="mono")
-            frame.sample_rate = 1000
-            frame.pts = i * 60_000
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return out.getvalue()
 
 
 def test_ten_hours_of_audio_are_refused_from_the_header_before_decoding() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from gemserve.media import MediaError
 from gemserve.media.document import DecodedDocument, decode_document
-from tests.media._support import MEDIA, PAGE_TEXTS, fixture_bytes
+from tests.support.media import MEDIA, PAGE_TEXTS, fixture_bytes
 
 PDF = "application/pdf"
 RECIPE = MEDIA / "recipe.pdf"

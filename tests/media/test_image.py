@@ -15,7 +15,7 @@ from PIL import Image
 
 from gemserve.media import MediaError
 from gemserve.media.image import DecodedImage, decode_image
-from tests.media._support import as_path, encode, noise
+from tests.support.media import as_path, encode, noise
 
 BIG = 50_000_000  # the default max_image_pixels
 

@@ -13,7 +13,7 @@ import pytest
 from gemserve.media.audio import SAMPLE_RATE, decode_audio
 from gemserve.media.transcribe import Transcriber, whisper_model_dir
 from gemserve.media.video import decode_video
-from tests.media._support import MEDIA
+from tests.support.media import MEDIA
 
 # Words of "Please send the blue package to London on Friday morning." that a working
 # recogniser gets and a broken one (wrong rate, stereo as mono, int16 as float) does not.

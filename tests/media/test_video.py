@@ -8,7 +8,7 @@ import pytest
 from gemserve.media import MediaError
 from gemserve.media.audio import Source
 from gemserve.media.video import DecodedVideo, VideoFrame, decode_video
-from tests.media._support import MEDIA, fixture_bytes, video_only_mp4
+from tests.support.media import MEDIA, fixture_bytes, video_only_mp4
 
 CLIP = MEDIA / "clip.mp4"
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)

@@ -17,8 +17,8 @@ from gemserve.service.interactions import InteractionService
 from gemserve.service.interactions import service as service_module
 from gemserve.service.live import LiveInteraction
 from gemserve.store import SqlStore
-from tests.fakes import ScriptedEngine
-from tests.service.conftest import build_service
+from tests.support.scripted import ScriptedEngine
+from tests.support.service import build_service
 
 IID = "v1_" + "ab" * 12
 
@@ -46,7 +46,7 @@ async def events_of(
 ) -> list[dict[str, Any]]:
     """Every event, one per decoded piece, as stored (followers may get merged deltas)."""
     run = await start(service, engine, body)
-    followed = [event async for event in run.follow()]
+    followed = [event async for event in run.follow() if event is not None]
     assert "".join(
         e["delta"]["text"] for e in followed if e["event_type"] == "step.delta"
     ) == "".join(e["delta"]["text"] for e in run.log if e["event_type"] == "step.delta")

@@ -12,8 +12,9 @@ from gemserve.config import ModelRegistry
 from gemserve.config.models import DEFAULT_MODEL_ID
 from gemserve.service.journal import EventJournal
 from gemserve.store import EventBatch, SqlStore
-from tests.fakes import ScriptedEngine
-from tests.service.conftest import build_service
+from tests.support.scripted import ScriptedEngine
+from tests.support.service import build_service
+from tests.support.wait import wait_for, wait_for_async
 
 
 @dataclass(eq=False)
@@ -70,16 +71,15 @@ async def test_the_writer_runs_only_while_there_is_something_to_write() -> None:
     run = Run("a")
     run.add(2)
     journal.mark(run)
-    for _ in range(100):
-        if run.persisted == 2 and journal._task is None:
-            break
-        await asyncio.sleep(0.01)
-    assert run.persisted == 2
-    assert journal._task is None
+    await wait_for(
+        lambda: run.persisted == 2 and journal._task is None,
+        seconds=1,
+        what="the writer to write and stop",
+    )
     run.add(1)
     journal.mark(run)  # starts again
-    await asyncio.sleep(0.05)
-    assert run.persisted == 3
+    assert journal._task is not None
+    await wait_for(lambda: run.persisted == 3, seconds=1, what="the restarted writer to write")
     await journal.close()
 
 
@@ -118,12 +118,13 @@ async def test_settle_waits_for_the_write_that_holds_the_runs_events() -> None:
     run.add(3)
     journal.mark(run)
     writing = asyncio.create_task(journal.flush())
-    await asyncio.sleep(0.01)
-    assert store.calls  # the write has begun and is held open
+    await wait_for(lambda: store.calls, seconds=1, what="the write to begin")  # and be held open
     await asyncio.wait_for(journal.settle(other), 1)  # not in this write: no wait
     run.finishing = True
     settled = asyncio.create_task(journal.settle(run))
-    await asyncio.sleep(0.02)
+    # Nothing to wait for: settle must still be waiting after it has had every chance to run.
+    for _ in range(10):
+        await asyncio.sleep(0)
     assert not settled.done()
     store.gate.set()
     await asyncio.wait_for(settled, 1)
@@ -143,10 +144,18 @@ async def test_events_reach_the_store_while_generating_and_once_each(
         (await service.create({"model": "gemini-2.5-flash", "input": f"Hi {i}"}, "t"))[1]
         for i in range(3)
     ]
-    await asyncio.sleep(0.3)  # well past one interval, well before the end (0.6 s)
-    assert not any(run.done.is_set() for run in runs)
-    for run in runs:
-        assert 3 < len(await store.get_events(run.id, 0)) < len(pieces)
+    # While they generate (each takes at least 0.6 s; the journal writes every 0.2 s), each
+    # one's store holds more than its opening events and fewer than all: the journal's writes.
+    # (Its final write stores everything at once, so a count in between is never that.)
+    seen: set[str] = set()
+
+    async def each_stored_while_generating() -> bool:
+        for run in runs:
+            if run.id not in seen and 3 < len(await store.get_events(run.id, 0)) < len(pieces):
+                seen.add(run.id)
+        return len(seen) == len(runs)
+
+    await wait_for_async(each_stored_while_generating, seconds=10, what="the journal's writes")
     for run in runs:
         await run.wait()
         stored = await store.get_events(run.id, 0)

@@ -43,7 +43,7 @@ from gemserve.store import SqlStore
 from gemserve.store.blobs import LocalBlobStore
 from gemserve.store.files import FileRecord
 from gemserve.store.sql_files import SqlFileStore
-from tests.media._support import (
+from tests.support.media import (
     PAGE_TEXTS,
     SENTENCE,
     encode,
@@ -84,13 +84,10 @@ class FakeTranscriber(Transcriber):
 
 
 @pytest.fixture
-async def files(tmp_path: Path) -> AsyncIterator[FileService]:
-    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-    await store.start()
+def files(store: SqlStore, tmp_path: Path) -> FileService:
     blobs = LocalBlobStore(tmp_path / "files")
     blobs.start()
-    yield FileService(SqlFileStore(store), blobs, Limits())
-    await store.close()
+    return FileService(SqlFileStore(store), blobs, Limits())
 
 
 async def upload(

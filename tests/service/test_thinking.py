@@ -25,8 +25,8 @@ from gemserve.service.signatures import SignedThought, ThoughtSigner
 from gemserve.service.thinking import ANSWER_INSTRUCTION, THINK_INSTRUCTION, restore_thoughts
 from gemserve.service.turn_input import TextPart
 from gemserve.store import SqlStore
-from tests.fakes import ScriptedEngine
-from tests.service.conftest import build_service
+from tests.support.scripted import ScriptedEngine
+from tests.support.service import build_service
 
 NATIVE = {
     "id": "reasoner",

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.exc import IntegrityError
 
 from gemserve.store import (
@@ -18,6 +23,7 @@ from gemserve.store import (
     SqlStore,
     database_url_for,
 )
+from gemserve.store.sql import MIGRATIONS
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 
@@ -195,10 +201,49 @@ async def test_api_keys(store: SqlStore) -> None:
     assert await store.find_key("0" * 64) is None
 
 
-async def test_migrations_are_idempotent(store: SqlStore) -> None:
+def schema_of(connection: sa.Connection) -> tuple[str | None, dict[str, list[str]]]:
+    """The Alembic revision, and every table with its columns."""
+    revision = MigrationContext.configure(connection).get_current_revision()
+    inspector = sa.inspect(connection)
+    tables = {
+        name: sorted(column["name"] for column in inspector.get_columns(name))
+        for name in inspector.get_table_names()
+    }
+    return revision, tables
+
+
+async def test_migrations_are_idempotent(store: SqlStore, caplog: pytest.LogCaptureFixture) -> None:
+    """A second start on a migrated database changes nothing: same revision (the newest),
+    same tables and columns, every row intact, and no migration logged."""
+    record = new_record()
+    await store.create_interaction(record, [event(1), event(2)])
+    key = ApiKeyRecord(
+        id="key_" + secrets.token_hex(8),
+        tenant="tenant_a",
+        name="ci",
+        key_hash=secrets.token_hex(32),
+        created_at=NOW,
+    )
+    await store.create_key(key)
+    async with store.engine.connect() as conn:
+        before = await conn.run_sync(schema_of)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert before[0] == ScriptDirectory.from_config(config).get_current_head()
+    assert {"interactions", "interaction_events", "api_keys"} <= set(before[1])
+
     again = SqlStore(store.url)
-    await again.start()
-    await again.close()
+    with caplog.at_level(logging.INFO, logger="gemserve"):
+        await again.start()
+    try:
+        async with again.engine.connect() as conn:
+            assert await conn.run_sync(schema_of) == before
+        assert "migrated" not in caplog.text
+        assert await again.get_interaction("t1", record.id, NOW) == record
+        assert await again.get_events(record.id, 0) == [event(1), event(2)]
+        assert await again.find_key(key.key_hash) == key
+    finally:
+        await again.close()
 
 
 async def test_the_sqlite_file_is_owner_only(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from gemserve.engine.cpu.probe import (
     probe_cpu,
     run_probe,
 )
-from tests.conftest import cpu_flags
+from tests.support.llama import cpu_flags
 
 x86_only = pytest.mark.skipif(platform.machine() != "x86_64", reason="x86-64 instructions")
 

@@ -25,13 +25,14 @@ from gemserve.engine import (
 from gemserve.engine.llama import LlamaEngine
 from gemserve.errors import InvalidArgument
 from gemserve.media.audio import SAMPLE_RATE, decode_audio
-from tests.conftest import ROOT, TinyAudioLm
-from tests.engine.llama.test_engine import run
+from tests.support.generation import run
+from tests.support.llama import TinyAudioLm
+from tests.support.media import MEDIA
 
 pytestmark = pytest.mark.engine
 
 GREEDY = SamplingParams(temperature=0.0, top_p=1.0, top_k=0, max_output_tokens=10)
-SPEECH = ROOT / "tests" / "fixtures" / "media" / "speech.wav"
+SPEECH = MEDIA / "speech.wav"
 
 
 @pytest.fixture(scope="module")

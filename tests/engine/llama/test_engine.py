@@ -5,66 +5,24 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import llama_cpp
 import pytest
 
 from gemserve.engine import (
-    ChatMessage,
     EngineEvent,
     Finished,
     FinishReason,
-    GenerationRequest,
     SamplingParams,
     TextDelta,
 )
 from gemserve.engine.llama import LlamaEngine
 from gemserve.errors import Internal, InvalidArgument, ResourceExhausted
-from tests.conftest import make_engine
+from tests.support.generation import GREEDY, QUESTIONS, poll_engine, request, run
+from tests.support.llama import make_engine
 
 pytestmark = pytest.mark.engine
-
-GREEDY = SamplingParams(
-    temperature=0.0, top_p=1.0, top_k=0, max_output_tokens=48, repeat_penalty=1.15
-)
-
-# Questions this tiny model answers right at temperature 0, with a word the answer must contain.
-QUESTIONS = [
-    ("What is the capital of France?", ("paris",)),
-    ("What color is the sky on a clear day?", ("blue",)),
-    ("How many legs does a dog have?", ("4", "four")),
-    ("What is 2 + 2?", ("4", "four")),
-    ("What is the opposite of hot?", ("cold",)),
-    ("Which animal says meow?", ("cat",)),
-    ("What is the capital of France? Answer briefly.", ("paris",)),
-    ("Which animal says meow? Answer briefly.", ("cat",)),
-]
-
-
-async def wait_until(condition: Callable[[], bool]) -> None:
-    """Poll an engine counter; bounded so a broken engine fails instead of hanging."""
-    async with asyncio.timeout(30):
-        while not condition():  # noqa: ASYNC110 - the engine thread sets no asyncio event
-            await asyncio.sleep(0.001)
-
-
-def request(text: str, sampling: SamplingParams = GREEDY) -> GenerationRequest:
-    return GenerationRequest((ChatMessage("user", text),), sampling)
-
-
-async def run(engine: LlamaEngine, req: GenerationRequest) -> tuple[str, Finished]:
-    stream = await engine.generate(req)
-    pieces: list[str] = []
-    finished: Finished | None = None
-    async for event in stream:
-        if isinstance(event, TextDelta):
-            pieces.append(event.text)
-        else:
-            finished = event
-    assert finished is not None
-    return "".join(pieces), finished
 
 
 async def test_eight_concurrent_requests_complete_coherently(engine: LlamaEngine) -> None:
@@ -170,7 +128,7 @@ async def test_cancel_frees_the_slot_within_one_decode_step(engine: LlamaEngine)
     assert engine.stats().active == 4
     steps_at_cancel = engine.stats().decode_steps
     streams[0].cancel()
-    await wait_until(lambda: engine.stats().active < 4)
+    await poll_engine(lambda: engine.stats().active < 4)
     assert engine.stats().decode_steps - steps_at_cancel <= 1
     # The cancelled stream ends with a CANCELLED finish; the others keep running.
     tail: list[EngineEvent] = [e async for e in first_events[0]]
@@ -179,7 +137,7 @@ async def test_cancel_frees_the_slot_within_one_decode_step(engine: LlamaEngine)
     assert engine.stats().active == 3
     for stream in streams[1:]:
         stream.cancel()
-    await wait_until(lambda: engine.stats().active == 0)
+    await poll_engine(lambda: engine.stats().active == 0)
 
 
 async def test_closing_the_iterator_cancels_generation(engine: LlamaEngine) -> None:
@@ -188,7 +146,7 @@ async def test_closing_the_iterator_cancels_generation(engine: LlamaEngine) -> N
     it = aiter(stream)
     assert isinstance(await anext(it), TextDelta)
     await it.aclose()  # type: ignore[attr-defined]
-    await wait_until(lambda: engine.stats().active == 0)
+    await poll_engine(lambda: engine.stats().active == 0)
     assert engine.stats().active == 0
 
 
@@ -229,7 +187,7 @@ async def test_a_crashed_engine_thread_fails_every_request_and_refuses_new_ones(
         first = asyncio.create_task(run(engine, request("Hi")))
         await asyncio.wait_for(started.wait(), 10)
         second = asyncio.create_task(run(engine, request("Hello")))
-        await wait_until(lambda: engine.stats().queued == 1)
+        await poll_engine(lambda: engine.stats().queued == 1)
         release.set()
         async with asyncio.timeout(30):
             results = await asyncio.gather(first, second)

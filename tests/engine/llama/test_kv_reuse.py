@@ -8,8 +8,8 @@ import pytest
 
 from gemserve.engine import ChatMessage, GenerationRequest, SamplingParams
 from gemserve.engine.llama import LlamaEngine
-from tests.conftest import make_engine
-from tests.engine.llama.test_engine import run
+from tests.support.generation import run
+from tests.support.llama import make_engine
 
 pytestmark = pytest.mark.engine
 
@@ -19,17 +19,28 @@ GREEDY = SamplingParams(
 TURN1 = (ChatMessage("user", "Here are some notes about ships. " * 12 + "Summarise them."),)
 
 
-async def test_second_turn_reuses_the_first_turns_kv_cache(engine: LlamaEngine) -> None:
-    answer, first = await run(engine, GenerationRequest(TURN1, GREEDY))
-    turn2 = (*TURN1, ChatMessage("assistant", answer), ChatMessage("user", "Now in one word?"))
-    warm_text, warm = await run(engine, GenerationRequest(turn2, GREEDY))
-    assert first.cached_tokens == 0 or first.cached_tokens < first.prompt_tokens
+async def started(**options: int) -> LlamaEngine:
+    engine = make_engine(**options)
+    await engine.start()
+    return engine
+
+
+async def test_second_turn_reuses_the_first_turns_kv_cache() -> None:
+    # A fresh engine: its start-up check's prompts are forgotten, so nothing can be reused
+    # by the first turn (the shared `engine` fixture's slots hold other tests' prompts).
+    fresh = await started()
+    try:
+        answer, first = await run(fresh, GenerationRequest(TURN1, GREEDY))
+        turn2 = (*TURN1, ChatMessage("assistant", answer), ChatMessage("user", "Now in one word?"))
+        warm_text, warm = await run(fresh, GenerationRequest(turn2, GREEDY))
+    finally:
+        await fresh.close()
+    assert first.cached_tokens == 0
     # Everything up to the end of the first answer came from the cache.
     assert warm.cached_tokens >= first.prompt_tokens
     assert warm.prompt_tokens - warm.cached_tokens < 30
 
-    cold_engine = make_engine(slots=1, max_queued=1)
-    await cold_engine.start()
+    cold_engine = await started(slots=1, max_queued=1)
     try:
         cold_text, cold = await run(cold_engine, GenerationRequest(turn2, GREEDY))
     finally:

@@ -11,8 +11,8 @@ import pytest
 
 from gemserve.engine.llama import LlamaEngine
 from gemserve.engine.llama.native_thread import NativeThread
-from tests.conftest import default_spec
-from tests.engine.llama.test_engine import QUESTIONS, request, run
+from tests.support.generation import QUESTIONS, request, run
+from tests.support.llama import default_spec
 
 
 class CountingScheduler:

@@ -1,7 +1,7 @@
 """The installed engine decodes a batch in a child process: a build that traps on this CPU
 fails here with the signal's name and the CPU's flags, instead of killing pytest.
 
-(tests/conftest.py runs the same check once before any test loads llama.cpp in-process.)
+(tests/conftest.py runs the same check once before the slow tier's tests load a model.)
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import signal
 import pytest
 
 from gemserve.engine.llama.selfcheck import FAULT_ENV
-from tests.conftest import cpu_flags, engine_child_check
+from tests.support.llama import cpu_flags, engine_child_check
+
+# Each test loads the bundled model and decodes with it, in a child process.
+pytestmark = pytest.mark.engine
 
 
 def test_the_installed_engine_decodes_a_batch_in_a_child_process() -> None:

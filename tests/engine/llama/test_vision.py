@@ -26,8 +26,8 @@ from gemserve.engine import (
 )
 from gemserve.engine.llama import LlamaEngine
 from gemserve.errors import InvalidArgument
-from tests.conftest import TinyVlm
-from tests.engine.llama.test_engine import run, wait_until
+from tests.support.generation import poll_engine, run
+from tests.support.llama import TinyVlm
 
 pytestmark = pytest.mark.engine
 
@@ -92,7 +92,7 @@ async def evict(engine: LlamaEngine) -> None:
     for iterator in iterators:
         async for _ in iterator:
             pass
-    await wait_until(lambda: engine.stats().active == 0)
+    await poll_engine(lambda: engine.stats().active == 0)
 
 
 def test_capabilities_include_image_only_with_a_projector(tiny_vlm: TinyVlm) -> None:
@@ -232,7 +232,7 @@ async def test_an_engine_without_a_projector_refuses_images(tiny_vlm: TinyVlm) -
         text, finished = await run(engine, ask())
         assert finished.output_tokens > 0
         assert text
-        await wait_until(lambda: engine.stats().active == 0)
+        await poll_engine(lambda: engine.stats().active == 0)
     finally:
         await engine.close()
 
@@ -281,7 +281,7 @@ async def test_cancelling_before_the_image_is_decoded_frees_the_slot(vlm: LlamaE
     assert isinstance(finished, Finished)
     assert finished.reason is FinishReason.CANCELLED
     assert finished.output_tokens < 3000
-    await wait_until(lambda: vlm.stats().active == 0)
+    await poll_engine(lambda: vlm.stats().active == 0)
     assert vlm.stats().requests_cancelled == before.requests_cancelled + 1
 
 
@@ -299,11 +299,11 @@ async def test_cancelling_mid_generation_frees_the_slot(vlm: LlamaEngine) -> Non
     assert finished.reason is FinishReason.CANCELLED
     assert 0 < finished.output_tokens < 3000
     assert finished.media_tokens == (32,)
-    await wait_until(lambda: vlm.stats().active == 1)
+    await poll_engine(lambda: vlm.stats().active == 1)
     # The freed slot takes a new image request while the other one still runs.
     _, fresh = await run(vlm, ask(image(61)))
     assert fresh.media_tokens == (32,)
-    await wait_until(lambda: vlm.stats().active == 1)
+    await poll_engine(lambda: vlm.stats().active == 1)
     assert streams[1].prompt_tokens == fresh.prompt_tokens  # still running alongside
     streams[1].cancel()
-    await wait_until(lambda: vlm.stats().active == 0)
+    await poll_engine(lambda: vlm.stats().active == 0)

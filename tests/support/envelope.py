@@ -28,3 +28,18 @@ def assert_envelope(response: httpx.Response, code: int, status: str, *fragments
     assert set(body) == {"error"}
     assert set(body["error"]) == {"code", "message", "status"}
     return assert_error_body(body, code, status, *fragments)
+
+
+def assert_openai_error(response: httpx.Response, code: int, kind: str, *fragments: str) -> str:
+    """An error of the OpenAI-compatible surface, in OpenAI's envelope: ``{"error": {message,
+    type, param, code}}``, ``code`` being the Google status. Returns the message."""
+    assert response.status_code == code, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == kind
+    for fragment in fragments:
+        assert fragment in error["message"], (fragment, error["message"])
+    return str(error["message"])
