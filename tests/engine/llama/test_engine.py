@@ -18,6 +18,7 @@ from gemserve.engine import (
     TextDelta,
 )
 from gemserve.engine.llama import LlamaEngine
+from gemserve.engine.llama import scheduler as scheduler_module
 from gemserve.errors import Internal, InvalidArgument, ResourceExhausted
 from tests.support.generation import GREEDY, QUESTIONS, poll_engine, request, run
 from tests.support.llama import make_engine
@@ -196,5 +197,27 @@ async def test_a_crashed_engine_thread_fails_every_request_and_refuses_new_ones(
             await engine.generate(request("Anyone there?"))
     finally:
         release.set()
+        monkeypatch.undo()
+        await engine.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+async def test_a_crash_while_admitting_fails_that_request_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request taken off the queue and not yet active when the bug hits is failed like
+    the others (it used to be in neither list and wait forever)."""
+    engine = make_engine(slots=1)
+    await engine.start()
+
+    def broken_sampler(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("simulated bug while admitting")
+
+    try:
+        monkeypatch.setattr(scheduler_module, "make_sampler", broken_sampler)
+        async with asyncio.timeout(30):
+            _, finished = await run(engine, request("Hi"))
+        assert finished.reason is FinishReason.ERROR
+    finally:
         monkeypatch.undo()
         await engine.close()

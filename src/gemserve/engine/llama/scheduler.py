@@ -244,7 +244,15 @@ class Scheduler:
                 return False
             dropped = self._drop_cancelled_locked()
             while self._waiting and self._free_slots:
-                self._admit(self._waiting.popleft())
+                seq = self._waiting.popleft()
+                try:
+                    self._admit(seq)
+                except Exception:
+                    # Neither waiting nor active any more: keep it where the crash handler
+                    # finishes it, or its stream would wait forever.
+                    if seq not in self._active:
+                        self._active.append(seq)
+                    raise
         if dropped:
             self._flush(dropped)
         if not self._active:
@@ -296,7 +304,10 @@ class Scheduler:
         seq.seq_id = best.seq_id
         seq.n_past = seq.cached = reuse
         grammar = seq.grammars.for_gate(seq.output.gate) if seq.grammars is not None else None
-        seq.sampler = make_sampler(seq.sampling, grammar, self._model.vocab, self._model.n_vocab)
+        model = self._model
+        seq.sampler = make_sampler(
+            seq.sampling, grammar, model.vocab, model.n_vocab, guidance=model.guidance_tokenizer
+        )
         self._active.append(seq)
 
     def _decode_media(self) -> None:
@@ -463,6 +474,7 @@ class Scheduler:
             model.vocab,
             model.n_vocab,
             history=[*seq.decoded, token],
+            guidance=model.guidance_tokenizer,
         )
         old.free()
         seq.sampler = sampler
