@@ -92,7 +92,11 @@ async def test_a_row_closed_without_a_stored_verdict_is_given_one(
 ) -> None:
     """Rows an older server marked failed at start have no verdict events in their log."""
     await crashed(store)
-    await store.fail_unfinished({"code": "INTERNAL", "message": "stopped"}, NOON)
+    error = {"code": "INTERNAL", "message": "stopped"}
+    await store.finish_interaction(
+        IID, first_seq=6, events=[], status="failed", steps=[], usage=None, error=error,
+        updated_at=NOON,
+    )  # fmt: skip
     service = service_on(store, tmp_path)
     for after in (None, f"evt_{IID[-8:]}_000005", f"evt_{IID[-8:]}_000018"):
         events = await replay(service, after)

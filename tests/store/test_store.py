@@ -141,19 +141,17 @@ async def test_delete_removes_row_and_events(store: SqlStore) -> None:
     assert not await store.delete_interaction("t1", record.id)
 
 
-async def test_fail_unfinished_marks_only_running_interactions(store: SqlStore) -> None:
-    running = new_record()
+async def test_unfinished_interactions_are_the_running_ones_of_every_tenant(
+    store: SqlStore,
+) -> None:
+    running = [new_record(), new_record(tenant="t2")]
     done = new_record(status="completed")
-    await store.create_interaction(running, [])
-    await store.create_interaction(done, [])
-    error = {"code": "INTERNAL", "message": "restarted"}
-    assert await store.fail_unfinished(error, NOW) >= 1
-    after_running = await store.get_interaction("t1", running.id, NOW)
-    after_done = await store.get_interaction("t1", done.id, NOW)
-    assert after_running is not None
-    assert after_done is not None
-    assert (after_running.status, after_running.error) == ("failed", error)
-    assert (after_done.status, after_done.error) == ("completed", None)
+    for record in [*running, done]:
+        await store.create_interaction(record, [])
+    unfinished = {record.id: record for record in await store.unfinished_interactions()}
+    assert {r.id for r in running} <= set(unfinished)
+    assert done.id not in unfinished
+    assert unfinished[running[1].id].tenant == "t2"
 
 
 async def test_delete_expired_in_batches(store: SqlStore) -> None:
@@ -250,7 +248,7 @@ async def test_the_sqlite_file_is_owner_only(tmp_path: Path) -> None:
     new = SqlStore(database_url_for(None, tmp_path / "new"))
     await new.start()
     try:
-        await new.fail_unfinished({"code": "INTERNAL", "message": "x"}, datetime.now(UTC))
+        await new.unfinished_interactions()
         files = sorted((tmp_path / "new").glob("gemserve.db*"))
         assert files, "no database file"
         assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {

@@ -85,9 +85,6 @@ class Store(Protocol):
 
     async def delete_interaction(self, tenant: str, interaction_id: str) -> bool: ...
 
-    async def fail_unfinished(self, error: dict[str, Any], now: datetime) -> int:
-        """Crash recovery: mark every non-terminal interaction failed; returns how many."""
-
     async def unfinished_interactions(self) -> list[InteractionRecord]:
         """Every non-terminal interaction, of every tenant (crash recovery)."""
 

@@ -167,15 +167,6 @@ class SqlStore:
             await _delete_ids(conn, [interaction_id])
             return True
 
-    async def fail_unfinished(self, error: dict[str, Any], now: datetime) -> int:
-        async with self.write() as conn:
-            result = await conn.execute(
-                interactions.update()
-                .where(interactions.c.status.not_in(TERMINAL_STATUSES))
-                .values(status="failed", error=error, updated_at=now)
-            )
-            return int(result.rowcount)
-
     async def unfinished_interactions(self) -> list[InteractionRecord]:
         query = sa.select(interactions).where(interactions.c.status.not_in(TERMINAL_STATUSES))
         async with self.engine.connect() as conn:
