@@ -26,6 +26,10 @@ class InvalidArgument(GemserveError):
     rpc_status = "INVALID_ARGUMENT"
 
 
+class InvalidConstraint(InvalidArgument):
+    """An output constraint the engine cannot enforce; the caller names the request field."""
+
+
 class FailedPrecondition(GemserveError):
     http_status = 400
     rpc_status = "FAILED_PRECONDITION"

@@ -121,7 +121,7 @@ def test_out_of_range_or_wrong_type_names_the_field(
         ({**OK_BODY, "input": [{"role": "robot", "content": "hi"}]}, "role"),
         ({**OK_BODY, "tools": [{"type": "google_search"}]}, "'tools'"),
         ({**OK_BODY, "previous_interaction_id": "v1_abc"}, "'previous_interaction_id'"),
-        ({**OK_BODY, "response_mime_type": "application/json"}, "'response_mime_type'"),
+        ({**OK_BODY, "response_mime_type": "text/csv"}, "'response_mime_type'"),
     ],
 )
 def test_invalid_requests_are_400(

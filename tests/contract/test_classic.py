@@ -153,7 +153,7 @@ def test_an_uploaded_document_is_read(client: genai.Client, tmp_path: Any) -> No
             400,
             "not both",
         ),
-        ("hi", {"response_mime_type": "application/json"}, 400, "response_mime_type"),
+        ("hi", {"response_mime_type": "text/csv"}, 400, "response_mime_type"),
         (
             [types.Part.from_bytes(data=b"\x89PNG", mime_type="image/png")],
             {},

@@ -28,6 +28,8 @@ class Limits(BaseModel):
     max_text_chars: int = Field(default=1_000_000, ge=1)
     max_stop_sequences: int = Field(default=16, ge=0)
     max_stop_sequence_chars: int = Field(default=256, ge=1)
+    # The JSON Schema of a structured-output request, serialised.
+    max_schema_bytes: int = Field(default=64 * 1024, ge=2)
     # Requests waiting for a free engine slot, per model; beyond this a 429 is returned.
     max_queued_requests: int = Field(default=64, ge=0)
     # Turns followed back through previous_interaction_id.

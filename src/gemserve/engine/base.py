@@ -83,6 +83,7 @@ class ReasoningControl:
 
 
 ConstraintScope = Literal["output", "answer"]
+ConstraintSyntax = Literal["gbnf", "json_schema"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,8 @@ class Constraint:
     grammar: str
     scope: ConstraintScope = "answer"
     triggers: tuple[str, ...] = ()
+    # What ``grammar`` holds: GBNF text, or a JSON Schema as JSON text (JSON output).
+    syntax: ConstraintSyntax = "gbnf"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ surface translates into its own wire format.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -24,7 +25,8 @@ from gemserve.engine import (
     TextDelta,
     ThoughtDelta,
 )
-from gemserve.errors import InvalidArgument, Unavailable
+from gemserve.errors import InvalidArgument, InvalidConstraint, Unavailable
+from gemserve.protocol.schema import check_json_schema
 from gemserve.service.conversation import build_messages
 from gemserve.service.media import MediaPipeline
 from gemserve.service.sampling import sampling_params
@@ -79,9 +81,22 @@ class TurnPipeline:
             (modality, len(await engine.tokenize(text))) for modality, text in prepared.derived_text
         ]
         accounting = InputAccounting(tuple(prepared.media_modalities), tuple(derived))
-        constraint = Constraint(spec.grammar, scope="output") if spec.grammar is not None else None
-        request = GenerationRequest(chat, sampling, constraint=constraint)
+        request = GenerationRequest(chat, sampling, constraint=self._constraint(turn, spec))
         return PreparedTurn(spec, engine, request, plan, accounting, self._signer, turn)
+
+    def _constraint(self, turn: TurnInput, spec: ModelSpec) -> Constraint | None:
+        output = turn.output
+        if output is None:
+            return Constraint(spec.grammar, scope="output") if spec.grammar is not None else None
+        if spec.grammar is not None:
+            raise InvalidArgument(
+                f"Invalid value at '{output.where}': model {spec.id!r} has a grammar of its "
+                "own (its configuration), so its output cannot be held to a schema as well."
+            )
+        schema = check_json_schema(
+            output.schema, output.where, max_bytes=self._limits.max_schema_bytes
+        )
+        return Constraint(json.dumps(schema), scope="answer", syntax="json_schema")
 
 
 @dataclass(frozen=True)
@@ -109,6 +124,9 @@ class PreparedTurn:
         )
         try:
             stream = await start_turn(self.engine, request, self.plan)
+        except InvalidConstraint as exc:
+            where = self.turn.output.where if self.turn.output is not None else "request"
+            raise InvalidArgument(f"Invalid value at '{where}': {exc.message}") from None
         except InvalidArgument as exc:
             if self.turn.history_items:
                 raise InvalidArgument(

@@ -9,7 +9,7 @@ sent, whichever surface it came through.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from gemserve.config.models import ThinkingLevel
 
@@ -83,12 +83,22 @@ class ThinkingRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class JsonOutput:
+    """The answer is JSON matching ``schema`` (JSON Schema; ``{}`` is any JSON value).
+    ``where`` names the schema in the request, for errors."""
+
+    schema: dict[str, Any]
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
 class TurnInput:
     model: str  # the name the client asked for (an id or an alias)
     conversation: tuple[ConversationItem, ...]
     system: str | None = None
     knobs: GenerationKnobs = field(default_factory=GenerationKnobs)
     thinking: ThinkingRequest = field(default_factory=ThinkingRequest)
+    output: JsonOutput | None = None  # the output constraint: none (text), or JSON
     # Leading conversation items that came from the server's store: a prompt too long for
     # the context says the history counts toward it.
     history_items: int = 0

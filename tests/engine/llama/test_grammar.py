@@ -76,11 +76,11 @@ def test_the_wrappers_parse(vocab: Any) -> None:
 def test_the_cache_keeps_the_most_recently_used() -> None:
     checked: list[str] = []
 
-    def is_valid(grammar: Grammar) -> bool:
+    def error_of(grammar: Grammar) -> str | None:
         checked.append(grammar.text)
-        return "bad" not in grammar.text
+        return "unparsable" if "bad" in grammar.text else None
 
-    plans = GrammarPlans(is_valid, size=2)
+    plans = GrammarPlans(error_of, size=2)
     a, b, c = (Constraint(f'root ::= "{x}"', scope="output") for x in "abc")
     plans.get(a, None)
     plans.get(b, None)

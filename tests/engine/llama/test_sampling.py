@@ -127,7 +127,7 @@ async def test_real_model_greedy_text_is_the_chains_text(
     monkeypatch.setattr(
         scheduler,
         "make_sampler",
-        lambda sampling, grammar, vocab, n, history=(): ChainSampler(
+        lambda sampling, grammar, vocab, n, history=(), **_: ChainSampler(
             sampling, grammar, vocab, n, history
         ),
     )

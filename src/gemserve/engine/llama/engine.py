@@ -111,7 +111,7 @@ class LlamaEngine:
         self._projector: Projector | None = None
         # What the configuration promises until the projector is loaded and says.
         self._modalities = frozenset({"text", "image"} if mmproj_path else {"text"})
-        self._grammars = GrammarPlans(self._grammar_is_valid)
+        self._grammars = GrammarPlans(self._grammar_error)
         self._model: LoadedModel | None = None
         self._scheduler: Scheduler | None = None
         self._template: ChatTemplate | None = None
@@ -251,9 +251,9 @@ class LlamaEngine:
             )
         return prompt
 
-    def _grammar_is_valid(self, grammar: Grammar) -> bool:
+    def _grammar_error(self, grammar: Grammar) -> str | None:
         model, _, _ = self._require()
-        return model.grammar_is_valid(grammar)
+        return model.grammar_error(grammar)
 
     def _prepare(
         self, request: GenerationRequest

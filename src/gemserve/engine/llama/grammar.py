@@ -24,9 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gemserve.engine.base import Constraint, ReasoningControl
+from gemserve.engine.llama.guidance import json_grammar
 from gemserve.engine.llama.sampling import Grammar
 from gemserve.engine.output import Gate
-from gemserve.errors import InvalidArgument
+from gemserve.errors import InvalidArgument, InvalidConstraint
 
 # Rule names of the wrappers (GBNF names are letters, digits and "-").
 ANSWER_ROOT = "gemserve-answer"
@@ -67,6 +68,8 @@ class GrammarPlan:
 
 
 def plan_for(constraint: Constraint, reasoning: ReasoningControl | None) -> GrammarPlan:
+    if constraint.syntax == "json_schema":
+        return _json_plan(constraint, reasoning)
     text = constraint.grammar
     if constraint.scope != "answer" or constraint.triggers or reasoning is None:
         # From the first token, or (lazy) from the trigger text, which ``root`` starts with.
@@ -79,14 +82,30 @@ def plan_for(constraint: Constraint, reasoning: ReasoningControl | None) -> Gram
     return GrammarPlan(on, opening)
 
 
+def _json_plan(constraint: Constraint, reasoning: ReasoningControl | None) -> GrammarPlan:
+    """JSON output through llguidance, with the same gates as a GBNF constraint."""
+    if constraint.triggers:
+        raise InvalidArgument("A JSON Schema constraint cannot be lazy (it has triggers).")
+    schema = constraint.grammar
+    if constraint.scope != "answer" or reasoning is None:
+        on = json_grammar(schema, leading_whitespace=False, opening_tag=None)
+        return GrammarPlan(Grammar(on, syntax="llguidance"))
+    on = json_grammar(schema, leading_whitespace=True, opening_tag=None)
+    opening = json_grammar(schema, leading_whitespace=True, opening_tag=reasoning.open_tag)
+    return GrammarPlan(Grammar(on, syntax="llguidance"), Grammar(opening, syntax="llguidance"))
+
+
 class GrammarPlans:
     """Validated plans of the last ``size`` constraints used, least recently used out first.
 
     Keyed by the frozen constraint and the thought's opening tag (the plan depends on both).
     Thread-safe: requests are prepared in worker threads."""
 
-    def __init__(self, is_valid: Callable[[Grammar], bool], size: int = DEFAULT_PLANS) -> None:
-        self._is_valid = is_valid
+    def __init__(
+        self, error_of: Callable[[Grammar], str | None], size: int = DEFAULT_PLANS
+    ) -> None:
+        """``error_of`` says why a grammar cannot be used for the model (None: it can)."""
+        self._error_of = error_of
         self._size = size
         self._plans: OrderedDict[tuple[Constraint, str | None], GrammarPlan] = OrderedDict()
         self._lock = threading.Lock()
@@ -104,7 +123,12 @@ class GrammarPlans:
                 self._plans.move_to_end(key)
                 return plan
         plan = plan_for(constraint, reasoning)
-        if not all(self._is_valid(grammar) for grammar in plan.grammars()):
+        for grammar in plan.grammars():
+            error = self._error_of(grammar)
+            if error is None:
+                continue
+            if grammar.syntax == "llguidance":
+                raise InvalidConstraint(f"The JSON Schema cannot be enforced: {_first_line(error)}")
             raise InvalidArgument(
                 "The constraint's grammar is invalid: llama.cpp cannot parse it as GBNF with a "
                 "rule named root."
@@ -115,3 +139,12 @@ class GrammarPlans:
             while len(self._plans) > self._size:
                 self._plans.popitem(last=False)
         return plan
+
+
+def _first_line(error: str) -> str:
+    """llguidance's message on one line: without the wrapper's position and without the
+    excerpt of the wrapper grammar (lines of the form ``   1 | start: …`` and carets)."""
+    lines = [line.strip() for line in error.strip().splitlines()]
+    kept = [line for line in lines if line and "|" not in line[:6] and set(line) != {"^"}]
+    text = " ".join(kept)
+    return text.split("): ", 1)[-1] if text.startswith("at ") else text

@@ -15,6 +15,7 @@ from typing import Any
 import llama_cpp as llama
 import llama_cpp.mtmd_cpp as mtmd
 
+from gemserve.engine.llama.guidance import tokenizer_for, validate
 from gemserve.engine.llama.sampling import Grammar
 from gemserve.engine.llama.variants import load_cpu_backend
 
@@ -63,6 +64,8 @@ class LoadedModel:
         self.n_vocab: int = llama.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train: int = llama.llama_model_n_ctx_train(model)
         self._pieces: dict[int, bytes] = {}
+        self._guidance: Any = None
+        self._guidance_lock = threading.Lock()
 
     def metadata(self, key: str) -> str | None:
         buf = ctypes.create_string_buffer(1 << 16)
@@ -124,14 +127,27 @@ class LoadedModel:
         return cached
 
     def grammar_is_valid(self, grammar: Grammar) -> bool:
-        """Whether llama.cpp parses this GBNF grammar (from its root rule) for this vocabulary."""
+        return self.grammar_error(grammar) is None
+
+    def grammar_error(self, grammar: Grammar) -> str | None:
+        """Why this grammar cannot constrain this vocabulary, or None: llguidance's own
+        message, or llama.cpp's refusal to parse the GBNF from its root rule."""
+        if grammar.syntax == "llguidance":
+            return validate(self.guidance_tokenizer(), grammar.text)
         sampler = llama.llama_sampler_init_grammar(
             self.vocab, grammar.text.encode(), grammar.root.encode()
         )
         if not sampler:
-            return False
+            return "llama.cpp cannot parse the grammar"
         llama.llama_sampler_free(sampler)
-        return True
+        return None
+
+    def guidance_tokenizer(self) -> Any:
+        """llguidance's view of the vocabulary, built on first use (about 0.2 s)."""
+        with self._guidance_lock:
+            if self._guidance is None:
+                self._guidance = tokenizer_for(self.vocab)
+            return self._guidance
 
     def is_eog(self, token: int) -> bool:
         return bool(llama.llama_vocab_is_eog(self.vocab, token))

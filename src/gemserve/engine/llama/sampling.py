@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import ctypes
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import llama_cpp as llama
 import numpy as np
@@ -33,10 +33,13 @@ PENALTY_WINDOW = 256
 
 @dataclass(frozen=True, slots=True)
 class Grammar:
-    """GBNF text and the rule the grammar starts from."""
+    """GBNF text and the rule the grammar starts from (llama.cpp's grammar sampler), or an
+    llguidance grammar (``syntax="llguidance"``: JSON Schemas, which llama.cpp's converter
+    would enforce only in part)."""
 
     text: str
     root: str = "root"
+    syntax: Literal["gbnf", "llguidance"] = "gbnf"
 
 
 class TokenSampler(Protocol):
@@ -66,9 +69,18 @@ def make_sampler(
     vocab: Any,
     n_vocab: int,
     history: Sequence[int] = (),
+    guidance: Callable[[], Any] | None = None,
 ) -> TokenSampler:
     """``history``: the tokens generated so far (the last ``PENALTY_WINDOW`` count), for a
-    sampler that replaces another mid-sequence."""
+    sampler that replaces another mid-sequence. ``guidance`` gives the model's llguidance
+    tokenizer, for an llguidance grammar."""
+    if grammar is not None and grammar.syntax == "llguidance":
+        from gemserve.engine.llama.guidance import GuidedSampler
+
+        if guidance is None:
+            raise ValueError("an llguidance grammar needs the model's llguidance tokenizer")
+        inner = make_sampler(sampling, None, vocab, n_vocab, history)
+        return GuidedSampler(inner, guidance(), grammar.text, n_vocab)
     if sampling.temperature <= 0.0 and grammar is None:
         sampler = GreedySampler(
             n_vocab,

@@ -166,8 +166,6 @@ class CountTokensRequest(WireModel):
 
 NOT_SERVED = ("tools", "tool_config", "cached_content")
 CONFIG_NOT_SERVED = (
-    "response_schema",
-    "response_json_schema",
     "response_logprobs",
     "logprobs",
     "routing_config",
@@ -203,10 +201,10 @@ def reject_unserved(request: GenerateContentRequest) -> None:
                 "Invalid value at 'generation_config.candidate_count': one candidate per "
                 "request is supported."
             )
-        if config.response_mime_type not in (None, "text/plain"):
+        if config.response_mime_type not in (None, "text/plain", "application/json"):
             raise InvalidArgument(
-                "Invalid value at 'generation_config.response_mime_type': only text/plain is "
-                "supported."
+                "Invalid value at 'generation_config.response_mime_type': text/plain or "
+                "application/json."
             )
         if config.response_modalities not in (None, ["TEXT"], ["text"]):
             raise InvalidArgument(

@@ -155,7 +155,6 @@ class CreateInteraction(WireModel):
 # generation_config: one list each, checked in one place.
 NOT_SERVED = (
     "tools",
-    "response_format",
     "continuation_token",
     "cached_content",
     "environment",
@@ -182,9 +181,9 @@ def reject_unserved(request: CreateInteraction) -> None:
             raise InvalidArgument(
                 f"Invalid value at 'generation_config.{name}': not supported by this server yet."
             )
-    if request.response_mime_type not in (None, "text/plain"):
+    if request.response_mime_type not in (None, "text/plain", "application/json"):
         raise InvalidArgument(
-            "Invalid value at 'response_mime_type': only text/plain is supported."
+            "Invalid value at 'response_mime_type': text/plain or application/json."
         )
     if request.response_modalities not in (None, ["text"], ["TEXT"]):
         raise InvalidArgument(

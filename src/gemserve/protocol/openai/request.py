@@ -120,7 +120,6 @@ class ChatCompletionRequest(OpenAIModel):
 NOT_SERVED = (
     "tools",
     "tool_choice",
-    "response_format",
     "logprobs",
     "top_logprobs",
     "logit_bias",
@@ -132,7 +131,7 @@ NOT_SERVED = (
 def reject_unserved(request: ChatCompletionRequest) -> None:
     for name in NOT_SERVED:
         value = getattr(request, name)
-        if value not in (None, False) and not (name == "response_format" and _is_text(value)):
+        if value not in (None, False):
             raise InvalidArgument(f"Invalid value at '{name}': not supported by this server yet.")
     if request.n not in (None, 1):
         raise InvalidArgument("Invalid value at 'n': one choice per request is supported.")
@@ -154,7 +153,3 @@ def reject_unserved(request: ChatCompletionRequest) -> None:
                 f"Invalid value at 'messages[{i}].role': tool messages are not supported by this "
                 "server yet."
             )
-
-
-def _is_text(value: Any) -> bool:
-    return isinstance(value, dict) and value == {"type": "text"}

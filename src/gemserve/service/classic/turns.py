@@ -7,10 +7,12 @@ from __future__ import annotations
 from gemserve.config.models import THINKING_LEVELS, ThinkingLevel
 from gemserve.errors import InvalidArgument
 from gemserve.protocol.classic.request import Content, GenerateContentRequest, GenerationConfig
+from gemserve.protocol.schema import openapi_to_json_schema
 from gemserve.service.media import kind_of_mime
 from gemserve.service.turn_input import (
     ConversationItem,
     GenerationKnobs,
+    JsonOutput,
     MediaPart,
     Message,
     Part,
@@ -40,7 +42,32 @@ def turn_input(model: str, request: GenerateContentRequest) -> TurnInput:
         system=system_text(request.system_instruction),
         knobs=knobs,
         thinking=thinking_request(config),
+        output=json_output(config),
     )
+
+
+def json_output(config: GenerationConfig) -> JsonOutput | None:
+    """``responseMimeType: application/json`` with ``responseJsonSchema`` (JSON Schema),
+    ``responseSchema`` (Google's OpenAPI subset) or neither (any JSON)."""
+    has_schema = config.response_schema is not None or config.response_json_schema is not None
+    if config.response_mime_type != "application/json":
+        if has_schema:
+            raise InvalidArgument(
+                "Invalid value at 'generation_config.response_mime_type': a response schema "
+                "needs application/json."
+            )
+        return None
+    if config.response_schema is not None and config.response_json_schema is not None:
+        raise InvalidArgument(
+            "Invalid value at 'generation_config': set response_schema or "
+            "response_json_schema, not both."
+        )
+    if config.response_json_schema is not None:
+        return JsonOutput(config.response_json_schema, "generation_config.response_json_schema")
+    if config.response_schema is not None:
+        where = "generation_config.response_schema"
+        return JsonOutput(openapi_to_json_schema(config.response_schema, where), where)
+    return JsonOutput({}, "generation_config.response_mime_type")
 
 
 def conversation_items(contents: list[Content], path: str = "contents") -> list[ConversationItem]:

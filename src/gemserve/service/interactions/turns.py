@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gemserve.errors import InvalidArgument
 from gemserve.protocol.interactions import (
     CreateInteraction,
     GenerationConfig,
@@ -20,6 +21,7 @@ from gemserve.protocol.interactions import (
 from gemserve.service.turn_input import (
     ConversationItem,
     GenerationKnobs,
+    JsonOutput,
     MediaPart,
     Message,
     Part,
@@ -54,8 +56,58 @@ def turn_input(
         system=request.system_instruction,
         knobs=knobs,
         thinking=thinking,
+        output=json_output(request),
         history_items=len(history),
     )
+
+
+_OUTPUT_TYPES = frozenset({"text", "image", "audio", "video"})
+
+
+def json_output(request: CreateInteraction) -> JsonOutput | None:
+    """``response_format`` in its two forms. Typed: ``{"type": "text", "mime_type":
+    "application/json", "schema": {...}}`` or a list of such items. Legacy: the raw JSON
+    Schema, with ``response_mime_type: application/json``. A raw schema has a ``type`` too
+    (``"object"``): the typed form's is one of text, image, audio, video."""
+    value = request.response_format
+    json_mime = request.response_mime_type == "application/json"
+    if value is None:
+        return JsonOutput({}, "response_mime_type") if json_mime else None
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, dict) and value.get("type") not in _OUTPUT_TYPES:
+        if not json_mime:
+            raise InvalidArgument(
+                "Invalid value at 'response_format': a JSON Schema needs response_mime_type "
+                'application/json (or use the typed form: {"type": "text", '
+                '"mime_type": "application/json", "schema": …}).'
+            )
+        return JsonOutput(value, "response_format")
+    found: JsonOutput | None = None
+    for i, item in enumerate(items):
+        where = "response_format" if isinstance(value, dict) else f"response_format[{i}]"
+        if not isinstance(item, dict) or item.get("type") not in _OUTPUT_TYPES:
+            raise InvalidArgument(
+                f"Invalid value at '{where}.type': expected one of text, image, audio, video."
+            )
+        unknown = sorted(set(item) - {"type", "mime_type", "schema"})
+        if unknown:
+            raise InvalidArgument(f"Unknown name {unknown[0]!r} at '{where}': Cannot find field.")
+        if item["type"] != "text":
+            raise InvalidArgument(
+                f"Invalid value at '{where}.type': {item['type']} output is not supported; "
+                "this server writes text."
+            )
+        mime = item.get("mime_type")
+        if mime in (None, "text/plain") and "schema" not in item and not json_mime:
+            continue
+        if mime not in (None, "application/json"):
+            raise InvalidArgument(
+                f"Invalid value at '{where}.mime_type': text/plain or application/json."
+            )
+        if found is None:
+            schema = item.get("schema", {})
+            found = JsonOutput(schema, f"{where}.schema")
+    return found
 
 
 def conversation_items(

@@ -6,6 +6,7 @@ go through the media pipeline's uri rules."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from gemserve.config.models import THINKING_LEVELS, ThinkingLevel
 from gemserve.errors import InvalidArgument
@@ -14,6 +15,7 @@ from gemserve.service.media import kind_of_mime
 from gemserve.service.turn_input import (
     ConversationItem,
     GenerationKnobs,
+    JsonOutput,
     MediaPart,
     Message,
     Part,
@@ -66,6 +68,7 @@ def turn_input(request: ChatCompletionRequest) -> TurnInput:
         system="\n".join(system) or None,
         knobs=knobs,
         thinking=_thinking(request.reasoning_effort, google),
+        output=json_output(request.response_format),
         config_path="request",
         knob_paths=(
             (
@@ -157,3 +160,29 @@ def _thinking(effort: str | None, google: GoogleExtras | None) -> ThinkingReques
         if config.thinking_budget is not None and config.thinking_budget >= 0:
             budget = config.thinking_budget
     return ThinkingRequest(level=level, summaries=summaries, budget=budget)
+
+
+def json_output(value: Any) -> JsonOutput | None:
+    """``response_format``: ``text``, ``json_object`` (any JSON object) or ``json_schema``
+    (``{"json_schema": {"name", "schema", "strict"}}``, what ``chat.completions.parse``
+    sends)."""
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return JsonOutput({"type": "object"}, "response_format")
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict):
+            raise InvalidArgument("Missing required field 'response_format.json_schema'.")
+        unknown = sorted(set(spec) - {"name", "schema", "strict", "description"})
+        if unknown:
+            raise InvalidArgument(
+                f"Unknown name {unknown[0]!r} at 'response_format.json_schema': Cannot find field."
+            )
+        return JsonOutput(spec.get("schema", {}), "response_format.json_schema.schema")
+    raise InvalidArgument(
+        "Invalid value at 'response_format.type': expected text, json_object or json_schema."
+    )
