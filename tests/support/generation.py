@@ -11,6 +11,7 @@ from gemserve.engine import (
     GenerationRequest,
     SamplingParams,
     TextDelta,
+    ThoughtDelta,
 )
 from tests.support.wait import wait_for
 
@@ -54,3 +55,20 @@ async def poll_engine(condition: Callable[[], bool]) -> None:
     a test can count the decode steps that pass meanwhile; bounded so a broken engine fails
     instead of hanging."""
     await wait_for(condition, seconds=30, interval=0.001, what="the engine's counters")
+
+
+async def thought_and_answer(engine: Engine, req: GenerationRequest) -> tuple[str, str, Finished]:
+    """A request's thought text, answer text and ``Finished``."""
+    stream = await engine.generate(req)
+    thought: list[str] = []
+    answer: list[str] = []
+    finished = None
+    async for event in stream:
+        if isinstance(event, ThoughtDelta):
+            thought.append(event.text)
+        elif isinstance(event, TextDelta):
+            answer.append(event.text)
+        elif isinstance(event, Finished):
+            finished = event
+    assert finished is not None
+    return "".join(thought), "".join(answer), finished

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
@@ -82,3 +82,16 @@ ProtoInt = Annotated[int, BeforeValidator(_proto_int)]
 def iso_utc(moment: datetime) -> str:
     """A timestamp as the Interactions API writes one (seconds, UTC)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def validate_body(model: type[Body], body: Any) -> Body:
+    """A request body as ``model``: a JSON object, or a 400 naming what is wrong."""
+    if not isinstance(body, dict):
+        raise InvalidArgument("The request body must be a JSON object.")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise invalid_argument(exc) from None

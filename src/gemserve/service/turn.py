@@ -194,6 +194,27 @@ class StartedTurn:
             # Closing this generator early must stop generation.
             self._stream.cancel()
 
+    async def collect(self) -> CollectedTurn:
+        """The whole turn at once, for the surfaces' non-streaming responses."""
+        thought: list[str] = []
+        answer: list[str] = []
+        signature: str | None = None
+        done: TurnDone | None = None
+        try:
+            async for event in self.events():
+                if type(event) is TextDelta:
+                    answer.append(event.text)
+                elif type(event) is ThoughtDelta:
+                    thought.append(event.text)
+                elif isinstance(event, ThoughtEnd):
+                    signature = event.signature
+                elif isinstance(event, TurnDone):
+                    done = event
+        finally:
+            self.cancel()
+        assert done is not None
+        return CollectedTurn("".join(thought).strip(), "".join(answer), signature, done)
+
     def _usage(self, finished: Finished) -> TurnUsage:
         return TurnUsage(
             input_tokens=finished.prompt_tokens,
@@ -202,3 +223,11 @@ class StartedTurn:
             cached_tokens=finished.cached_tokens,
             input_by_modality=self._accounting.by_modality(finished),
         )
+
+
+@dataclass(frozen=True)
+class CollectedTurn:
+    thought: str
+    answer: str
+    signature: str | None  # the thought's, when the model thought
+    done: TurnDone

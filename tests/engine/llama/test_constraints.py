@@ -11,17 +11,15 @@ import pytest
 from gemserve.engine import (
     ChatMessage,
     Constraint,
-    Finished,
     FinishReason,
     GenerationRequest,
     ReasoningControl,
     SamplingParams,
-    TextDelta,
-    ThoughtDelta,
 )
 from gemserve.engine.llama import LlamaEngine
 from gemserve.engine.llama.grammar import DEFAULT_PLANS
 from gemserve.errors import InvalidArgument
+from tests.support.generation import thought_and_answer
 from tests.support.llama import default_spec
 
 pytestmark = pytest.mark.engine
@@ -61,29 +59,15 @@ async def thinking_engine() -> AsyncIterator[LlamaEngine]:
     await engine.close()
 
 
-async def generate(engine: LlamaEngine, request: GenerationRequest) -> tuple[str, str, Finished]:
-    stream = await engine.generate(request)
-    thought: list[str] = []
-    answer: list[str] = []
-    finished = None
-    async for event in stream:
-        if isinstance(event, ThoughtDelta):
-            thought.append(event.text)
-        elif isinstance(event, TextDelta):
-            answer.append(event.text)
-        else:
-            finished = event
-    assert finished is not None
-    return "".join(thought), "".join(answer), finished
-
-
 async def test_an_answer_scoped_grammar_leaves_the_thought_free(
     thinking_engine: LlamaEngine,
 ) -> None:
     control = ReasoningControl(budget=4)
-    free = await generate(thinking_engine, GenerationRequest(PAWS, GREEDY, reasoning=control))
+    free = await thought_and_answer(
+        thinking_engine, GenerationRequest(PAWS, GREEDY, reasoning=control)
+    )
     constraint = Constraint(PAWS_GRAMMAR, scope="answer")
-    thought, answer, finished = await generate(
+    thought, answer, finished = await thought_and_answer(
         thinking_engine, GenerationRequest(PAWS, GREEDY, reasoning=control, constraint=constraint)
     )
     assert finished.reason is FinishReason.STOP
@@ -102,7 +86,7 @@ async def test_an_output_scoped_grammar_shapes_the_thought_too(
 ) -> None:
     grammar = 'root ::= "Dogs" [^<]* "</think>" "\\n"* "Paws: " [0-9] "."'
     control = ReasoningControl(budget=6)  # the engine writes the closing tag
-    thought, answer, _ = await generate(
+    thought, answer, _ = await thought_and_answer(
         thinking_engine,
         GenerationRequest(
             PAWS,
@@ -119,13 +103,13 @@ async def test_a_lazy_answer_grammar_ignores_its_trigger_in_the_thought(
     thinking_engine: LlamaEngine,
 ) -> None:
     control = ReasoningControl(budget=4)
-    free_thought, free_answer, _ = await generate(
+    free_thought, free_answer, _ = await thought_and_answer(
         thinking_engine, GenerationRequest(PAWS, GREEDY, reasoning=control)
     )
     assert "answer" in free_thought
     assert "paws" in free_answer
     lazy = Constraint('root ::= "paws" " = " [0-9]+ "."', triggers=("answer", "paws"))
-    thought, answer, finished = await generate(
+    thought, answer, finished = await thought_and_answer(
         thinking_engine, GenerationRequest(PAWS, GREEDY, reasoning=control, constraint=lazy)
     )
     assert thought == free_thought
@@ -142,9 +126,9 @@ async def test_a_reasoning_model_that_does_not_think_is_held_to_the_answer_gramm
     directly, and an answer without a thought is constrained from its first token."""
     constraint = Constraint('root ::= ("Yes" | "No") "."', scope="answer")
     for messages in (FRANCE, PAWS):
-        free = await generate(engine, GenerationRequest(messages, GREEDY))
+        free = await thought_and_answer(engine, GenerationRequest(messages, GREEDY))
         assert free[1] not in ("Yes.", "No.")
-        thought, answer, finished = await generate(
+        thought, answer, finished = await thought_and_answer(
             engine,
             GenerationRequest(
                 messages, GREEDY, reasoning=ReasoningControl(budget=50), constraint=constraint
@@ -156,7 +140,7 @@ async def test_a_reasoning_model_that_does_not_think_is_held_to_the_answer_gramm
 
 async def test_an_answer_grammar_with_thinking_off(engine: LlamaEngine) -> None:
     constraint = Constraint(PAWS_GRAMMAR, scope="answer")
-    _, answer, finished = await generate(
+    _, answer, finished = await thought_and_answer(
         engine,
         GenerationRequest(
             PAWS, GREEDY, reasoning=ReasoningControl(budget=0), constraint=constraint
@@ -167,13 +151,15 @@ async def test_an_answer_grammar_with_thinking_off(engine: LlamaEngine) -> None:
 
 
 async def test_a_lazy_grammar_switches_on_at_its_trigger(engine: LlamaEngine) -> None:
-    free = (await generate(engine, GenerationRequest(FRANCE, GREEDY)))[1]
+    free = (await thought_and_answer(engine, GenerationRequest(FRANCE, GREEDY)))[1]
     # "apital" starts inside the token " capital": the grammar takes the text from the
     # trigger on, not the whole token.
     at = free.index("apital")
     assert free[at - 1] == "c"
     lazy = Constraint('root ::= "apital" " city: " [A-Z] [a-z]+ "."', triggers=("apital",))
-    _, answer, finished = await generate(engine, GenerationRequest(FRANCE, GREEDY, constraint=lazy))
+    _, answer, finished = await thought_and_answer(
+        engine, GenerationRequest(FRANCE, GREEDY, constraint=lazy)
+    )
     assert answer[:at] == free[:at]  # free, and greedy, up to the trigger
     assert re.fullmatch(r"apital city: [A-Z][a-z]+\.", answer[at:]), answer
     assert finished.reason is FinishReason.STOP
@@ -184,9 +170,9 @@ async def test_a_lazy_grammar_switches_on_while_sampling(engine: LlamaEngine) ->
         temperature=0.8, top_p=0.95, top_k=40, max_output_tokens=64, seed=11, repeat_penalty=1.15
     )
     lazy = Constraint('root ::= "Paris" " = " [0-9]+ "!"', triggers=("Paris",))
-    free = (await generate(engine, GenerationRequest(FRANCE, sampling)))[1]
+    free = (await thought_and_answer(engine, GenerationRequest(FRANCE, sampling)))[1]
     runs = [
-        (await generate(engine, GenerationRequest(FRANCE, sampling, constraint=lazy)))[1]
+        (await thought_and_answer(engine, GenerationRequest(FRANCE, sampling, constraint=lazy)))[1]
         for _ in range(2)
     ]
     assert runs[0] == runs[1], "a fixed seed gives the same text across a grammar switch"
@@ -203,11 +189,13 @@ async def test_text_before_the_switch_that_breaks_the_grammar_ends_in_error(
     holds past the trigger ("al" of " capital") can already break it. That is an error, and
     the engine (which llama.cpp would abort on accepting it) serves on."""
     lazy = Constraint('root ::= "apit" "X"', triggers=("apit",))
-    _, answer, finished = await generate(engine, GenerationRequest(FRANCE, GREEDY, constraint=lazy))
+    _, answer, finished = await thought_and_answer(
+        engine, GenerationRequest(FRANCE, GREEDY, constraint=lazy)
+    )
     assert finished.reason is FinishReason.ERROR
     assert "grammar" in (finished.error or "")
     assert answer.endswith("apital")
-    again = await generate(engine, GenerationRequest(FRANCE, GREEDY))
+    again = await thought_and_answer(engine, GenerationRequest(FRANCE, GREEDY))
     assert again[2].reason is FinishReason.STOP
 
 
@@ -236,7 +224,9 @@ async def test_validated_grammars_are_bounded(engine: LlamaEngine) -> None:
     one = SamplingParams(temperature=0.0, top_p=1.0, top_k=0, max_output_tokens=1)
     for i in range(DEFAULT_PLANS + 6):
         constraint = Constraint(f'root ::= "x{i}"', scope="output")
-        _, answer, _ = await generate(engine, GenerationRequest(FRANCE, one, constraint=constraint))
+        _, answer, _ = await thought_and_answer(
+            engine, GenerationRequest(FRANCE, one, constraint=constraint)
+        )
         assert answer
         assert f"x{i}".startswith(answer)
     assert engine.stats().extra["grammars_cached"] == DEFAULT_PLANS

@@ -13,16 +13,14 @@ import pytest
 from gemserve.engine import (
     ChatMessage,
     Constraint,
-    Finished,
     FinishReason,
     GenerationRequest,
     ReasoningControl,
     SamplingParams,
-    TextDelta,
-    ThoughtDelta,
 )
 from gemserve.engine.llama import LlamaEngine
 from gemserve.errors import InvalidArgument
+from tests.support.generation import thought_and_answer
 
 pytestmark = pytest.mark.engine
 
@@ -55,22 +53,6 @@ def sampling(temperature: float, seed: int | None = None) -> SamplingParams:
     )
 
 
-async def generate(engine: LlamaEngine, request: GenerationRequest) -> tuple[str, str, Finished]:
-    stream = await engine.generate(request)
-    thought: list[str] = []
-    answer: list[str] = []
-    finished = None
-    async for event in stream:
-        if isinstance(event, ThoughtDelta):
-            thought.append(event.text)
-        elif isinstance(event, TextDelta):
-            answer.append(event.text)
-        else:
-            finished = event
-    assert finished is not None
-    return "".join(thought), "".join(answer), finished
-
-
 @pytest.mark.parametrize(("temperature", "seed"), [(0.0, None), (0.8, 1), (1.2, 2), (1.2, 3)])
 async def test_every_answer_validates_against_the_schema(
     engine: LlamaEngine, temperature: float, seed: int | None
@@ -78,14 +60,14 @@ async def test_every_answer_validates_against_the_schema(
     request = GenerationRequest(
         ASK, sampling(temperature, seed), constraint=json_constraint(RECIPE)
     )
-    _, answer, finished = await generate(engine, request)
+    _, answer, finished = await thought_and_answer(engine, request)
     assert finished.reason is FinishReason.STOP, answer
     jsonschema.validate(json.loads(answer), RECIPE)
 
 
 async def test_without_the_schema_the_model_does_not_write_this_json(engine: LlamaEngine) -> None:
     """So the test above measures the constraint, not the model's habits."""
-    _, answer, _ = await generate(engine, GenerationRequest(ASK, sampling(0.0)))
+    _, answer, _ = await thought_and_answer(engine, GenerationRequest(ASK, sampling(0.0)))
     with pytest.raises((ValueError, jsonschema.ValidationError)):
         jsonschema.validate(json.loads(answer), RECIPE)
 
@@ -95,7 +77,7 @@ async def test_with_thinking_off_the_answer_is_json_from_its_first_token(
 ) -> None:
     schema = {"type": "object", "properties": {"paws": {"type": "integer"}}, "required": ["paws"]}
     control = ReasoningControl(budget=0)  # thinking off: the prompt closes the thought
-    _, answer, finished = await generate(
+    _, answer, finished = await thought_and_answer(
         engine,
         GenerationRequest(
             (ChatMessage("user", "How many paws do two dogs have?"),),

@@ -9,15 +9,13 @@ import pytest
 from gemserve.engine import (
     ChatMessage,
     Constraint,
-    Finished,
     GenerationRequest,
     ReasoningControl,
     SamplingParams,
-    TextDelta,
-    ThoughtDelta,
 )
 from gemserve.engine.llama import LlamaEngine
 from gemserve.errors import InvalidArgument
+from tests.support.generation import thought_and_answer
 
 pytestmark = pytest.mark.engine
 
@@ -46,24 +44,9 @@ def request(
     return GenerationRequest(QUESTION, greedy(), reasoning=reasoning, constraint=constraint)
 
 
-async def think(engine: LlamaEngine, request: GenerationRequest) -> tuple[str, str, Finished]:
-    stream = await engine.generate(request)
-    thought, answer = [], []
-    finished = None
-    async for event in stream:
-        if isinstance(event, ThoughtDelta):
-            thought.append(event.text)
-        elif isinstance(event, TextDelta):
-            answer.append(event.text)
-        else:
-            finished = event
-    assert finished is not None
-    return "".join(thought), "".join(answer), finished
-
-
 async def test_the_native_format_is_split_into_thought_and_answer(engine: LlamaEngine) -> None:
     control = ReasoningControl(budget=200)
-    thought, answer, finished = await think(engine, request(control))
+    thought, answer, finished = await thought_and_answer(engine, request(control))
     assert thought.strip()
     assert answer.strip()
     for text in (thought, answer):
@@ -74,7 +57,7 @@ async def test_the_native_format_is_split_into_thought_and_answer(engine: LlamaE
 
 
 async def test_the_engine_closes_the_thought_at_the_budget(engine: LlamaEngine) -> None:
-    free = await think(engine, request(ReasoningControl(budget=200)))
+    free = await thought_and_answer(engine, request(ReasoningControl(budget=200)))
     natural = free[2].thought_tokens
     assert natural > 12, "the unconstrained thought must be longer than the budgets below"
     slack = len(await engine.tokenize("</think>\n\n"))
@@ -83,15 +66,17 @@ async def test_the_engine_closes_the_thought_at_the_budget(engine: LlamaEngine) 
     # forbids (llama.cpp would abort), so a tiny budget closes a little later.
     floor = len(await engine.tokenize("<think>")) + 2
     for budget in (1, 4, 8):
-        _, answer, finished = await think(engine, request(ReasoningControl(budget=budget)))
+        _, answer, finished = await thought_and_answer(
+            engine, request(ReasoningControl(budget=budget))
+        )
         assert finished.thought_tokens <= max(budget, floor) + slack, budget
         assert finished.thought_tokens < natural
         assert answer.strip(), "the model must go on to answer once the thought is closed"
 
 
 async def test_budget_zero_switches_thinking_off(engine: LlamaEngine) -> None:
-    plain = await think(engine, request(grammar=None))
-    off = await think(engine, request(ReasoningControl(budget=0), grammar=None))
+    plain = await thought_and_answer(engine, request(grammar=None))
+    off = await thought_and_answer(engine, request(ReasoningControl(budget=0), grammar=None))
     thought, answer, finished = off
     assert thought == ""
     assert finished.thought_tokens == 0

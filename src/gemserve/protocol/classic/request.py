@@ -1,5 +1,5 @@
-"""Wire models for ``models/{model}:generateContent``, ``:streamGenerateContent`` and
-``:countTokens``, validated once with pydantic.
+"""Wire models for ``models/{model}:generateContent`` and ``:streamGenerateContent``,
+validated once with pydantic.
 
 The body is camelCase, but the Python SDK writes snake_case keys inside some camelCase
 objects (``thinkingConfig.include_thoughts``) and ``topK`` as a float: every model accepts
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, StrictBool, StrictStr, ValidationError, field_validator
+from pydantic import Field, StrictBool, StrictStr, field_validator
 
 from gemserve.errors import InvalidArgument
-from gemserve.protocol.common import ProtoFloat, ProtoInt, WireModel, invalid_argument
+from gemserve.protocol.common import ProtoFloat, ProtoInt, WireModel, validate_body
 
 
 class Blob(WireModel):
@@ -122,46 +122,11 @@ class GenerateContentRequest(WireModel):
 
     @classmethod
     def parse(cls, body: Any) -> GenerateContentRequest:
-        if not isinstance(body, dict):
-            raise InvalidArgument("The request body must be a JSON object.")
-        try:
-            request = cls.model_validate(body)
-        except ValidationError as exc:
-            raise invalid_argument(exc) from None
+        request = validate_body(cls, body)
         if not request.contents:
             raise InvalidArgument("Missing required field 'contents'.")
         reject_unserved(request)
         return request
-
-
-class CountTokensRequest(WireModel):
-    """``:countTokens``: ``contents`` alone, or a whole ``generateContentRequest``."""
-
-    contents: list[Content] | None = None
-    generate_content_request: GenerateContentRequest | None = None
-
-    @classmethod
-    def parse(cls, body: Any) -> GenerateContentRequest:
-        if not isinstance(body, dict):
-            raise InvalidArgument("The request body must be a JSON object.")
-        try:
-            request = cls.model_validate(body)
-        except ValidationError as exc:
-            raise invalid_argument(exc) from None
-        if (request.contents is None) == (request.generate_content_request is None):
-            raise InvalidArgument(
-                "Invalid value at 'request': send exactly one of 'contents' or "
-                "'generateContentRequest'."
-            )
-        if request.generate_content_request is not None:
-            inner = request.generate_content_request
-            if not inner.contents:
-                raise InvalidArgument("Missing required field 'generateContentRequest.contents'.")
-            reject_unserved(inner)
-            return inner
-        if not request.contents:
-            raise InvalidArgument("Missing required field 'contents'.")
-        return GenerateContentRequest(contents=request.contents)
 
 
 NOT_SERVED = ("tools", "tool_config", "cached_content")

@@ -8,7 +8,13 @@ from pydantic import Field, StrictBool, StrictStr, ValidationError, field_valida
 
 from gemserve.config.models import ThinkingLevel
 from gemserve.errors import InvalidArgument
-from gemserve.protocol.common import ProtoFloat, ProtoInt, WireModel, invalid_argument
+from gemserve.protocol.common import (
+    ProtoFloat,
+    ProtoInt,
+    WireModel,
+    invalid_argument,
+    validate_body,
+)
 
 ThinkingSummaries = Literal["auto", "none"]
 
@@ -139,12 +145,7 @@ class CreateInteraction(WireModel):
     def parse(cls, body: Any) -> CreateInteraction:
         """Validate the body, and refuse what this server does not serve (a clear 400, never
         a silent drop)."""
-        if not isinstance(body, dict):
-            raise InvalidArgument("The request body must be a JSON object.")
-        try:
-            request = cls.model_validate(body)
-        except ValidationError as exc:
-            raise invalid_argument(exc) from None
+        request = validate_body(cls, body)
         if request.model is None:
             raise InvalidArgument("Missing required field 'model'.")
         reject_unserved(request)

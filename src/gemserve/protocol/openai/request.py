@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from gemserve.errors import InvalidArgument
-from gemserve.protocol.common import ProtoFloat, ProtoInt, invalid_argument
+from gemserve.protocol.common import ProtoFloat, ProtoInt, validate_body
 
 
 class OpenAIModel(BaseModel):
@@ -107,12 +107,7 @@ class ChatCompletionRequest(OpenAIModel):
 
     @classmethod
     def parse(cls, body: Any) -> ChatCompletionRequest:
-        if not isinstance(body, dict):
-            raise InvalidArgument("The request body must be a JSON object.")
-        try:
-            request = cls.model_validate(body)
-        except ValidationError as exc:
-            raise invalid_argument(exc) from None
+        request = validate_body(cls, body)
         reject_unserved(request)
         return request
 

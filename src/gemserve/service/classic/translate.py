@@ -79,32 +79,15 @@ async def stream_chunks(turn: StartedTurn, shape: ResponseShape) -> AsyncIterato
 
 
 async def whole_response(turn: StartedTurn, shape: ResponseShape) -> dict[str, Any]:
-    thought: list[str] = []
-    answer: list[str] = []
-    signature: str | None = None
-    done: TurnDone | None = None
-    try:
-        async for event in turn.events():
-            if type(event) is TextDelta:
-                answer.append(event.text)
-            elif type(event) is ThoughtDelta:
-                thought.append(event.text)
-            elif isinstance(event, ThoughtEnd):
-                signature = event.signature
-            elif isinstance(event, TurnDone):
-                done = event
-    finally:
-        turn.cancel()
-    assert done is not None
-    if done.error is not None:
+    whole = await turn.collect()
+    if whole.done.error is not None:
         raise Internal("Generation failed.")
     parts: list[dict[str, Any]] = []
-    if turn.summaries and thought:
-        parts.append(text_part("".join(thought).strip(), thought=True))
-    text = "".join(answer)
-    if text or signature is not None:
-        parts.append(text_part(text, signature=signature))
-    return shape.body(parts, finish=FINISH_REASONS[done.reason], usage=done.usage)
+    if turn.summaries and whole.thought:
+        parts.append(text_part(whole.thought, thought=True))
+    if whole.answer or whole.signature is not None:
+        parts.append(text_part(whole.answer, signature=whole.signature))
+    return shape.body(parts, finish=FINISH_REASONS[whole.done.reason], usage=whole.done.usage)
 
 
 def _usage(usage: TurnUsage) -> dict[str, Any]:

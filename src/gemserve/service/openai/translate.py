@@ -58,31 +58,17 @@ async def stream_chunks(
 
 
 async def whole_completion(turn: StartedTurn, shape: CompletionShape) -> dict[str, Any]:
-    thought: list[str] = []
-    answer: list[str] = []
-    done: TurnDone | None = None
-    try:
-        async for event in turn.events():
-            if type(event) is TextDelta:
-                answer.append(event.text)
-            elif type(event) is ThoughtDelta:
-                thought.append(event.text)
-            elif isinstance(event, TurnDone):
-                done = event
-    finally:
-        turn.cancel()
-    assert done is not None
-    if done.error is not None:
+    whole = await turn.collect()
+    if whole.done.error is not None:
         raise Internal("Generation failed.")
-    reasoning = "".join(thought).strip() if turn.summaries else None
     return chat_completion(
         shape.completion_id,
         shape.created,
         shape.model,
-        "".join(answer),
-        FINISH_REASONS[done.reason],
-        _usage(done.usage),
-        reasoning,
+        whole.answer,
+        FINISH_REASONS[whole.done.reason],
+        _usage(whole.done.usage),
+        whole.thought if turn.summaries else None,
     )
 
 
