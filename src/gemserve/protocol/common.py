@@ -95,3 +95,12 @@ def validate_body(model: type[Body], body: Any) -> Body:
         return model.model_validate(body)
     except ValidationError as exc:
         raise invalid_argument(exc) from None
+
+
+def refuse_unserved(model: BaseModel, names: tuple[str, ...], path: str = "") -> None:
+    """A 400 naming the first field among ``names`` that is set (not None, false or empty):
+    fields in a surface's schema that this server does not serve yet are never dropped."""
+    for name in names:
+        if getattr(model, name) not in (None, False, []):
+            field = f"{path}.{name}" if path else name
+            raise InvalidArgument(f"Invalid value at '{field}': not supported by this server yet.")

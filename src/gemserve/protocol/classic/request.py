@@ -13,7 +13,13 @@ from typing import Any
 from pydantic import Field, StrictBool, StrictStr, field_validator
 
 from gemserve.errors import InvalidArgument
-from gemserve.protocol.common import ProtoFloat, ProtoInt, WireModel, validate_body
+from gemserve.protocol.common import (
+    ProtoFloat,
+    ProtoInt,
+    WireModel,
+    refuse_unserved,
+    validate_body,
+)
 
 
 class Blob(WireModel):
@@ -150,17 +156,10 @@ PART_NOT_SERVED = (
 
 def reject_unserved(request: GenerateContentRequest) -> None:
     """What the schema has and this server does not do yet: a 400 naming the field."""
-    for name in NOT_SERVED:
-        if getattr(request, name) not in (None, []):
-            raise InvalidArgument(f"Invalid value at '{name}': not supported by this server yet.")
+    refuse_unserved(request, NOT_SERVED)
     config = request.generation_config
     if config is not None:
-        for name in CONFIG_NOT_SERVED:
-            if getattr(config, name) not in (None, False):
-                raise InvalidArgument(
-                    f"Invalid value at 'generation_config.{name}': not supported by this server "
-                    "yet."
-                )
+        refuse_unserved(config, CONFIG_NOT_SERVED, "generation_config")
         if config.candidate_count not in (None, 1):
             raise InvalidArgument(
                 "Invalid value at 'generation_config.candidate_count': one candidate per "
@@ -178,9 +177,4 @@ def reject_unserved(request: GenerateContentRequest) -> None:
             )
     for i, content in enumerate(request.contents or ()):
         for j, part in enumerate(content.parts):
-            for name in PART_NOT_SERVED:
-                if getattr(part, name) is not None:
-                    raise InvalidArgument(
-                        f"Invalid value at 'contents[{i}].parts[{j}].{name}': not supported by "
-                        "this server yet."
-                    )
+            refuse_unserved(part, PART_NOT_SERVED, f"contents[{i}].parts[{j}]")

@@ -13,6 +13,7 @@ from gemserve.protocol.common import (
     ProtoInt,
     WireModel,
     invalid_argument,
+    refuse_unserved,
     validate_body,
 )
 
@@ -173,15 +174,9 @@ CONFIG_NOT_SERVED = (
 
 
 def reject_unserved(request: CreateInteraction) -> None:
-    for name in NOT_SERVED:
-        if getattr(request, name) not in (None, False, []):
-            raise InvalidArgument(f"Invalid value at '{name}': not supported by this server yet.")
-    config = request.generation_config
-    for name in CONFIG_NOT_SERVED if config is not None else ():
-        if getattr(config, name) is not None:
-            raise InvalidArgument(
-                f"Invalid value at 'generation_config.{name}': not supported by this server yet."
-            )
+    refuse_unserved(request, NOT_SERVED)
+    if request.generation_config is not None:
+        refuse_unserved(request.generation_config, CONFIG_NOT_SERVED, "generation_config")
     if request.response_mime_type not in (None, "text/plain", "application/json"):
         raise InvalidArgument(
             "Invalid value at 'response_mime_type': text/plain or application/json."

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from gemserve.errors import InvalidArgument
-from gemserve.protocol.common import ProtoFloat, ProtoInt, validate_body
+from gemserve.protocol.common import ProtoFloat, ProtoInt, refuse_unserved, validate_body
 
 
 class OpenAIModel(BaseModel):
@@ -124,25 +124,16 @@ NOT_SERVED = (
 
 
 def reject_unserved(request: ChatCompletionRequest) -> None:
-    for name in NOT_SERVED:
-        value = getattr(request, name)
-        if value not in (None, False):
-            raise InvalidArgument(f"Invalid value at '{name}': not supported by this server yet.")
+    refuse_unserved(request, NOT_SERVED)
     if request.n not in (None, 1):
         raise InvalidArgument("Invalid value at 'n': one choice per request is supported.")
     if request.modalities not in (None, ["text"]):
         raise InvalidArgument("Invalid value at 'modalities': only text output is supported.")
     google = request.extra_body.google if request.extra_body else None
-    if google is not None and google.cached_content is not None:
-        raise InvalidArgument(
-            "Invalid value at 'extra_body.google.cached_content': not supported by this server yet."
-        )
+    if google is not None:
+        refuse_unserved(google, ("cached_content",), "extra_body.google")
     for i, message in enumerate(request.messages):
-        for name in ("tool_calls", "tool_call_id"):
-            if getattr(message, name) is not None:
-                raise InvalidArgument(
-                    f"Invalid value at 'messages[{i}].{name}': not supported by this server yet."
-                )
+        refuse_unserved(message, ("tool_calls", "tool_call_id"), f"messages[{i}]")
         if message.role == "tool":
             raise InvalidArgument(
                 f"Invalid value at 'messages[{i}].role': tool messages are not supported by this "
