@@ -14,7 +14,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from gemserve.api import classic, files, health, interactions, models, openai, uploads
+from gemserve.api import batches as batch_routes
+from gemserve.api import caches as cache_routes
+from gemserve.api import classic, embeddings, files, health, interactions, models, openai, uploads
 from gemserve.api.context import AppContext
 from gemserve.api.errors import (
     client_gone_handler,
@@ -28,6 +30,9 @@ from gemserve.engine import Engine
 from gemserve.errors import GemserveError
 from gemserve.media.transcribe import Transcriber, whisper_model_dir
 from gemserve.service.classic import GenerateContentService
+from gemserve.service.classic.batches import BatchService
+from gemserve.service.classic.caches import CacheService
+from gemserve.service.embeddings import EmbeddingService
 from gemserve.service.fetch import RemoteFetcher
 from gemserve.service.files import FileService
 from gemserve.service.interactions import InteractionService
@@ -40,6 +45,8 @@ from gemserve.service.signatures import ThoughtSigner, load_or_create_key
 from gemserve.service.turn import TurnPipeline
 from gemserve.store import SqlStore, database_url_for
 from gemserve.store.blobs import LocalBlobStore
+from gemserve.store.sql_batches import SqlBatchStore
+from gemserve.store.sql_caches import SqlCacheStore
 from gemserve.store.sql_files import SqlFileStore
 
 if TYPE_CHECKING:
@@ -69,6 +76,8 @@ def llama_engine(spec: ModelSpec, settings: Settings, native: NativeThread | Non
         instruction_tuned=spec.instruction_tuned,
         mmproj_path=spec.mmproj_path(),
         native=native,
+        tool_format=spec.tool_format,
+        embedding_pooling=spec.embedding_pooling,
     )
 
 
@@ -126,17 +135,38 @@ def create_app(
         store,
         retention=timedelta(days=settings.interaction_ttl_days),
     )
+    caches = CacheService(
+        turns,
+        SqlCacheStore(store),
+        settings.limits,
+        default_ttl=timedelta(seconds=settings.cache_default_ttl_seconds),
+    )
+    generate_content = GenerateContentService(turns, caches)
+    batches = BatchService(
+        generate_content,
+        turns,
+        SqlBatchStore(store),
+        settings.limits,
+        files_service,
+        # At most slots - 1: interactive requests always keep a slot of their own.
+        concurrency=min(settings.batch_concurrency, max(1, settings.slots - 1)),
+        deadline=timedelta(hours=settings.batch_deadline_hours),
+        ttl=timedelta(hours=settings.batch_ttl_hours),
+    )
     ctx = AppContext(
         settings=settings,
         registry=registry,
         engines=engines,
         turns=turns,
         interactions=interactions_service,
-        generate_content=GenerateContentService(turns),
-        chat_completions=ChatCompletionService(turns),
+        generate_content=generate_content,
+        chat_completions=ChatCompletionService(turns, caches=caches),
         models=ModelCatalog(registry),
         files=files_service,
         auth=Authenticator(store, keys_required=settings.require_keys),
+        caches=caches,
+        batches=batches,
+        embeddings=EmbeddingService(turns, settings.limits),
     )
 
     @contextlib.asynccontextmanager
@@ -150,7 +180,14 @@ def create_app(
         orphans = await files_service.collect_orphans()
         if orphans:
             log.warning("deleted %d blobs left without metadata by a crash", orphans)
-        sweeps = [("interactions", lambda: sweep_once(store)), ("files", files_service.sweep)]
+        sweeps = [
+            ("interactions", lambda: sweep_once(store)),
+            ("files", files_service.sweep),
+            ("cached contents", caches.sweep),
+            ("batches", batches.sweep),
+        ]
+        # Batches left pending or running by the last run are resumed.
+        batches.runner.start()
         # Accept requests at once (/healthz); /readyz turns 200 once every model has loaded
         # and decoded its start-up batch.
         background = [
@@ -160,6 +197,7 @@ def create_app(
         try:
             yield
         finally:
+            await batches.runner.close()
             await interactions_service.shutdown()
             for task in background:
                 task.cancel()
@@ -177,7 +215,10 @@ def create_app(
             *health.routes,
             *interactions.routes,
             *classic.routes,
+            *cache_routes.routes,
+            *batch_routes.routes,
             *openai.routes,
+            *embeddings.routes,
             *models.routes,
             *files.routes,
             *uploads.routes,

@@ -27,7 +27,22 @@ class InvalidArgument(GemserveError):
 
 
 class InvalidConstraint(InvalidArgument):
-    """An output constraint the engine cannot enforce; the caller names the request field."""
+    """An output constraint the engine cannot enforce; the caller names the request field
+    (``tool``: the declared tool whose schema it is)."""
+
+    def __init__(self, message: str, *, tool: str | None = None) -> None:
+        super().__init__(message)
+        self.tool = tool
+
+
+class InvalidEmbeddingInput(InvalidArgument):
+    """One text of an embedding request the engine cannot embed (empty, longer than the
+    model's context, a token id outside the vocabulary); ``index`` says which, and the
+    caller names the request field."""
+
+    def __init__(self, message: str, *, index: int) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 class FailedPrecondition(GemserveError):

@@ -162,13 +162,12 @@ async def test_stateless_history_restores_a_native_thought_in_the_models_format(
     assert messages[1].text == "<think>\ncount the paws\n</think>\n\nEight paws."
 
 
-async def test_a_tampered_or_missing_signature_is_a_400(service: Any) -> None:
+async def test_a_tampered_signature_is_a_400(service: Any) -> None:
     signature = SIGNER.sign(SignedThought("x", "reasoner", "v1_x"))
     forged = signature[:-6] + ("A" if signature[-6] != "A" else "B") + signature[-5:]
     for thought, field in (
         ({"type": "thought", "signature": forged}, "input[0].signature"),
         ({"type": "thought", "signature": "bm90IGEgc2lnbmF0dXJl"}, "input[0].signature"),
-        ({"type": "thought"}, "input[0].signature"),
     ):
         user = {"type": "user_input", "content": [{"type": "text", "text": "Hi"}]}
         with pytest.raises(InvalidArgument, match=field.replace("[", r"\[").replace("]", r"\]")):

@@ -14,6 +14,7 @@ from pathlib import Path
 from gemserve.config import ModelRegistry, ModelSpec
 from gemserve.config.models import DEFAULT_MODEL_ID
 from gemserve.engine.llama import LlamaEngine
+from gemserve.engine.llama.embedding import Pooling
 from tests.support.paths import ROOT
 
 
@@ -44,7 +45,13 @@ def default_spec() -> ModelSpec:
     return ModelRegistry.from_config([], {}, DEFAULT_MODEL_ID).resolve(DEFAULT_MODEL_ID).spec
 
 
-def make_engine(*, slots: int = 4, context_length: int = 512, max_queued: int = 16) -> LlamaEngine:
+def make_engine(
+    *,
+    slots: int = 4,
+    context_length: int = 512,
+    max_queued: int = 16,
+    embedding_pooling: Pooling = "mean",
+) -> LlamaEngine:
     """A real llama.cpp engine on the bundled model (not started)."""
     spec = default_spec()
     return LlamaEngine(
@@ -56,6 +63,7 @@ def make_engine(*, slots: int = 4, context_length: int = 512, max_queued: int = 
         batch_tokens=256,
         threads=2,
         max_queued=max_queued,
+        embedding_pooling=embedding_pooling,
     )
 
 

@@ -5,19 +5,28 @@ and records every request it was handed."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+
+import numpy as np
 
 from gemserve.engine import (
+    EmbeddingInput,
+    Embeddings,
     EngineEvent,
     EngineStats,
     Finished,
     FinishReason,
     GenerationRequest,
     ModelCapabilities,
+    PromptCount,
     TextDelta,
     ThoughtDelta,
+    ToolCallArguments,
+    ToolCallEnd,
+    ToolCallStart,
 )
-from gemserve.errors import GemserveError
+from gemserve.errors import GemserveError, InvalidEmbeddingInput
 
 DEFAULT_PIECES = ("Hello", ", ", "world")
 
@@ -30,10 +39,12 @@ class ScriptedStream:
         delay: float,
         error: str | None,
         thoughts: list[str] | None = None,
+        calls: list[tuple[str, str]] | None = None,
     ):
         self.prompt_tokens = 5
         self._pieces = pieces
         self._thoughts = thoughts or []
+        self._calls = calls or []
         self._reason = reason
         self._delay = delay
         self._error = error
@@ -57,6 +68,13 @@ class ScriptedStream:
                     yield Finished(FinishReason.CANCELLED, self.prompt_tokens, 0)
                     return
                 yield TextDelta(piece)
+            for index, (name, arguments) in enumerate(self._calls):
+                await asyncio.sleep(self._delay)
+                yield ToolCallStart(index, name)
+                half = len(arguments) // 2
+                yield ToolCallArguments(index, arguments[:half])
+                yield ToolCallArguments(index, arguments[half:])
+                yield ToolCallEnd(index, name, arguments)
             yield Finished(
                 self._reason,
                 self.prompt_tokens,
@@ -77,16 +95,19 @@ class ScriptedEngine:
         error: str | None = None,
         thoughts: list[str] | None = None,
         *,
+        calls: list[tuple[str, str]] | None = None,
         model_id: str = "smollm2-135m-instruct",
         modalities: frozenset[str] = frozenset({"text"}),
         context_length: int = 4096,
     ) -> None:
-        """``thoughts`` are emitted as a native reasoning model's thought, before the pieces.
+        """``thoughts`` are emitted as a native reasoning model's thought, before the pieces;
+        ``calls`` (settable: name, arguments JSON) as tool calls after them.
         ``refuse`` (settable) is raised by ``generate`` instead of admitting, as a real engine
         refuses a prompt over the context (InvalidArgument) or a full queue
         (ResourceExhausted); ``loaded`` (settable) is what ``ready`` says."""
         self.pieces = pieces if pieces is not None else list(DEFAULT_PIECES)
         self.thoughts = thoughts
+        self.calls = calls
         self.reason = reason
         self.delay = delay
         self.error = error
@@ -97,6 +118,11 @@ class ScriptedEngine:
         self.loaded = True
         self.requests: list[GenerationRequest] = []
         self.streams: list[ScriptedStream] = []
+        # countTokens and embeddings: the requests counted, each embed call's inputs, and
+        # the size of the (hash-derived, unit-length) vectors embed returns.
+        self.counted: list[GenerationRequest] = []
+        self.embedded: list[list[EmbeddingInput]] = []
+        self.embedding_dimensions = 8
 
     @property
     def ready(self) -> bool:
@@ -104,7 +130,11 @@ class ScriptedEngine:
 
     def capabilities(self) -> ModelCapabilities:
         return ModelCapabilities(
-            self.model_id, self.context_length, self.context_length, self.modalities
+            self.model_id,
+            self.context_length,
+            self.context_length,
+            self.modalities,
+            embedding_dimensions=self.embedding_dimensions,
         )
 
     async def tokenize(self, text: str) -> list[int]:
@@ -114,9 +144,37 @@ class ScriptedEngine:
         self.requests.append(request)
         if self.refuse is not None:
             raise self.refuse
-        stream = ScriptedStream(self.pieces, self.reason, self.delay, self.error, self.thoughts)
+        stream = ScriptedStream(
+            self.pieces, self.reason, self.delay, self.error, self.thoughts, self.calls
+        )
         self.streams.append(stream)
         return stream
+
+    async def count_prompt(self, request: GenerationRequest) -> PromptCount:
+        """What a stream of ``generate`` reports as its prompt (5 tokens)."""
+        self.counted.append(request)
+        if self.refuse is not None:
+            raise self.refuse
+        return PromptCount(5)
+
+    async def embed(self, inputs: Sequence[EmbeddingInput]) -> Embeddings:
+        """A vector derived from each input's hash; a word (or a token id) is a token."""
+        self.embedded.append(list(inputs))
+        if self.refuse is not None:
+            raise self.refuse
+        vectors = np.zeros((len(inputs), self.embedding_dimensions), dtype=np.float32)
+        tokens: list[int] = []
+        for i, item in enumerate(inputs):
+            n = len(item.split()) if isinstance(item, str) else len(item)
+            if n == 0:
+                raise InvalidEmbeddingInput("there is nothing to embed.", index=i)
+            if n > self.context_length:
+                raise InvalidEmbeddingInput(f"the input is {n} tokens long.", index=i)
+            seed = hashlib.sha256(repr(item).encode()).digest()
+            row = np.random.default_rng(list(seed)).standard_normal(self.embedding_dimensions)
+            vectors[i] = row / np.linalg.norm(row)
+            tokens.append(n)
+        return Embeddings(vectors, tuple(tokens))
 
     def stats(self) -> EngineStats:
         return EngineStats(1, 0, 0, 0, 0)

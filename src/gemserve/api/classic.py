@@ -14,9 +14,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from gemserve.api.auth import authenticate
+from gemserve.api.batches import batch_generate_content
 from gemserve.api.body import read_json
 from gemserve.api.context import AppContext, check_version, own_hosts
 from gemserve.api.disconnect import unless_disconnected
+from gemserve.api.embeddings import batch_embed_contents, embed_content
 from gemserve.api.responses import SSE_HEADERS, json_response
 from gemserve.errors import NotFound
 from gemserve.service.classic.translate import stream_chunks, whole_response
@@ -58,6 +60,15 @@ async def stream_generate_content(request: Request, model: str) -> Response:
     )
 
 
+async def count_tokens(request: Request, model: str) -> Response:
+    tenant = await authenticate(request)
+    ctx = AppContext.of(request)
+    limits = ctx.settings.limits
+    body = await read_json(request, limits.max_body_bytes, max_depth=limits.max_json_depth)
+    counted = await ctx.generate_content.count_tokens(model, body, tenant, own_hosts(request))
+    return json_response(counted)
+
+
 async def _data_frames(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
     try:
         async for chunk in chunks:
@@ -71,6 +82,10 @@ async def _data_frames(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[b
 _METHODS = {
     "generateContent": generate_content,
     "streamGenerateContent": stream_generate_content,
+    "batchGenerateContent": batch_generate_content,
+    "countTokens": count_tokens,
+    "embedContent": embed_content,
+    "batchEmbedContents": batch_embed_contents,
 }
 
 routes = [Route("/{version}/models/{target:path}", model_method, methods=["POST"])]

@@ -11,6 +11,9 @@ from gemserve.config import ModelRegistry, Settings
 from gemserve.engine import Engine
 from gemserve.errors import InvalidArgument, NotFound
 from gemserve.service.classic import GenerateContentService
+from gemserve.service.classic.batches import BatchService
+from gemserve.service.classic.caches import CacheService
+from gemserve.service.embeddings import EmbeddingService
 from gemserve.service.files import FileService
 from gemserve.service.interactions import InteractionService
 from gemserve.service.keys import Authenticator
@@ -33,6 +36,9 @@ class AppContext:
     models: ModelCatalog
     auth: Authenticator
     files: FileService
+    caches: CacheService
+    batches: BatchService
+    embeddings: EmbeddingService
 
     @staticmethod
     def of(request: Request) -> AppContext:

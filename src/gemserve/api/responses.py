@@ -14,7 +14,13 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def json_response(payload: Any, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json")
+    """numpy arrays (embeddings) are written as lists; float32 values as their shortest
+    float32 text."""
+    return Response(
+        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status_code,
+        media_type="application/json",
+    )
 
 
 def sse_response(events: AsyncIterator[dict[str, Any] | None]) -> Response:

@@ -47,6 +47,45 @@ GEMINI_MODEL_NAMES: tuple[str, ...] = (
     "gemma-4-31b-it",
 )
 
+# The embedding model names the SDKs and Gemini's docs use: they map to the default model
+# too (its pooled embeddings; see README, Embeddings). [aliases] can point them at another.
+GEMINI_EMBEDDING_MODEL_NAMES: tuple[str, ...] = (
+    "gemini-embedding-001",
+    "gemini-embedding-2",
+    "gemini-embedding-exp",
+    "gemini-embedding-exp-03-07",
+    "text-embedding-004",
+    "text-embedding-005",
+    "embedding-001",
+)
+
+# Task types of embedContent, and how each frames the text (EmbeddingGemma's prompts: the
+# format Google's own open embedding model was trained with). ``{title}`` is the request's
+# title, or "none". A model entry can replace any of them (``embedding_prompts``).
+EMBEDDING_TASK_TYPES: tuple[str, ...] = (
+    "retrieval_query",
+    "retrieval_document",
+    "semantic_similarity",
+    "classification",
+    "clustering",
+    "question_answering",
+    "fact_verification",
+    "code_retrieval_query",
+)
+
+
+def _default_embedding_prompts() -> dict[str, str]:
+    return {
+        "retrieval_query": "task: search result | query: {text}",
+        "retrieval_document": "title: {title} | text: {text}",
+        "semantic_similarity": "task: sentence similarity | query: {text}",
+        "classification": "task: classification | query: {text}",
+        "clustering": "task: clustering | query: {text}",
+        "question_answering": "task: question answering | query: {text}",
+        "fact_verification": "task: fact checking | query: {text}",
+        "code_retrieval_query": "task: code retrieval | query: {text}",
+    }
+
 
 class SamplingDefaults(BaseModel):
     """Per-model defaults, used where the request leaves a knob unset."""
@@ -120,7 +159,31 @@ class ModelSpec(BaseModel):
     thinking: ThinkingProfile = Field(default_factory=ThinkingProfile)
     # A GBNF grammar every output of this model must match (llama.cpp's grammar sampler).
     grammar: str | None = None
+    # How the model writes tool calls: "hermes" (Qwen 2.5/3, Hermes templates) or
+    # "json_array" (SmolLM2, and any template without tools). None: read off the template.
+    tool_format: Literal["hermes", "json_array"] | None = None
+    # Embeddings: how the final hidden states of a text become one vector ("mean" over its
+    # tokens, the first token's "cls", or the "last" token's, for decoder embedding models
+    # such as Qwen3-Embedding), and the text each task type embeds (keys: lower-case task
+    # types, merged over the defaults; ``{text}`` and ``{title}`` are filled in; "{text}"
+    # embeds the bare text). A request without a task type embeds the bare text.
+    embedding_pooling: Literal["mean", "cls", "last"] = "mean"
+    embedding_prompts: dict[str, str] = Field(default_factory=lambda: _default_embedding_prompts())
     aliases: list[str] = Field(default_factory=list)
+
+    @field_validator("embedding_prompts")
+    @classmethod
+    def _known_tasks(cls, value: dict[str, str]) -> dict[str, str]:
+        for task, template in value.items():
+            if task not in EMBEDDING_TASK_TYPES:
+                raise ValueError(f"unknown task type {task!r} in embedding_prompts")
+            if "{text}" not in template:
+                raise ValueError(f"the {task} embedding prompt has no {{text}}")
+            try:
+                template.format(text="", title="")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"the {task} embedding prompt: {exc}") from None
+        return {**_default_embedding_prompts(), **value}
 
     def gguf_path(self) -> Path:
         """Resolve ``source`` to a GGUF file on disk."""
@@ -207,7 +270,7 @@ class ModelRegistry:
             specs = [ModelSpec.model_validate(entry) for entry in raw.values()]
         except ValidationError as exc:
             raise ValueError(f"invalid [[models]] entry: {exc}") from exc
-        table = dict.fromkeys(GEMINI_MODEL_NAMES, default_id)
+        table = dict.fromkeys(GEMINI_MODEL_NAMES + GEMINI_EMBEDDING_MODEL_NAMES, default_id)
         table.update(aliases)
         return cls(specs, table, default_id)
 

@@ -30,6 +30,9 @@ class Limits(BaseModel):
     max_stop_sequence_chars: int = Field(default=256, ge=1)
     # The JSON Schema of a structured-output request, serialised.
     max_schema_bytes: int = Field(default=64 * 1024, ge=2)
+    # Functions declared in one request (their parameter schemas together count toward
+    # max_schema_bytes).
+    max_tools: int = Field(default=128, ge=1)
     # Requests waiting for a free engine slot, per model; beyond this a 429 is returned.
     max_queued_requests: int = Field(default=64, ge=0)
     # Turns followed back through previous_interaction_id.
@@ -45,6 +48,17 @@ class Limits(BaseModel):
     max_video_seconds: float = Field(default=600.0, gt=0)
     max_video_frames: int = Field(default=32, ge=1)
     max_document_pages: int = Field(default=100, ge=1)
+    # Texts in one embedding request (batchEmbedContents' requests, OpenAI's input list), as
+    # Gemini's own limit; each text may be as long as the model's context.
+    max_embedding_inputs: int = Field(default=100, ge=1)
+    # cachedContents: one cache's contents, systemInstruction and tools as JSON (inline media
+    # count), the live caches one tenant may hold, and the longest ttl (or expireTime ahead).
+    max_cache_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_tenant_caches: int = Field(default=100, ge=1)
+    max_cache_ttl_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # Batches: requests in one batch, and pending or running batches per tenant.
+    max_batch_requests: int = Field(default=10_000, ge=1)
+    max_tenant_batches: int = Field(default=100, ge=1)
 
 
 def _default_data_dir() -> Path:
@@ -69,6 +83,15 @@ class Settings(BaseSettings):
     file_ttl_hours: float = Field(default=48.0, gt=0)
     # An upload that receives nothing for this long is abandoned and its bytes deleted.
     upload_timeout_seconds: float = Field(default=3600.0, gt=0)
+    # A cachedContent created without ttl or expireTime lives this long (Gemini: one hour).
+    cache_default_ttl_seconds: float = Field(default=3600.0, gt=0)
+    # Batch requests decoding at once, server-wide (each takes an engine slot; at most
+    # slots - 1 of them, so interactive requests always keep one). A batch not finished
+    # batch_deadline_hours after its creation ends as BATCH_STATE_EXPIRED; an ended batch
+    # and its results are deleted batch_ttl_hours after it ended.
+    batch_concurrency: int = Field(default=2, ge=1, le=64)
+    batch_deadline_hours: float = Field(default=48.0, gt=0)
+    batch_ttl_hours: float = Field(default=48.0, gt=0)
     default_model: str = "smollm2-135m-instruct"
     # Concurrent sequences decoded together per model (llama.cpp n_seq_max).
     slots: int = Field(default=4, ge=1, le=64)

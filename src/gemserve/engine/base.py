@@ -8,12 +8,15 @@ prompt longer than the context surface here, before any response is sent), then 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, Protocol
 
-Role = Literal["system", "user", "assistant"]
+import numpy as np
+import numpy.typing as npt
+
+Role = Literal["system", "user", "assistant", "tool"]
 
 # Where an image or a sound sits in a message's text. Callers remove it from any text they
 # did not write.
@@ -48,11 +51,58 @@ MediaInput = ImageInput | AudioInput
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model made earlier in the conversation. ``arguments``: a JSON object's text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: Role
     text: str
     # One per MEDIA_PLACEHOLDER in ``text``, in order.
     media: tuple[MediaInput, ...] = ()
+    # An assistant message's calls, after its text.
+    tool_calls: tuple[ToolCall, ...] = ()
+    # A "tool" message answers one call: ``text`` is the result (JSON text).
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the model may call. ``parameters``: a JSON Schema (as JSON text) for the
+    arguments object, already checked by the service."""
+
+    name: str
+    description: str = ""
+    parameters: str = '{"type": "object"}'
+
+
+ToolMode = Literal["auto", "any", "none", "validated"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUse:
+    """The request's tools and how the model may use them. ``auto`` and ``validated``: the
+    model chooses between text and calls, and a call is held to its schema from the moment
+    it starts; ``any``: the output is one or more calls; ``none``: no call (the tools stay out
+    of the prompt). ``allowed``: the names that ``any``/``auto`` may call (None: all)."""
+
+    tools: tuple[ToolSpec, ...]
+    mode: ToolMode = "auto"
+    allowed: tuple[str, ...] | None = None
+    parallel: bool = True  # False: at most one call per turn
+
+    def callable(self) -> tuple[ToolSpec, ...]:
+        if self.mode == "none":
+            return ()
+        if self.allowed is None:
+            return self.tools
+        return tuple(t for t in self.tools if t.name in self.allowed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +133,7 @@ class ReasoningControl:
 
 
 ConstraintScope = Literal["output", "answer"]
-ConstraintSyntax = Literal["gbnf", "json_schema"]
+ConstraintSyntax = Literal["gbnf", "json_schema", "lark"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +151,8 @@ class Constraint:
     grammar: str
     scope: ConstraintScope = "answer"
     triggers: tuple[str, ...] = ()
-    # What ``grammar`` holds: GBNF text, or a JSON Schema as JSON text (JSON output).
+    # What ``grammar`` holds: GBNF text, a JSON Schema as JSON text (JSON output), or an
+    # llguidance Lark grammar (tool calls; rule ``start``).
     syntax: ConstraintSyntax = "gbnf"
 
 
@@ -112,6 +163,7 @@ class GenerationRequest:
     request_id: str = ""
     reasoning: ReasoningControl | None = None
     constraint: Constraint | None = None
+    tools: ToolUse | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +173,8 @@ class ModelCapabilities:
     output_token_limit: int
     input_modalities: frozenset[str] = frozenset({"text"})
     instruction_tuned: bool = True
+    # Size of the vectors ``embed`` returns (the model's hidden size); None: it cannot embed.
+    embedding_dimensions: int | None = None
 
 
 class FinishReason(StrEnum):
@@ -157,7 +211,56 @@ class Finished:
     thought_tokens: int = 0
 
 
-EngineEvent = TextDelta | ThoughtDelta | Finished
+@dataclass(slots=True)
+class ToolCallStart:
+    """The model began its ``index``-th call (0-based in this output), to ``name``."""
+
+    index: int
+    name: str
+
+
+@dataclass(slots=True)
+class ToolCallArguments:
+    """The next piece of the ``index``-th call's arguments, as JSON text: the pieces join to
+    the arguments object."""
+
+    index: int
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallEnd:
+    """The ``index``-th call is complete; ``arguments`` is its arguments object's JSON text."""
+
+    index: int
+    name: str
+    arguments: str
+
+
+ToolCallEvent = ToolCallStart | ToolCallArguments | ToolCallEnd
+EngineEvent = TextDelta | ThoughtDelta | ToolCallStart | ToolCallArguments | ToolCallEnd | Finished
+
+
+@dataclass(frozen=True, slots=True)
+class PromptCount:
+    """A request's prompt as ``generate`` would prefill it: ``tokens`` positions, of which
+    each image or sound took ``media_tokens`` (in order)."""
+
+    tokens: int
+    media_tokens: tuple[int, ...] = ()
+
+
+# A text to embed, or its token ids (OpenAI's ``input`` may be tokens).
+EmbeddingInput = str | Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """One unit-length (L2) float32 vector per input, as the rows of ``vectors``, and the
+    tokens each input took."""
+
+    vectors: npt.NDArray[np.float32]
+    tokens: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +296,17 @@ class Engine(Protocol):
     async def tokenize(self, text: str) -> list[int]: ...
 
     async def generate(self, request: GenerationRequest) -> GenerationStream: ...
+
+    async def count_prompt(self, request: GenerationRequest) -> PromptCount:
+        """The prompt ``generate(request)`` would prefill (template, tools and media
+        included), counted without admitting anything; a prompt over the context is
+        counted too."""
+        ...
+
+    async def embed(self, inputs: Sequence[EmbeddingInput]) -> Embeddings:
+        """Pooled, L2-normalised embeddings of ``inputs`` (an input that cannot be embedded
+        raises ``InvalidEmbeddingInput`` with its index)."""
+        ...
 
     def stats(self) -> EngineStats: ...
 

@@ -45,7 +45,14 @@ from gemserve.media.video import decode_video
 from gemserve.protocol.files import FILE_NAME
 from gemserve.service.fetch import RemoteFetcher
 from gemserve.service.files import FileService
-from gemserve.service.turn_input import MediaKind, MediaPart, Message, TextPart
+from gemserve.service.turn_input import (
+    FunctionCallPart,
+    FunctionResultPart,
+    MediaKind,
+    MediaPart,
+    Message,
+    TextPart,
+)
 
 log = logging.getLogger("gemserve.media")
 transcripts_log = logging.getLogger("gemserve.media.transcripts")
@@ -67,6 +74,7 @@ class RenderedPart:
 
     text: str
     media: tuple[MediaInput, ...] = ()
+    call: FunctionCallPart | FunctionResultPart | None = None  # a call or result, as sent
 
 
 @dataclass
@@ -153,6 +161,9 @@ class MediaPipeline:
             for part in message.parts:
                 if isinstance(part, TextPart):
                     rendered.parts.append(RenderedPart(without_media_placeholder(part.text)))
+                    continue
+                if isinstance(part, FunctionCallPart | FunctionResultPart):
+                    rendered.parts.append(RenderedPart("", call=part))
                     continue
                 context = _PartContext(
                     part.where, tenant, model, others, own_hosts, budget, prepared

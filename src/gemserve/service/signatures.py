@@ -10,6 +10,7 @@ so that replicas share it).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import zlib
@@ -90,3 +91,16 @@ class ThoughtSealer:
 
     def seal(self, thought: str) -> str:
         return self._signer.sign(SignedThought(thought, self._model_id, self._request_id))
+
+
+# Signatures Gemini documents for calls a client wrote itself (no thought behind them), which
+# frameworks (LangChain) send for calls that lost theirs: as sent, or base64 of the text.
+_PLACEHOLDERS = ("skip_thought_signature_validator", "context_engineering_is_the_way_to_go")
+PLACEHOLDER_SIGNATURES = frozenset(
+    [*_PLACEHOLDERS, *(base64.b64encode(p.encode()).decode() for p in _PLACEHOLDERS)]
+)
+
+
+def is_placeholder(signature: str) -> bool:
+    """A documented placeholder: accepted, and there is no thought to restore."""
+    return signature in PLACEHOLDER_SIGNATURES

@@ -31,7 +31,7 @@ from gemserve.engine import (
     without_media_placeholder,
 )
 from gemserve.errors import GemserveError, InvalidArgument
-from gemserve.service.signatures import ThoughtSigner
+from gemserve.service.signatures import ThoughtSigner, is_placeholder
 from gemserve.service.turn_input import (
     ConversationItem,
     Message,
@@ -83,12 +83,21 @@ async def start_turn(
 ) -> GenerationStream:
     """Admit the request (errors surface here, before any response) and return its stream."""
     profile = plan.profile
-    if profile.mode == "native":
-        control = ReasoningControl(profile.open_tag, profile.close_tag, plan.budget)
-        return await engine.generate(replace(request, reasoning=control))
     if profile.mode == "two_pass" and plan.budget > 0:
         return await TwoPassTurn.start(engine, request, plan.budget)
-    return await engine.generate(request)
+    return await engine.generate(first_request(request, plan))
+
+
+def first_request(request: GenerationRequest, plan: ThinkingPlan) -> GenerationRequest:
+    """What the engine is handed first for this plan: its prompt is the turn's prompt (the
+    input tokens usage reports, and what countTokens counts)."""
+    profile = plan.profile
+    if profile.mode == "native":
+        control = ReasoningControl(profile.open_tag, profile.close_tag, plan.budget)
+        return replace(request, reasoning=control)
+    if profile.mode == "two_pass" and plan.budget > 0:
+        return TwoPassTurn.first_request(request, plan.budget)
+    return request
 
 
 class TwoPassTurn:
@@ -110,12 +119,16 @@ class TwoPassTurn:
 
     @classmethod
     async def start(cls, engine: Engine, request: GenerationRequest, budget: int) -> TwoPassTurn:
+        reasoning = cls.first_request(request, budget)
+        first = await engine.generate(reasoning)
+        return cls(engine, request, reasoning.messages, first)
+
+    @staticmethod
+    def first_request(request: GenerationRequest, budget: int) -> GenerationRequest:
+        """The reasoning pass: the request with the instruction to reason, within ``budget``."""
         messages = _append_to_last_user(request.messages, THINK_INSTRUCTION)
         sampling = replace(request.sampling, max_output_tokens=budget, stop_sequences=())
-        first = await engine.generate(
-            replace(request, messages=messages, sampling=sampling, constraint=None)
-        )
-        return cls(engine, request, messages, first)
+        return replace(request, messages=messages, sampling=sampling, constraint=None, tools=None)
 
     def cancel(self) -> None:
         self._cancelled = True
@@ -229,9 +242,8 @@ def _thought_text(thought: Thought, signer: ThoughtSigner) -> str | None:
         opened = signer.open(thought.signature) if thought.signature else None
         return opened.text if opened is not None else thought.summary
     field = f"{thought.where}.{thought.signature_field}"
-    if thought.signature is None:
-        raise InvalidArgument(
-            f"Missing required field '{field}': a thought step is sent back with the "
-            "signature it was returned with."
-        )
+    if thought.signature is None or is_placeholder(thought.signature):
+        # Clients drop signatures (Gemini accepts that too): the turn goes on without the
+        # thought, whose text only the signature can carry.
+        return None
     return signer.verify(thought.signature, field).text

@@ -11,6 +11,7 @@ surface translates into its own wire format.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -24,6 +25,9 @@ from gemserve.engine import (
     GenerationStream,
     TextDelta,
     ThoughtDelta,
+    ToolCallArguments,
+    ToolCallEnd,
+    ToolCallStart,
 )
 from gemserve.errors import InvalidArgument, InvalidConstraint, Unavailable
 from gemserve.protocol.schema import check_json_schema
@@ -31,9 +35,24 @@ from gemserve.service.conversation import build_messages
 from gemserve.service.media import MediaPipeline
 from gemserve.service.sampling import sampling_params
 from gemserve.service.signatures import ThoughtSealer, ThoughtSigner
-from gemserve.service.thinking import ThinkingPlan, plan_thinking, restore_thoughts, start_turn
-from gemserve.service.turn_events import ThoughtEnd, TurnDone, TurnEvent, TurnUsage
-from gemserve.service.turn_input import TurnInput
+from gemserve.service.thinking import (
+    ThinkingPlan,
+    first_request,
+    plan_thinking,
+    restore_thoughts,
+    start_turn,
+)
+from gemserve.service.tools import pair_calls, tool_use, tool_where
+from gemserve.service.turn_events import (
+    CallArguments,
+    CallEnd,
+    CallStart,
+    ThoughtEnd,
+    TurnDone,
+    TurnEvent,
+    TurnUsage,
+)
+from gemserve.service.turn_input import EnumOutput, TurnInput
 from gemserve.service.usage import InputAccounting
 
 
@@ -68,7 +87,8 @@ class TurnPipeline:
         spec, engine = self.model(turn.model)
         sampling = sampling_params(turn.knobs, spec, self._limits, turn.knob_path)
         plan = plan_thinking(turn.thinking, spec)
-        messages = restore_thoughts(turn.conversation, self._signer, spec.thinking)
+        messages = pair_calls(restore_thoughts(turn.conversation, self._signer, spec.thinking))
+        tools = tool_use(turn.tools, self._limits)
         prepared = await self._media.prepare(
             messages,
             tenant=tenant,
@@ -81,7 +101,9 @@ class TurnPipeline:
             (modality, len(await engine.tokenize(text))) for modality, text in prepared.derived_text
         ]
         accounting = InputAccounting(tuple(prepared.media_modalities), tuple(derived))
-        request = GenerationRequest(chat, sampling, constraint=self._constraint(turn, spec))
+        request = GenerationRequest(
+            chat, sampling, constraint=self._constraint(turn, spec), tools=tools
+        )
         return PreparedTurn(spec, engine, request, plan, accounting, self._signer, turn)
 
     def _constraint(self, turn: TurnInput, spec: ModelSpec) -> Constraint | None:
@@ -93,6 +115,9 @@ class TurnPipeline:
                 f"Invalid value at '{output.where}': model {spec.id!r} has a grammar of its "
                 "own (its configuration), so its output cannot be held to a schema as well."
             )
+        if isinstance(output, EnumOutput):
+            choices = " | ".join(json.dumps(value) for value in output.values)
+            return Constraint(f"start: {choices}", scope="answer", syntax="lark")
         schema = check_json_schema(
             output.schema, output.where, max_bytes=self._limits.max_schema_bytes
         )
@@ -113,6 +138,14 @@ class PreparedTurn:
     def messages(self) -> tuple[ChatMessage, ...]:
         return self.request.messages
 
+    async def count(self) -> TurnCount:
+        """The prompt tokens ``admit`` would prefill (what usage reports as input tokens), per
+        modality, without generating; a prompt over the context is counted too."""
+        counted = await self.engine.count_prompt(first_request(self.request, self.plan))
+        return TurnCount(
+            counted.tokens, self.accounting.split(counted.tokens, counted.media_tokens)
+        )
+
     async def admit(self, request_id: str) -> StartedTurn:
         """Hand the turn to the engine (the thinking plan picks how); ``request_id`` names it
         in logs and binds its thought signatures."""
@@ -121,11 +154,15 @@ class PreparedTurn:
             self.request.sampling,
             request_id,
             constraint=self.request.constraint,
+            tools=self.request.tools,
         )
         try:
             stream = await start_turn(self.engine, request, self.plan)
         except InvalidConstraint as exc:
-            where = self.turn.output.where if self.turn.output is not None else "request"
+            if exc.tool is not None or self.turn.output is None:
+                where = tool_where(self.turn.tools, exc.tool)
+            else:
+                where = self.turn.output.where
             raise InvalidArgument(f"Invalid value at '{where}': {exc.message}") from None
         except InvalidArgument as exc:
             if self.turn.history_items:
@@ -169,9 +206,18 @@ class StartedTurn:
         thought: list[str] | None = None
         answering = False
         finished: Finished | None = None
+        ids: dict[int, str] = {}
         try:
             async for event in self._stream:
-                if isinstance(event, TextDelta):
+                if isinstance(event, ToolCallStart | ToolCallArguments | ToolCallEnd):
+                    if thought is not None:
+                        yield ThoughtEnd(self._sealer.seal("".join(thought).strip()))
+                        thought = None
+                    answering = True
+                    call = _call_event(event, ids)
+                    if call is not None:
+                        yield call
+                elif isinstance(event, TextDelta):
                     if thought is not None:
                         yield ThoughtEnd(self._sealer.seal("".join(thought).strip()))
                         thought = None
@@ -184,7 +230,7 @@ class StartedTurn:
                         thought = []
                     thought.append(event.text)
                     yield event
-                else:
+                elif isinstance(event, Finished):
                     finished = event
             assert finished is not None
             if thought is not None:
@@ -198,11 +244,14 @@ class StartedTurn:
         """The whole turn at once, for the surfaces' non-streaming responses."""
         thought: list[str] = []
         answer: list[str] = []
+        calls: list[CallEnd] = []
         signature: str | None = None
         done: TurnDone | None = None
         try:
             async for event in self.events():
-                if type(event) is TextDelta:
+                if isinstance(event, CallEnd):
+                    calls.append(event)
+                elif type(event) is TextDelta:
                     answer.append(event.text)
                 elif type(event) is ThoughtDelta:
                     thought.append(event.text)
@@ -213,7 +262,9 @@ class StartedTurn:
         finally:
             self.cancel()
         assert done is not None
-        return CollectedTurn("".join(thought).strip(), "".join(answer), signature, done)
+        return CollectedTurn(
+            "".join(thought).strip(), "".join(answer), signature, done, tuple(calls)
+        )
 
     def _usage(self, finished: Finished) -> TurnUsage:
         return TurnUsage(
@@ -225,9 +276,31 @@ class StartedTurn:
         )
 
 
+def _call_event(
+    event: ToolCallStart | ToolCallArguments | ToolCallEnd, ids: dict[int, str]
+) -> CallStart | CallArguments | CallEnd | None:
+    """An engine's call event as the turn's, each call with an id of its own."""
+    if isinstance(event, ToolCallStart):
+        ids[event.index] = f"call_{secrets.token_urlsafe(12)}"
+        return CallStart(event.index, ids[event.index], event.name)
+    call_id = ids.get(event.index)
+    if call_id is None:
+        return None
+    if isinstance(event, ToolCallArguments):
+        return CallArguments(event.index, event.text)
+    return CallEnd(event.index, call_id, event.name, json.loads(event.arguments))
+
+
+@dataclass(frozen=True)
+class TurnCount:
+    tokens: int
+    by_modality: dict[str, int]
+
+
 @dataclass(frozen=True)
 class CollectedTurn:
     thought: str
     answer: str
     signature: str | None  # the thought's, when the model thought
     done: TurnDone
+    calls: tuple[CallEnd, ...] = ()  # the function calls, in order

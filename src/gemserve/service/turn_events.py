@@ -5,6 +5,7 @@ its own wire format."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from gemserve.engine import FinishReason, TextDelta, ThoughtDelta
 
@@ -14,6 +15,31 @@ class ThoughtEnd:
     """The thought is complete; ``signature`` carries it back in a later request."""
 
     signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallStart:
+    """The model began a function call; ``index`` counts the turn's calls from 0."""
+
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallArguments:
+    """The next piece of the call's arguments (JSON text; the pieces join to the object)."""
+
+    index: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnd:
+    index: int
+    id: str
+    name: str
+    arguments: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,4 +58,4 @@ class TurnDone:
     error: str | None = None  # an engine failure, for the log; clients get a generic message
 
 
-TurnEvent = ThoughtDelta | TextDelta | ThoughtEnd | TurnDone
+TurnEvent = ThoughtDelta | TextDelta | ThoughtEnd | CallStart | CallArguments | CallEnd | TurnDone

@@ -34,7 +34,28 @@ class MediaPart:
     uri_field: str = "uri"  # the uri's name on this surface's wire ("file_uri" on the classic one)
 
 
-Part = TextPart | MediaPart
+@dataclass(frozen=True, slots=True)
+class FunctionCallPart:
+    """A call the model made (sent back in a stateless history, or stored)."""
+
+    id: str | None  # None: a classic client that dropped it (results then match by name)
+    name: str
+    arguments: dict[str, Any]
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionResultPart:
+    """The client's answer to a call; ``result`` is any JSON value (text, an object, parts)."""
+
+    call_id: str | None  # None: matched to the call by ``name``
+    name: str | None
+    result: Any
+    where: str
+    is_error: bool = False
+
+
+Part = TextPart | MediaPart | FunctionCallPart | FunctionResultPart
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +113,51 @@ class JsonOutput:
 
 
 @dataclass(frozen=True, slots=True)
+class EnumOutput:
+    """The answer is exactly one of ``values`` (``text/x.enum``)."""
+
+    values: tuple[str, ...]
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionDeclaration:
+    """A declared function; ``parameters`` is a JSON Schema (None: no arguments)."""
+
+    name: str
+    where: str  # e.g. "tools[0]"
+    description: str = ""
+    parameters: dict[str, Any] | None = None
+    parameters_field: str = "parameters"  # its name on this surface's wire
+
+
+ToolMode = Literal["auto", "any", "none", "validated"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    mode: ToolMode = "auto"
+    allowed: tuple[str, ...] | None = None  # None: every declared function
+    where: str = "tool_choice"  # for errors about ``allowed`` (the list's path)
+
+
+@dataclass(frozen=True, slots=True)
+class Tools:
+    functions: tuple[FunctionDeclaration, ...]
+    choice: ToolChoice = field(default_factory=ToolChoice)
+    parallel: bool = True  # the model may make several calls in one turn
+
+
+@dataclass(frozen=True, slots=True)
 class TurnInput:
     model: str  # the name the client asked for (an id or an alias)
     conversation: tuple[ConversationItem, ...]
     system: str | None = None
     knobs: GenerationKnobs = field(default_factory=GenerationKnobs)
     thinking: ThinkingRequest = field(default_factory=ThinkingRequest)
-    output: JsonOutput | None = None  # the output constraint: none (text), or JSON
+    # The output constraint: none (text), JSON, or one of a list of values.
+    output: JsonOutput | EnumOutput | None = None
+    tools: Tools | None = None
     # Leading conversation items that came from the server's store: a prompt too long for
     # the context says the history counts toward it.
     history_items: int = 0

@@ -113,3 +113,62 @@ uploads = sa.Table(
     sa.Column("created_at", Stamp, nullable=False),
     sa.Column("expires_at", Stamp, nullable=False, index=True),
 )
+
+cached_contents = sa.Table(
+    "cached_contents",
+    metadata,
+    # The resource id (after "cachedContents/"), made by the server.
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False, index=True),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("display_name", sa.String(512), nullable=True),
+    # contents, systemInstruction, tools, toolConfig as validated (camelCase wire JSON).
+    sa.Column("content", Json, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("token_count", sa.Integer, nullable=False),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("updated_at", Stamp, nullable=False),
+    sa.Column("expires_at", Stamp, nullable=False, index=True),
+)
+
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False, index=True),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("display_name", sa.String(512), nullable=True),
+    sa.Column("state", sa.String(32), nullable=False, index=True),
+    sa.Column("request_count", sa.Integer, nullable=False),
+    sa.Column("succeeded", sa.Integer, nullable=False),
+    sa.Column("failed", sa.Integer, nullable=False),
+    # The host[:port] names the batch was created through (file uris that name this server).
+    sa.Column("own_hosts", Json, nullable=False),
+    sa.Column("error", Json, nullable=True),
+    # A batch read from a JSONL file ("files/…") answers in a file of its own.
+    sa.Column("input_file", sa.String(64), nullable=True),
+    sa.Column("output_file", sa.String(64), nullable=True),
+    sa.Column("created_at", Stamp, nullable=False),
+    sa.Column("updated_at", Stamp, nullable=False),
+    sa.Column("end_time", Stamp, nullable=True),
+    # Set when the batch ends; the sweeper deletes it (and its items) after that.
+    sa.Column("expires_at", Stamp, nullable=True, index=True),
+)
+
+batch_items = sa.Table(
+    "batch_items",
+    metadata,
+    sa.Column(
+        "batch_id",
+        sa.String(64),
+        sa.ForeignKey("batches.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("request", Json, nullable=False),
+    sa.Column("metadata", Json, nullable=True),
+    # pending, succeeded or failed
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("response", Json, nullable=True),
+    sa.Column("error", Json, nullable=True),
+)

@@ -127,6 +127,12 @@ async def test_interactions_errors_name_the_field(
             "(/properties/a/oneOf): unknown schema field 'oneOf'",
         ),
         ({"responseMimeType": "text/x.enum"}, "'generation_config.response_mime_type'"),
+        (
+            {"responseMimeType": "text/x.enum",
+             "responseSchema": {"type": "STRING", "enum": []}},
+            "'generation_config.response_schema'",
+        ),
+        ({"responseMimeType": "text/html"}, "'generation_config.response_mime_type'"),
     ],
 )  # fmt: skip
 async def test_classic_errors_name_the_field(
@@ -161,3 +167,16 @@ async def test_a_model_with_a_grammar_of_its_own_takes_no_schema(make_api: MakeA
     api = await make_api(models=[model])
     response = await api.create(model="yesno", response_mime_type="application/json")
     assert_envelope(response, 400, "INVALID_ARGUMENT", "has a grammar of its own")
+
+
+async def test_classic_enum_output_is_a_choice_of_its_values(api: InProcessApi) -> None:
+    config = {
+        "responseMimeType": "text/x.enum",
+        "responseSchema": {"type": "STRING", "enum": ["red", "green"]},
+    }
+    response = await classic(api, config)
+    assert response.status_code == 200, response.text
+    constraint = api.engine.requests[-1].constraint
+    assert constraint is not None
+    assert constraint.syntax == "lark"
+    assert constraint.grammar == 'start: "red" | "green"'

@@ -108,3 +108,19 @@ async def test_what_cannot_be_enforced_is_refused_before_admission(
     assert info.value.message.startswith("The JSON Schema cannot be enforced")
     assert fragment in info.value.message
     assert engine.stats().requests_finished == before
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_an_enum_answer_is_exactly_one_of_its_values(engine: LlamaEngine, seed: int) -> None:
+    """``text/x.enum``: an llguidance choice of literals, without quotes."""
+    constraint = Constraint('start: "red" | "green" | "blue"', syntax="lark")
+    _, answer, finished = await thought_and_answer(
+        engine,
+        GenerationRequest(
+            (ChatMessage("user", "What color is the sky?"),),
+            sampling(1.0, seed),
+            constraint=constraint,
+        ),
+    )
+    assert finished.reason is FinishReason.STOP
+    assert answer in ("red", "green", "blue")

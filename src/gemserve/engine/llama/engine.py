@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+from collections import abc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import llguidance
+import numpy as np
+
 from gemserve.engine.base import (
     MEDIA_PLACEHOLDER,
+    Constraint,
+    EmbeddingInput,
+    Embeddings,
     EngineEvent,
     EngineStats,
     Finished,
     FinishReason,
     GenerationRequest,
     ModelCapabilities,
+    PromptCount,
+    ReasoningControl,
+    ToolUse,
 )
 from gemserve.engine.chat_template import CHATML_TEMPLATE, ChatTemplate, ChatTemplateError
-from gemserve.engine.llama.grammar import GrammarPlan, GrammarPlans
+from gemserve.engine.llama.embedding import EmbeddingScheduler, EmbedJob, Pooling
+from gemserve.engine.llama.grammar import GrammarPlan, GrammarPlans, first_line
 from gemserve.engine.llama.native import LoadedModel
 from gemserve.engine.llama.native_thread import NativeThread
 from gemserve.engine.llama.projector import MultimodalPrompt, Projector, ProjectorError
@@ -25,7 +36,16 @@ from gemserve.engine.llama.scheduler import Scheduler, Sequence
 from gemserve.engine.llama.selfcheck import SelfCheckResult, decode_one_batch, injected_fault
 from gemserve.engine.output import SequenceOutput
 from gemserve.engine.reasoning import Phase
-from gemserve.errors import InvalidArgument, Unavailable
+from gemserve.engine.tools.formats import FORMATS, JSON_ARRAY, ToolFormat
+from gemserve.engine.tools.formats import detect as detect_tool_format
+from gemserve.engine.tools.grammar import single_tool_grammar, tool_constraint
+from gemserve.engine.tools.parser import ToolCallParser
+from gemserve.errors import (
+    InvalidArgument,
+    InvalidConstraint,
+    InvalidEmbeddingInput,
+    Unavailable,
+)
 
 
 class LlamaStream:
@@ -92,6 +112,8 @@ class LlamaEngine:
         instruction_tuned: bool = True,
         mmproj_path: Path | None = None,
         native: NativeThread | None = None,
+        tool_format: str | None = None,
+        embedding_pooling: Pooling = "mean",
     ) -> None:
         # Every engine of a process should share one NativeThread (see native_thread.py);
         # an engine built alone gets its own.
@@ -108,7 +130,12 @@ class LlamaEngine:
         self._template_override = chat_template
         self._instruction_tuned = instruction_tuned
         self._mmproj_path = mmproj_path
+        # The configured tool-call format; by default, the one the chat template speaks.
+        self._tool_format_name = tool_format
+        self._tool_format: ToolFormat = JSON_ARRAY
         self._projector: Projector | None = None
+        self._embedding_pooling: Pooling = embedding_pooling
+        self._embedder: EmbeddingScheduler | None = None
         # What the configuration promises until the projector is loaded and says.
         self._modalities = frozenset({"text", "image"} if mmproj_path else {"text"})
         self._grammars = GrammarPlans(self._grammar_error)
@@ -130,6 +157,7 @@ class LlamaEngine:
             output_token_limit=self._output_token_limit,
             input_modalities=self._modalities,
             instruction_tuned=self._instruction_tuned,
+            embedding_dimensions=self._embedder.n_embd if self._embedder is not None else None,
         )
 
     async def start(self) -> None:
@@ -154,6 +182,8 @@ class LlamaEngine:
         bos, eos = model.bos_eos_text()
         source = self._template_override or model.chat_template() or CHATML_TEMPLATE
         self._template = ChatTemplate(source, bos_token=bos, eos_token=eos)
+        name = self._tool_format_name
+        self._tool_format = FORMATS[name] if name is not None else detect_tool_format(source)
         projector = None
         if self._mmproj_path is not None:
             projector = Projector(self._mmproj_path, model, threads=self._threads)
@@ -168,6 +198,18 @@ class LlamaEngine:
             projector=projector,
         )
         scheduler.start()
+        # A second context on the same weights, for embeddings (created on first use).
+        embedder = EmbeddingScheduler(
+            model,
+            capacity=self._context_length,
+            batch_tokens=self._batch_tokens,
+            threads=self._threads,
+            max_queued=self._max_queued,
+            native=self._native,
+            pooling=self._embedding_pooling,
+        )
+        embedder.start()
+        self._embedder = embedder
         self._model = model
         self._projector = projector
         if projector is not None:
@@ -179,9 +221,12 @@ class LlamaEngine:
         self._scheduler = scheduler
 
     async def close(self) -> None:
-        scheduler, model = self._scheduler, self._model
+        scheduler, model, embedder = self._scheduler, self._model, self._embedder
         self._scheduler = None
+        self._embedder = None
         self.self_check_result = None
+        if embedder is not None:
+            await asyncio.to_thread(embedder.stop)
         if scheduler is not None:
             await asyncio.to_thread(scheduler.stop)
         if self._projector is not None:
@@ -207,9 +252,11 @@ class LlamaEngine:
         after its thought)."""
         _, _, template = self._require()
         control = request.reasoning
-        variables = {} if control is None else {"enable_thinking": control.budget > 0}
+        messages, variables = self._tool_format.render(request.messages, request.tools)
+        if control is not None:
+            variables["enable_thinking"] = control.budget > 0
         try:
-            rendered = template.render(request.messages, **variables)
+            rendered = template.render(messages, **variables)
         except ChatTemplateError as exc:
             raise InvalidArgument(
                 f"The conversation does not fit this model's chat template: {exc}"
@@ -260,8 +307,9 @@ class LlamaEngine:
     ) -> tuple[MultimodalPrompt, SequenceOutput, GrammarPlan | None]:
         """In a worker thread: the prompt's tokens, the output's processing, and the
         constraint's grammars (validated; an invalid grammar is refused here)."""
-        constraint, control = request.constraint, request.reasoning
-        grammars = self._grammars.get(constraint, control) if constraint is not None else None
+        control = request.reasoning
+        constraint, stage = self._output_rules(request)
+        grammars = self._plan(constraint, control, request.tools) if constraint else None
         rendered, phase = self._render(request)
         prompt = self._prompt_tokens(request, rendered)
         close: tuple[int, ...] = ()
@@ -274,8 +322,118 @@ class LlamaEngine:
             phase=phase,
             close_tokens=close,
             constraint=constraint,
+            stage=stage,
         )
         return prompt, output, grammars
+
+    def _output_rules(
+        self, request: GenerationRequest
+    ) -> tuple[Constraint | None, ToolCallParser | None]:
+        """The request's constraint with its tools folded in, and the parser of its calls."""
+        constraint, tools = request.constraint, request.tools
+        if tools is None:
+            return constraint, None
+        if constraint is not None and constraint.syntax != "json_schema":
+            raise InvalidArgument(
+                f"Model {self._model_id!r} has a grammar of its own (its configuration), so "
+                "its output cannot be held to tool calls as well."
+            )
+        fmt = self._tool_format
+        json_answer = constraint.grammar if constraint is not None else None
+        combined = tool_constraint(fmt, tools, json_answer)
+        if combined is None:
+            combined = constraint
+        stage = ToolCallParser(fmt.opener, fmt.closer, fmt.args_key) if tools.callable() else None
+        return combined, stage
+
+    def _plan(
+        self, constraint: Constraint, control: ReasoningControl | None, tools: ToolUse | None
+    ) -> GrammarPlan:
+        try:
+            return self._grammars.get(constraint, control)
+        except InvalidConstraint as exc:
+            if tools is None or constraint.syntax != "lark":
+                raise
+            # Name the tool: compile each one alone.
+            for tool in tools.callable():
+                grammar = Grammar(
+                    llguidance.LLMatcher.grammar_from_lark(
+                        single_tool_grammar(tool, self._tool_format.args_key)
+                    ),
+                    syntax="llguidance",
+                )
+                error = self._grammar_error(grammar)
+                if error is not None:
+                    raise InvalidConstraint(
+                        f"The parameters schema cannot be enforced: {first_line(error)}",
+                        tool=tool.name,
+                    ) from None
+            raise exc from None
+
+    async def count_prompt(self, request: GenerationRequest) -> PromptCount:
+        if not self.ready:
+            raise Unavailable(f"Model {self._model_id!r} is still loading; retry shortly.")
+        return await asyncio.to_thread(self._count, request)
+
+    def _count(self, request: GenerationRequest) -> PromptCount:
+        """In a worker thread: the prompt as ``_prepare`` renders and tokenizes it."""
+        rendered, _ = self._render(request)
+        prompt = self._prompt_tokens(request, rendered)
+        if prompt.spans and self._projector is not None:
+            self._projector.free(prompt)
+        return PromptCount(len(prompt.tokens), prompt.media_tokens)
+
+    async def embed(self, inputs: abc.Sequence[EmbeddingInput]) -> Embeddings:
+        embedder = self._embedder
+        if not self.ready or embedder is None:
+            raise Unavailable(f"Model {self._model_id!r} is still loading; retry shortly.")
+        texts = await asyncio.to_thread(self._embedding_tokens, inputs)
+        loop = asyncio.get_running_loop()
+        job = EmbedJob(
+            texts=texts,
+            loop=loop,
+            future=loop.create_future(),
+            vectors=np.zeros((len(texts), embedder.n_embd), dtype=np.float32),
+            remaining=len(texts),
+        )
+        if texts:
+            embedder.submit(job)
+        else:
+            job.future.set_result(job.vectors)
+        try:
+            vectors = await job.future
+        except asyncio.CancelledError:
+            embedder.cancel(job)
+            raise
+        return Embeddings(vectors, tuple(len(t) for t in texts))
+
+    def _embedding_tokens(self, inputs: abc.Sequence[EmbeddingInput]) -> list[list[int]]:
+        """In a worker thread: each input's tokens (the vocabulary's BOS/EOS as it asks),
+        checked against the context and the vocabulary."""
+        model, _, _ = self._require()
+        out: list[list[int]] = []
+        for index, item in enumerate(inputs):
+            if isinstance(item, str):
+                tokens = model.tokenize(item, add_special=True, parse_special=False)
+            else:
+                tokens = list(item)
+                bad = next((t for t in tokens if not 0 <= t < model.n_vocab), None)
+                if bad is not None:
+                    raise InvalidEmbeddingInput(
+                        f"token {bad} is not in the vocabulary of model {self._model_id!r} "
+                        f"(0 to {model.n_vocab - 1}).",
+                        index=index,
+                    )
+            if not tokens:
+                raise InvalidEmbeddingInput("there is nothing to embed.", index=index)
+            if len(tokens) > self._context_length:
+                raise InvalidEmbeddingInput(
+                    f"the input is {len(tokens)} tokens long, but model {self._model_id!r} "
+                    f"embeds at most {self._context_length} tokens per input (its context).",
+                    index=index,
+                )
+            out.append(tokens)
+        return out
 
     async def generate(self, request: GenerationRequest) -> LlamaStream:
         if not self.ready:
@@ -319,8 +477,22 @@ class LlamaEngine:
             extra={
                 "decode_threads": float(scheduler.threads_now),
                 "grammars_cached": float(len(self._grammars)),
+                **self._embedding_stats(),
             },
         )
+
+    def _embedding_stats(self) -> dict[str, float]:
+        embedder = self._embedder
+        if embedder is None:
+            return {}
+        active, queued = embedder.counts()
+        return {
+            "embedding_texts": float(embedder.texts_embedded),
+            "embedding_tokens": float(embedder.tokens_embedded),
+            "embedding_decode_steps": float(embedder.decode_steps),
+            "embedding_active": float(active),
+            "embedding_queued": float(queued),
+        }
 
 
 __all__ = ["FinishReason", "LlamaEngine", "LlamaStream"]

@@ -18,10 +18,14 @@ one is refused before admission.
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import llguidance
 
 from gemserve.engine.base import Constraint, ReasoningControl
 from gemserve.engine.llama.guidance import json_grammar
@@ -70,6 +74,8 @@ class GrammarPlan:
 def plan_for(constraint: Constraint, reasoning: ReasoningControl | None) -> GrammarPlan:
     if constraint.syntax == "json_schema":
         return _json_plan(constraint, reasoning)
+    if constraint.syntax == "lark":
+        return _lark_plan(constraint, reasoning)
     text = constraint.grammar
     if constraint.scope != "answer" or constraint.triggers or reasoning is None:
         # From the first token, or (lazy) from the trigger text, which ``root`` starts with.
@@ -93,6 +99,25 @@ def _json_plan(constraint: Constraint, reasoning: ReasoningControl | None) -> Gr
     on = json_grammar(schema, leading_whitespace=True, opening_tag=None)
     opening = json_grammar(schema, leading_whitespace=True, opening_tag=reasoning.open_tag)
     return GrammarPlan(Grammar(on, syntax="llguidance"), Grammar(opening, syntax="llguidance"))
+
+
+_LARK_START = re.compile(r"^start:", re.MULTILINE)
+
+
+def _lark_plan(constraint: Constraint, reasoning: ReasoningControl | None) -> GrammarPlan:
+    """An llguidance Lark grammar (rule ``start``: tool calls), with the same gates."""
+    text = constraint.grammar
+    if constraint.scope != "answer" or constraint.triggers or reasoning is None:
+        return GrammarPlan(_lark(text))
+    inner = _LARK_START.sub("gemserve_root:", text, count=1)
+    literal = json.dumps(reasoning.open_tag)
+    on = f"start: /[ \\t\\n\\r]*/ gemserve_root\n{inner}"
+    opening = f"start: /[ \\t\\n\\r]*/ ({literal} | gemserve_root)\n{inner}"
+    return GrammarPlan(_lark(on), _lark(opening))
+
+
+def _lark(text: str) -> Grammar:
+    return Grammar(llguidance.LLMatcher.grammar_from_lark(text), syntax="llguidance")
 
 
 class GrammarPlans:
@@ -127,8 +152,10 @@ class GrammarPlans:
             error = self._error_of(grammar)
             if error is None:
                 continue
+            if constraint.syntax == "lark":
+                raise InvalidConstraint(f"The tools cannot be enforced: {first_line(error)}")
             if grammar.syntax == "llguidance":
-                raise InvalidConstraint(f"The JSON Schema cannot be enforced: {_first_line(error)}")
+                raise InvalidConstraint(f"The JSON Schema cannot be enforced: {first_line(error)}")
             raise InvalidArgument(
                 "The constraint's grammar is invalid: llama.cpp cannot parse it as GBNF with a "
                 "rule named root."
@@ -141,7 +168,7 @@ class GrammarPlans:
         return plan
 
 
-def _first_line(error: str) -> str:
+def first_line(error: str) -> str:
     """llguidance's message on one line: without the wrapper's position and without the
     excerpt of the wrapper grammar (lines of the form ``   1 | start: …`` and carets)."""
     lines = [line.strip() for line in error.strip().splitlines()]

@@ -42,9 +42,10 @@ class Part(WireModel):
     thought_signature: StrictStr | None = None
     # A hint for the media's token budget (Gemini 3); accepted, and decoding uses its own caps.
     media_resolution: Any = None
-    # In the schema, not served yet: refused by ``reject_unserved``.
+    # Read by service/classic/turns.py (either casing inside).
     function_call: Any = None
     function_response: Any = None
+    # In the schema, not served yet: refused by ``reject_unserved``.
     executable_code: Any = None
     code_execution_result: Any = None
     video_metadata: Any = None
@@ -121,9 +122,10 @@ class GenerateContentRequest(WireModel):
     generation_config: GenerationConfig | None = None
     safety_settings: list[SafetySetting] | None = None
     labels: dict[StrictStr, StrictStr] | None = None
-    # In the schema, not served yet: refused by ``reject_unserved``.
+    # Read by service/classic/tools.py.
     tools: list[Any] | None = None
     tool_config: Any = None
+    # "cachedContents/{id}": service/classic/caches.py puts the cache in front.
     cached_content: StrictStr | None = None
 
     @classmethod
@@ -135,7 +137,6 @@ class GenerateContentRequest(WireModel):
         return request
 
 
-NOT_SERVED = ("tools", "tool_config", "cached_content")
 CONFIG_NOT_SERVED = (
     "response_logprobs",
     "logprobs",
@@ -146,8 +147,6 @@ CONFIG_NOT_SERVED = (
     "image_config",
 )
 PART_NOT_SERVED = (
-    "function_call",
-    "function_response",
     "executable_code",
     "code_execution_result",
     "video_metadata",
@@ -156,7 +155,6 @@ PART_NOT_SERVED = (
 
 def reject_unserved(request: GenerateContentRequest) -> None:
     """What the schema has and this server does not do yet: a 400 naming the field."""
-    refuse_unserved(request, NOT_SERVED)
     config = request.generation_config
     if config is not None:
         refuse_unserved(config, CONFIG_NOT_SERVED, "generation_config")
@@ -165,10 +163,15 @@ def reject_unserved(request: GenerateContentRequest) -> None:
                 "Invalid value at 'generation_config.candidate_count': one candidate per "
                 "request is supported."
             )
-        if config.response_mime_type not in (None, "text/plain", "application/json"):
+        if config.response_mime_type not in (
+            None,
+            "text/plain",
+            "application/json",
+            "text/x.enum",
+        ):
             raise InvalidArgument(
-                "Invalid value at 'generation_config.response_mime_type': text/plain or "
-                "application/json."
+                "Invalid value at 'generation_config.response_mime_type': text/plain, "
+                "application/json or text/x.enum."
             )
         if config.response_modalities not in (None, ["TEXT"], ["text"]):
             raise InvalidArgument(

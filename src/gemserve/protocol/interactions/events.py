@@ -79,6 +79,10 @@ class EventSequencer:
         delta = {"type": "thought_signature", "signature": signature}
         return self.make("step.delta", {"index": index, "delta": delta})
 
+    def arguments_delta(self, index: int, text: str) -> Event:
+        delta = {"type": "arguments_delta", "arguments": text}
+        return self.make("step.delta", {"index": index, "delta": delta})
+
     def step_stop(self, index: int) -> Event:
         return self.make("step.stop", {"index": index})
 
@@ -104,7 +108,7 @@ def next_event(log: list[Event], index: int) -> tuple[Event, int]:
     if event["event_type"] != "step.delta":
         return event, index
     kind = event["delta"]["type"]
-    if kind not in ("text", "thought_summary"):
+    if kind not in ("text", "thought_summary", "arguments_delta"):
         return event, index
     end = index
     while (
@@ -119,9 +123,14 @@ def next_event(log: list[Event], index: int) -> tuple[Event, int]:
     text = "".join(_delta_text(e["delta"]) for e in log[index - 1 : end])
     if kind == "text":
         return {**log[end - 1], "delta": {"type": "text", "text": text}}, end
+    if kind == "arguments_delta":
+        return {**log[end - 1], "delta": {"type": kind, "arguments": text}}, end
     merged = {"type": "thought_summary", "content": {"type": "text", "text": text}}
     return {**log[end - 1], "delta": merged}, end
 
 
 def _delta_text(delta: dict[str, Any]) -> str:
-    return str(delta["text"] if delta["type"] == "text" else delta["content"]["text"])
+    kind = delta["type"]
+    if kind == "arguments_delta":
+        return str(delta["arguments"])
+    return str(delta["text"] if kind == "text" else delta["content"]["text"])

@@ -6,9 +6,19 @@ are all this fold applied to the streamed events, so they cannot disagree.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from gemserve.protocol.interactions.events import Event
+
+
+def _arguments(text: str) -> dict[str, Any]:
+    """A call's joined arguments; a call cut short (the output ended inside it) has none."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class InteractionFold:
@@ -28,6 +38,8 @@ class InteractionFold:
                 self._texts[event["index"]].append(delta["text"])
             elif delta["type"] == "thought_summary":
                 self._texts[event["index"]].append(delta["content"]["text"])
+            elif delta["type"] == "arguments_delta":
+                self._texts[event["index"]].append(delta["arguments"])
             elif delta["type"] == "thought_signature":
                 self._steps[event["index"]]["signature"] = delta["signature"]
         elif kind == "step.start":
@@ -53,6 +65,8 @@ class InteractionFold:
                 step["content"] = [{"type": "text", "text": text}]
             elif step["type"] == "thought" and text.strip():
                 step["summary"] = [{"type": "text", "text": text.strip()}]
+            elif step["type"] == "function_call" and text:
+                step["arguments"] = _arguments(text)
             steps.append(step)
         return steps
 

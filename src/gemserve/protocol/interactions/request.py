@@ -31,8 +31,8 @@ class GenerationConfig(WireModel):
     frequency_penalty: ProtoFloat | None = Field(default=None, ge=-2.0, le=2.0)
     thinking_level: ThinkingLevel | None = None
     thinking_summaries: ThinkingSummaries | None = None
+    tool_choice: Any = None  # checked by ``tool_choice`` below
     # In the schema, not served yet: rejected by ``reject_unserved`` when set.
-    tool_choice: Any = None
     image_config: Any = None
     speech_config: Any = None
     transcription_config: Any = None
@@ -86,8 +86,33 @@ class ThoughtStep(WireModel):
     summary: list[Content] | None = None
 
 
-Step = Annotated[UserInputStep | ModelOutputStep | ThoughtStep, Field(discriminator="type")]
-InputStep = UserInputStep | ModelOutputStep | ThoughtStep
+class FunctionCallStep(WireModel):
+    """A call the model made, sent back in a stateless history."""
+
+    type: Literal["function_call"]
+    id: StrictStr
+    name: StrictStr
+    arguments: dict[str, Any]
+    signature: StrictStr | None = None
+
+
+class FunctionResultStep(WireModel):
+    type: Literal["function_result"]
+    call_id: StrictStr
+    result: Any
+    name: StrictStr | None = None
+    is_error: StrictBool | None = None
+    signature: StrictStr | None = None
+
+    @field_validator("result")
+    @classmethod
+    def _present(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("a function result needs a result (a string, an object or content)")
+        return value
+
+
+InputStep = UserInputStep | ModelOutputStep | ThoughtStep | FunctionCallStep | FunctionResultStep
 
 STEP_TYPES = frozenset(
     {
@@ -114,7 +139,9 @@ STEP_TYPES = frozenset(
         "processing_result",
     }
 )
-SUPPORTED_STEP_TYPES = frozenset({"user_input", "model_output", "thought"})
+SUPPORTED_STEP_TYPES = frozenset(
+    {"user_input", "model_output", "thought", "function_call", "function_result"}
+)
 
 
 class CreateInteraction(WireModel):
@@ -156,7 +183,6 @@ class CreateInteraction(WireModel):
 # Fields of the schema that this server does not serve yet, at the top level and in
 # generation_config: one list each, checked in one place.
 NOT_SERVED = (
-    "tools",
     "continuation_token",
     "cached_content",
     "environment",
@@ -165,7 +191,6 @@ NOT_SERVED = (
     "agent_config",
 )
 CONFIG_NOT_SERVED = (
-    "tool_choice",
     "image_config",
     "speech_config",
     "transcription_config",
@@ -231,11 +256,15 @@ def parse_input(raw: Any, *, max_parts: int) -> list[InputStep]:
     else:
         content = [_validate_content(item, f"input[{i}]") for i, item in enumerate(items)]
         steps = [UserInputStep(type="user_input", content=content)]
-    parts = sum(len(step.content) for step in steps if not isinstance(step, ThoughtStep))
+    parts = sum(
+        len(step.content) for step in steps if isinstance(step, UserInputStep | ModelOutputStep)
+    )
     if parts > max_parts:
         raise InvalidArgument(f"The input has {parts} parts; the limit is {max_parts}.")
-    if not any(isinstance(step, UserInputStep) for step in steps):
-        raise InvalidArgument("Invalid value at 'input': there is no user_input step.")
+    if not any(isinstance(step, UserInputStep | FunctionResultStep) for step in steps):
+        raise InvalidArgument(
+            "Invalid value at 'input': there is no user_input or function_result step."
+        )
     return steps
 
 
@@ -257,10 +286,12 @@ def _legacy_turn(item: dict[str, Any], index: int) -> dict[str, Any]:
     return {"type": step_type, "content": content}
 
 
-_STEP_MODELS: dict[str, type[UserInputStep] | type[ModelOutputStep] | type[ThoughtStep]] = {
+_STEP_MODELS: dict[str, type[InputStep]] = {
     "user_input": UserInputStep,
     "model_output": ModelOutputStep,
     "thought": ThoughtStep,
+    "function_call": FunctionCallStep,
+    "function_result": FunctionResultStep,
 }
 
 

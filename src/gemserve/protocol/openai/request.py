@@ -40,13 +40,23 @@ class ContentPart(OpenAIModel):
     file: FileRef | None = None
 
 
+class FunctionCall(OpenAIModel):
+    name: StrictStr
+    arguments: StrictStr  # a JSON object's text
+
+
+class ToolCall(OpenAIModel):
+    id: StrictStr
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(OpenAIModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: StrictStr | list[ContentPart] | None = None
     name: StrictStr | None = None
     reasoning_content: StrictStr | None = None  # an earlier answer's thought; not prompt
-    # Not served yet: refused by ``reject_unserved``.
-    tool_calls: list[Any] | None = None
+    tool_calls: list[ToolCall] | None = None
     tool_call_id: StrictStr | None = None
     refusal: StrictStr | None = None
 
@@ -65,7 +75,7 @@ class GoogleThinkingConfig(OpenAIModel):
 
 class GoogleExtras(OpenAIModel):
     thinking_config: GoogleThinkingConfig | None = None
-    cached_content: StrictStr | None = None  # not served yet
+    cached_content: StrictStr | None = None  # "cachedContents/{id}" (service/classic/caches.py)
 
 
 class ExtraBody(OpenAIModel):
@@ -93,11 +103,11 @@ class ChatCompletionRequest(OpenAIModel):
     store: StrictBool | None = None
     service_tier: StrictStr | None = None
     extra_body: ExtraBody | None = None
-    # Not served yet: refused by ``reject_unserved``.
-    tools: list[Any] | None = None
+    tools: list[Any] | None = None  # read by service/openai/tools.py
     tool_choice: Any = None
     parallel_tool_calls: StrictBool | None = None
     response_format: Any = None
+    # Not served yet: refused by ``reject_unserved``.
     logprobs: StrictBool | None = None
     top_logprobs: ProtoInt | None = None
     logit_bias: dict[str, Any] | None = None
@@ -113,8 +123,6 @@ class ChatCompletionRequest(OpenAIModel):
 
 
 NOT_SERVED = (
-    "tools",
-    "tool_choice",
     "logprobs",
     "top_logprobs",
     "logit_bias",
@@ -129,13 +137,14 @@ def reject_unserved(request: ChatCompletionRequest) -> None:
         raise InvalidArgument("Invalid value at 'n': one choice per request is supported.")
     if request.modalities not in (None, ["text"]):
         raise InvalidArgument("Invalid value at 'modalities': only text output is supported.")
-    google = request.extra_body.google if request.extra_body else None
-    if google is not None:
-        refuse_unserved(google, ("cached_content",), "extra_body.google")
     for i, message in enumerate(request.messages):
-        refuse_unserved(message, ("tool_calls", "tool_call_id"), f"messages[{i}]")
-        if message.role == "tool":
+        if message.role == "tool" and message.tool_call_id is None:
+            raise InvalidArgument(f"Missing required field 'messages[{i}].tool_call_id'.")
+        if message.role != "tool" and message.tool_call_id is not None:
             raise InvalidArgument(
-                f"Invalid value at 'messages[{i}].role': tool messages are not supported by this "
-                "server yet."
+                f"Invalid value at 'messages[{i}].tool_call_id': only tool messages answer a call."
+            )
+        if message.role != "assistant" and message.tool_calls:
+            raise InvalidArgument(
+                f"Invalid value at 'messages[{i}].tool_calls': only assistant messages make calls."
             )

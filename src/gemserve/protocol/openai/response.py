@@ -27,10 +27,16 @@ def chat_completion(
     finish_reason: str,
     usage: dict[str, Any],
     reasoning: str | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": content}
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if tool_calls and not content else content,
+    }
     if reasoning:
         message["reasoning_content"] = reasoning
+    if tool_calls:
+        message["tool_calls"] = tool_calls
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -41,6 +47,10 @@ def chat_completion(
         ],
         "usage": usage,
     }
+
+
+def tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
 def chunk(

@@ -22,7 +22,7 @@ from gemserve.protocol.classic.response import (
     usage_metadata,
 )
 from gemserve.service.turn import StartedTurn
-from gemserve.service.turn_events import ThoughtEnd, TurnDone, TurnUsage
+from gemserve.service.turn_events import CallEnd, ThoughtEnd, TurnDone, TurnUsage
 
 FINISH_REASONS = {
     FinishReason.STOP: FINISH_STOP,
@@ -68,6 +68,10 @@ async def stream_chunks(turn: StartedTurn, shape: ResponseShape) -> AsyncIterato
                     yield shape.body([text_part(event.text, thought=True)])
             elif isinstance(event, ThoughtEnd):
                 signature = event.signature
+            elif isinstance(event, CallEnd):
+                # The whole call in one chunk, as Gemini sends it on this API.
+                yield shape.body([call_part(event, signature)])
+                signature = None
             elif isinstance(event, TurnDone):
                 if event.error is not None:
                     yield {"error": GENERATION_FAILED}
@@ -85,9 +89,23 @@ async def whole_response(turn: StartedTurn, shape: ResponseShape) -> dict[str, A
     parts: list[dict[str, Any]] = []
     if turn.summaries and whole.thought:
         parts.append(text_part(whole.thought, thought=True))
-    if whole.answer or whole.signature is not None:
-        parts.append(text_part(whole.answer, signature=whole.signature))
+    signature = whole.signature
+    if whole.answer or (signature is not None and not whole.calls):
+        parts.append(text_part(whole.answer, signature=signature))
+        signature = None
+    for call in whole.calls:
+        parts.append(call_part(call, signature))
+        signature = None
     return shape.body(parts, finish=FINISH_REASONS[whole.done.reason], usage=whole.done.usage)
+
+
+def call_part(call: CallEnd, signature: str | None) -> dict[str, Any]:
+    part: dict[str, Any] = {
+        "functionCall": {"id": call.id, "name": call.name, "args": call.arguments}
+    }
+    if signature is not None:
+        part["thoughtSignature"] = signature
+    return part
 
 
 def _usage(usage: TurnUsage) -> dict[str, Any]:

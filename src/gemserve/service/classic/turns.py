@@ -4,13 +4,19 @@ front of the model turn it belongs to; ``thought: true`` parts (summaries) are n
 
 from __future__ import annotations
 
+from typing import Any
+
 from gemserve.config.models import THINKING_LEVELS, ThinkingLevel
 from gemserve.errors import InvalidArgument
 from gemserve.protocol.classic.request import Content, GenerateContentRequest, GenerationConfig
 from gemserve.protocol.schema import openapi_to_json_schema
+from gemserve.service.classic.tools import read_tools, snake
 from gemserve.service.media import kind_of_mime
 from gemserve.service.turn_input import (
     ConversationItem,
+    EnumOutput,
+    FunctionCallPart,
+    FunctionResultPart,
     GenerationKnobs,
     JsonOutput,
     MediaPart,
@@ -43,13 +49,17 @@ def turn_input(model: str, request: GenerateContentRequest) -> TurnInput:
         knobs=knobs,
         thinking=thinking_request(config),
         output=json_output(config),
+        tools=read_tools(request.tools, request.tool_config),
     )
 
 
-def json_output(config: GenerationConfig) -> JsonOutput | None:
+def json_output(config: GenerationConfig) -> JsonOutput | EnumOutput | None:
     """``responseMimeType: application/json`` with ``responseJsonSchema`` (JSON Schema),
-    ``responseSchema`` (Google's OpenAPI subset) or neither (any JSON)."""
+    ``responseSchema`` (Google's OpenAPI subset) or neither (any JSON); ``text/x.enum`` with
+    a string enum schema (the answer is one of its values, without quotes)."""
     has_schema = config.response_schema is not None or config.response_json_schema is not None
+    if config.response_mime_type == "text/x.enum":
+        return _enum_output(config)
     if config.response_mime_type != "application/json":
         if has_schema:
             raise InvalidArgument(
@@ -70,6 +80,30 @@ def json_output(config: GenerationConfig) -> JsonOutput | None:
     return JsonOutput({}, "generation_config.response_mime_type")
 
 
+def _enum_output(config: GenerationConfig) -> EnumOutput:
+    where = "generation_config.response_schema"
+    if config.response_json_schema is not None:
+        where = "generation_config.response_json_schema"
+        schema = config.response_json_schema
+    elif config.response_schema is not None:
+        schema = openapi_to_json_schema(config.response_schema, where)
+    else:
+        raise InvalidArgument(
+            "Invalid value at 'generation_config.response_mime_type': text/x.enum needs a "
+            "response_schema with an enum of strings."
+        )
+    values = schema.get("enum") if isinstance(schema, dict) else None
+    if (
+        not isinstance(values, list)
+        or not values
+        or not all(isinstance(v, str) and v for v in values)
+    ):
+        raise InvalidArgument(
+            f"Invalid value at '{where}': text/x.enum needs an enum of non-empty strings."
+        )
+    return EnumOutput(tuple(values), f"{where}.enum")
+
+
 def conversation_items(contents: list[Content], path: str = "contents") -> list[ConversationItem]:
     items: list[ConversationItem] = []
     for i, content in enumerate(contents):
@@ -83,15 +117,17 @@ def conversation_items(contents: list[Content], path: str = "contents") -> list[
                 thought = Thought(at, part.thought_signature, signature_field="thought_signature")
             if part.thought:
                 continue  # a thought summary: the signature, not the summary, restores it
-            fields = [
-                f for f in ("text", "inline_data", "file_data") if getattr(part, f) is not None
-            ]
+            fields = [f for f in _DATA_FIELDS if getattr(part, f) is not None]
             if len(fields) > 1:
                 raise InvalidArgument(
-                    f"Invalid value at '{at}': a part holds one of text, inline_data or "
-                    f"file_data, not {' and '.join(fields)}."
+                    f"Invalid value at '{at}': a part holds one of text, inline_data, "
+                    f"file_data, function_call or function_response, not {' and '.join(fields)}."
                 )
-            if part.text is not None:
+            if part.function_call is not None:
+                parts.append(_function_call(part.function_call, f"{at}.function_call"))
+            elif part.function_response is not None:
+                parts.append(_function_response(part.function_response, f"{at}.function_response"))
+            elif part.text is not None:
                 parts.append(TextPart(part.text))
             elif part.inline_data is not None:
                 blob = part.inline_data
@@ -120,6 +156,47 @@ def conversation_items(contents: list[Content], path: str = "contents") -> list[
             items.append(thought)
         items.append(Message(role, tuple(parts)))
     return items
+
+
+_DATA_FIELDS = ("text", "inline_data", "file_data", "function_call", "function_response")
+
+
+def _function_call(raw: Any, where: str) -> FunctionCallPart:
+    fields = _object(raw, where)
+    unknown = sorted(set(fields) - {"id", "name", "args", "partial_args", "will_continue"})
+    if unknown:
+        raise InvalidArgument(f"Unknown name {unknown[0]!r} at '{where}': Cannot find field.")
+    name, call_id, args = fields.get("name"), fields.get("id"), fields.get("args") or {}
+    if not isinstance(name, str):
+        raise InvalidArgument(f"Missing required field '{where}.name'.")
+    if call_id is not None and not isinstance(call_id, str):
+        raise InvalidArgument(f"Invalid value at '{where}.id': expected a string.")
+    if not isinstance(args, dict):
+        raise InvalidArgument(f"Invalid value at '{where}.args': expected an object.")
+    return FunctionCallPart(call_id or None, name, args, where)
+
+
+def _function_response(raw: Any, where: str) -> FunctionResultPart:
+    fields = _object(raw, where)
+    allowed = {"id", "name", "response", "will_continue", "scheduling", "parts"}
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise InvalidArgument(f"Unknown name {unknown[0]!r} at '{where}': Cannot find field.")
+    name, call_id, response = fields.get("name"), fields.get("id"), fields.get("response")
+    if not isinstance(name, str):
+        raise InvalidArgument(f"Missing required field '{where}.name'.")
+    if call_id is not None and not isinstance(call_id, str):
+        raise InvalidArgument(f"Invalid value at '{where}.id': expected a string.")
+    if not isinstance(response, dict):
+        raise InvalidArgument(f"Missing required field '{where}.response' (an object).")
+    is_error = set(response) == {"error"}
+    return FunctionResultPart(call_id or None, name, response, where, is_error=is_error)
+
+
+def _object(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise InvalidArgument(f"Invalid value at '{where}': expected an object.")
+    return {snake(k): v for k, v in raw.items()}
 
 
 def system_text(content: Content | None) -> str | None:

@@ -13,7 +13,7 @@ from gemserve.protocol.interactions.events import GENERATION_FAILED, Event, Even
 from gemserve.protocol.interactions.views import usage_dict
 from gemserve.service.clock import Clock
 from gemserve.service.turn import StartedTurn
-from gemserve.service.turn_events import ThoughtEnd, TurnDone
+from gemserve.service.turn_events import CallArguments, CallEnd, CallStart, ThoughtEnd, TurnDone
 
 STATUS_BY_FINISH = {
     FinishReason.STOP: "completed",
@@ -32,9 +32,24 @@ async def interaction_events(
         yield make.status_update(header["id"], "in_progress")
         index = -1
         thought_open = output_open = False
+        calls = 0
+        call_index: dict[int, int] = {}  # the turn's call number -> its step index
         done: TurnDone | None = None
         async for event in turn.events():
-            if type(event) is TextDelta:
+            if isinstance(event, CallStart):
+                if output_open:
+                    yield make.step_stop(index)
+                    output_open = False
+                index += 1
+                call_index[event.index] = index
+                step = {"type": "function_call", "id": event.id, "name": event.name}
+                yield make.step_start(index, {**step, "arguments": {}})
+            elif isinstance(event, CallArguments):
+                yield make.arguments_delta(call_index[event.index], event.text)
+            elif isinstance(event, CallEnd):
+                calls += 1
+                yield make.step_stop(call_index[event.index])
+            elif type(event) is TextDelta:
                 if not output_open:
                     index += 1
                     output_open = True
@@ -54,16 +69,25 @@ async def interaction_events(
             elif isinstance(event, TurnDone):
                 done = event
         assert done is not None
-        if not output_open:
+        if calls == 0 and not output_open and not call_index:
+            # The docs read steps[-1].content[0].text: a turn without calls ends with text.
             index += 1
+            output_open = True
             yield make.step_start(index, {"type": "model_output"})
-        yield make.step_stop(index)
+        if output_open:
+            yield make.step_stop(index)
+        for number, step_index in call_index.items():
+            if number >= calls:  # cut inside its arguments: it still closes
+                yield make.step_stop(step_index)
         usage = done.usage
         if done.error is not None:
             yield make.error(GENERATION_FAILED)
+        status = STATUS_BY_FINISH[done.reason]
+        if calls and status == "completed":
+            status = "requires_action"
         completed = {
             **header,
-            "status": STATUS_BY_FINISH[done.reason],
+            "status": status,
             "updated": iso_utc(clock()),
             "usage": usage_dict(
                 usage.input_tokens,

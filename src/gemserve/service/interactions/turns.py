@@ -10,6 +10,8 @@ from typing import Any
 from gemserve.errors import InvalidArgument
 from gemserve.protocol.interactions import (
     CreateInteraction,
+    FunctionCallStep,
+    FunctionResultStep,
     GenerationConfig,
     InputStep,
     ModelOutputStep,
@@ -18,8 +20,11 @@ from gemserve.protocol.interactions import (
     UserInputStep,
     parse_input,
 )
+from gemserve.service.interactions.tools import read_tools
 from gemserve.service.turn_input import (
     ConversationItem,
+    FunctionCallPart,
+    FunctionResultPart,
     GenerationKnobs,
     JsonOutput,
     MediaPart,
@@ -57,6 +62,7 @@ def turn_input(
         knobs=knobs,
         thinking=thinking,
         output=json_output(request),
+        tools=read_tools(request.tools, config.tool_choice),
         history_items=len(history),
     )
 
@@ -119,6 +125,16 @@ def conversation_items(
         if isinstance(step, ThoughtStep):
             items.append(Thought(where, step.signature, _summary_text(step), stored))
             continue
+        if isinstance(step, FunctionCallStep):
+            call = FunctionCallPart(step.id, step.name, step.arguments, where)
+            items.append(Message("model", (call,)))
+            continue
+        if isinstance(step, FunctionResultStep):
+            result = FunctionResultPart(
+                step.call_id, step.name, _result_value(step.result), where, bool(step.is_error)
+            )
+            items.append(Message("user", (result,)))
+            continue
         role: Role = "user" if isinstance(step, UserInputStep) else "model"
         parts = tuple(
             _part(content, f"{where}.content[{j}]") for j, content in enumerate(step.content)
@@ -145,6 +161,8 @@ def _output_steps(raw: list[dict[str, Any]]) -> list[InputStep]:
     for step in raw:
         if step.get("type") == "model_output" and step.get("content"):
             out.append(ModelOutputStep.model_validate(step))
+        elif step.get("type") == "function_call":
+            out.append(FunctionCallStep.model_validate(step))
         elif step.get("type") == "thought" and step.get("signature"):
             out.append(ThoughtStep.model_validate(step))
     return out
@@ -154,6 +172,15 @@ def _part(content: Any, where: str) -> Part:
     if isinstance(content, TextContent):
         return TextPart(content.text)
     return MediaPart(content.type, where, content.data, content.uri, content.mime_type)
+
+
+def _result_value(result: Any) -> Any:
+    """A result given as content items reads as their text; a string or an object as is."""
+    if isinstance(result, list) and all(
+        isinstance(item, dict) and item.get("type") == "text" for item in result
+    ):
+        return "\n".join(str(item.get("text", "")) for item in result)
+    return result
 
 
 def _summary_text(step: ThoughtStep) -> str | None:

@@ -4,15 +4,21 @@ chunk carries ``finish_reason``, then a usage chunk when ``stream_options.includ
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from gemserve.engine import FinishReason, TextDelta, ThoughtDelta
 from gemserve.errors import Internal
-from gemserve.protocol.openai.response import chat_completion, chunk, completion_usage
+from gemserve.protocol.openai.response import (
+    chat_completion,
+    chunk,
+    completion_usage,
+    tool_call,
+)
 from gemserve.service.turn import StartedTurn
-from gemserve.service.turn_events import TurnDone, TurnUsage
+from gemserve.service.turn_events import CallArguments, CallEnd, CallStart, TurnDone, TurnUsage
 
 FINISH_REASONS = {
     FinishReason.STOP: "stop",
@@ -38,10 +44,19 @@ async def stream_chunks(
     turn: StartedTurn, shape: CompletionShape, *, include_usage: bool
 ) -> AsyncIterator[dict[str, Any]]:
     ident = (shape.completion_id, shape.created, shape.model)
+    calls = 0
     try:
         yield chunk(*ident, {"role": "assistant", "content": ""})
         async for event in turn.events():
-            if type(event) is TextDelta:
+            if isinstance(event, CallStart):
+                start = {"index": event.index, **tool_call(event.id, event.name, "")}
+                yield chunk(*ident, {"tool_calls": [start]})
+            elif isinstance(event, CallArguments):
+                piece = {"index": event.index, "function": {"arguments": event.text}}
+                yield chunk(*ident, {"tool_calls": [piece]})
+            elif isinstance(event, CallEnd):
+                calls += 1
+            elif type(event) is TextDelta:
                 yield chunk(*ident, {"content": event.text})
             elif type(event) is ThoughtDelta:
                 if turn.summaries:
@@ -50,7 +65,7 @@ async def stream_chunks(
                 if event.error is not None:
                     yield GENERATION_FAILED
                     return
-                yield chunk(*ident, {}, FINISH_REASONS[event.reason])
+                yield chunk(*ident, {}, _finish(event.reason, calls))
                 if include_usage:
                     yield chunk(*ident, None, usage=_usage(event.usage))
     finally:
@@ -66,10 +81,15 @@ async def whole_completion(turn: StartedTurn, shape: CompletionShape) -> dict[st
         shape.created,
         shape.model,
         whole.answer,
-        FINISH_REASONS[whole.done.reason],
+        _finish(whole.done.reason, len(whole.calls)),
         _usage(whole.done.usage),
         whole.thought if turn.summaries else None,
+        [tool_call(c.id, c.name, json.dumps(c.arguments, ensure_ascii=False)) for c in whole.calls],
     )
+
+
+def _finish(reason: FinishReason, calls: int) -> str:
+    return "tool_calls" if calls and reason is FinishReason.STOP else FINISH_REASONS[reason]
 
 
 def _usage(usage: TurnUsage) -> dict[str, Any]:

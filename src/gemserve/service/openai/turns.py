@@ -5,6 +5,7 @@ go through the media pipeline's uri rules."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -12,8 +13,11 @@ from gemserve.config.models import THINKING_LEVELS, ThinkingLevel
 from gemserve.errors import InvalidArgument
 from gemserve.protocol.openai.request import ChatCompletionRequest, ContentPart, GoogleExtras
 from gemserve.service.media import kind_of_mime
+from gemserve.service.openai.tools import read_tools
 from gemserve.service.turn_input import (
     ConversationItem,
+    FunctionCallPart,
+    FunctionResultPart,
     GenerationKnobs,
     JsonOutput,
     MediaPart,
@@ -41,6 +45,24 @@ def turn_input(request: ChatCompletionRequest) -> TurnInput:
     for i, message in enumerate(request.messages):
         where = f"messages[{i}]"
         parts = _parts(message.content, where)
+        if message.role == "tool":
+            assert message.tool_call_id is not None  # checked when parsed
+            text = "\n".join(p.text for p in parts if isinstance(p, TextPart))
+            if len(parts) != sum(isinstance(p, TextPart) for p in parts):
+                raise InvalidArgument(f"Invalid value at '{where}.content': a tool result is text.")
+            result = FunctionResultPart(message.tool_call_id, message.name, text, where)
+            items.append(Message("user", (result,)))
+            continue
+        if message.role == "assistant" and message.tool_calls:
+            parts += [
+                FunctionCallPart(
+                    call.id,
+                    call.function.name,
+                    _arguments(call.function.arguments, f"{where}.tool_calls[{j}]"),
+                    f"{where}.tool_calls[{j}]",
+                )
+                for j, call in enumerate(message.tool_calls)
+            ]
         if message.role in ("system", "developer"):
             texts = [p.text for p in parts if isinstance(p, TextPart)]
             if len(texts) != len(parts):
@@ -69,6 +91,7 @@ def turn_input(request: ChatCompletionRequest) -> TurnInput:
         knobs=knobs,
         thinking=_thinking(request.reasoning_effort, google),
         output=json_output(request.response_format),
+        tools=read_tools(request.tools, request.tool_choice, request.parallel_tool_calls),
         config_path="request",
         knob_paths=(
             (
@@ -78,6 +101,18 @@ def turn_input(request: ChatCompletionRequest) -> TurnInput:
             ("stop_sequences", "stop"),
         ),
     )
+
+
+def _arguments(text: str, where: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidArgument(
+            f"Invalid value at '{where}.function.arguments': a JSON object's text."
+        )
+    return value
 
 
 def _parts(content: str | list[ContentPart] | None, where: str) -> list[Part]:

@@ -1,0 +1,164 @@
+"""``SqlBatchStore``: the BatchStore interface on the same database as the interactions."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gemserve.store.batches import (
+    ACTIVE_STATES,
+    ITEM_FAILED,
+    ITEM_PENDING,
+    ITEM_SUCCEEDED,
+    BatchItemRecord,
+    BatchRecord,
+)
+from gemserve.store.schema import batch_items, batches
+from gemserve.store.sql import SqlStore
+
+# Rows per INSERT: PostgreSQL takes at most 32767 bind parameters per statement.
+_INSERT_CHUNK = 1000
+
+
+class SqlBatchStore:
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+
+    async def create_batch(self, record: BatchRecord, items: list[BatchItemRecord]) -> None:
+        async with self._store.write() as conn:
+            await conn.execute(batches.insert().values(**vars(record)))
+            rows = [vars(item) for item in items]
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                await conn.execute(batch_items.insert(), rows[start : start + _INSERT_CHUNK])
+
+    async def get_batch(self, tenant: str, batch_id: str) -> BatchRecord | None:
+        query = sa.select(batches).where(batches.c.id == batch_id, batches.c.tenant == tenant)
+        async with self._store.engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return None if row is None else BatchRecord(**dict(row))
+
+    async def list_batches(self, tenant: str, offset: int, limit: int) -> list[BatchRecord]:
+        query = (
+            sa.select(batches)
+            .where(batches.c.tenant == tenant)
+            .order_by(batches.c.created_at.desc(), batches.c.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        async with self._store.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [BatchRecord(**dict(row)) for row in rows]
+
+    async def count_active_batches(self, tenant: str) -> int:
+        query = sa.select(sa.func.count()).where(
+            batches.c.tenant == tenant, batches.c.state.in_(ACTIVE_STATES)
+        )
+        async with self._store.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def batch_items(
+        self, batch_id: str, *, pending_only: bool = False
+    ) -> list[BatchItemRecord]:
+        query = sa.select(batch_items).where(batch_items.c.batch_id == batch_id)
+        if pending_only:
+            query = query.where(batch_items.c.state == ITEM_PENDING)
+        async with self._store.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(batch_items.c.seq))).mappings().all()
+        return [BatchItemRecord(**dict(row)) for row in rows]
+
+    async def finish_item(
+        self,
+        batch_id: str,
+        seq: int,
+        *,
+        response: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+        now: datetime,
+    ) -> None:
+        state = ITEM_FAILED if error is not None else ITEM_SUCCEEDED
+        async with self._store.write() as conn:
+            result = await conn.execute(
+                batch_items.update()
+                .where(
+                    batch_items.c.batch_id == batch_id,
+                    batch_items.c.seq == seq,
+                    batch_items.c.state == ITEM_PENDING,
+                )
+                .values(state=state, response=response, error=error)
+            )
+            if result.rowcount != 1:
+                return
+            counter = batches.c.failed if error is not None else batches.c.succeeded
+            await conn.execute(
+                batches.update()
+                .where(batches.c.id == batch_id)
+                .values({counter: counter + 1, batches.c.updated_at: now})
+            )
+
+    async def set_batch_state(
+        self,
+        batch_id: str,
+        state: str,
+        *,
+        only_from: Collection[str],
+        now: datetime,
+        end_time: datetime | None = None,
+        expires_at: datetime | None = None,
+        error: dict[str, Any] | None = None,
+        output_file: str | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"state": state, "updated_at": now}
+        if end_time is not None:
+            values["end_time"] = end_time
+        if expires_at is not None:
+            values["expires_at"] = expires_at
+        if error is not None:
+            values["error"] = error
+        if output_file is not None:
+            values["output_file"] = output_file
+        async with self._store.write() as conn:
+            result = await conn.execute(
+                batches.update()
+                .where(batches.c.id == batch_id, batches.c.state.in_(tuple(only_from)))
+                .values(**values)
+            )
+        return bool(result.rowcount == 1)
+
+    async def runnable_batches(self) -> list[BatchRecord]:
+        query = (
+            sa.select(batches)
+            .where(batches.c.state.in_(ACTIVE_STATES))
+            .order_by(batches.c.created_at, batches.c.id)
+        )
+        async with self._store.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [BatchRecord(**dict(row)) for row in rows]
+
+    async def delete_batch(self, tenant: str, batch_id: str) -> bool:
+        async with self._store.write() as conn:
+            owned = await conn.execute(
+                sa.select(batches.c.id).where(batches.c.id == batch_id, batches.c.tenant == tenant)
+            )
+            if owned.first() is None:
+                return False
+            await _delete_ids(conn, [batch_id])
+        return True
+
+    async def delete_expired_batches(self, now: datetime, limit: int) -> int:
+        expired = sa.select(batches.c.id).where(batches.c.expires_at <= now).limit(limit)
+        async with self._store.write() as conn:
+            ids = [row[0] for row in await conn.execute(expired)]
+            if ids:
+                await _delete_ids(conn, ids)
+        return len(ids)
+
+
+async def _delete_ids(conn: AsyncConnection, ids: list[str]) -> None:
+    # Items first: SQLite enforces the foreign key (PRAGMA foreign_keys=ON) but the cascade
+    # is not relied on, as for interaction events.
+    await conn.execute(batch_items.delete().where(batch_items.c.batch_id.in_(ids)))
+    await conn.execute(batches.delete().where(batches.c.id.in_(ids)))

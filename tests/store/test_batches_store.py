@@ -1,0 +1,161 @@
+"""The BatchStore acceptance suite: SqlBatchStore must pass all of it on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from gemserve.store import SqlStore
+from gemserve.store.batches import (
+    ACTIVE_STATES,
+    CANCELLED,
+    ITEM_FAILED,
+    ITEM_PENDING,
+    ITEM_SUCCEEDED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    BatchItemRecord,
+    BatchRecord,
+)
+from gemserve.store.sql_batches import SqlBatchStore
+
+NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
+REQUEST = {"contents": [{"parts": [{"text": "Hi 🙂"}]}]}
+
+
+@pytest.fixture
+def batches(store: SqlStore) -> SqlBatchStore:
+    return SqlBatchStore(store)
+
+
+def new_batch(tenant: str = "t1", count: int = 3, **overrides: Any) -> BatchRecord:
+    values: dict[str, Any] = {
+        "id": secrets.token_hex(8),
+        "tenant": tenant,
+        "model": "models/gemini-2.5-flash",
+        "display_name": "nightly",
+        "state": PENDING,
+        "request_count": count,
+        "created_at": NOW,
+        "updated_at": NOW,
+        "own_hosts": ["127.0.0.1:8080"],
+        "input_file": "files/input",
+    }
+    values.update(overrides)
+    return BatchRecord(**values)
+
+
+async def add_batch(
+    batches: SqlBatchStore, tenant: str = "t1", count: int = 3, **overrides: Any
+) -> BatchRecord:
+    record = new_batch(tenant, count, **overrides)
+    items = [
+        BatchItemRecord(record.id, seq, REQUEST, {"key": f"k{seq}"} if seq % 2 else None)
+        for seq in range(count)
+    ]
+    await batches.create_batch(record, items)
+    return record
+
+
+async def test_a_batch_and_its_requests_round_trip(batches: SqlBatchStore) -> None:
+    record = await add_batch(batches)
+    assert await batches.get_batch("t1", record.id) == record
+    assert await batches.get_batch("t2", record.id) is None
+    items = await batches.batch_items(record.id)
+    assert [(i.seq, i.request, i.metadata, i.state) for i in items] == [
+        (0, REQUEST, None, ITEM_PENDING),
+        (1, REQUEST, {"key": "k1"}, ITEM_PENDING),
+        (2, REQUEST, None, ITEM_PENDING),
+    ]
+
+
+async def test_many_requests_go_in_chunks(batches: SqlBatchStore) -> None:
+    record = await add_batch(batches, count=2500)
+    items = await batches.batch_items(record.id)
+    assert [i.seq for i in items] == list(range(2500))
+
+
+async def test_finishing_requests_counts_them_once(batches: SqlBatchStore) -> None:
+    record = await add_batch(batches)
+    later = NOW + timedelta(seconds=5)
+    response = {"candidates": [{"content": {"parts": [{"text": "Hello"}]}}]}
+    error = {"code": 3, "message": "bad"}
+    await batches.finish_item(record.id, 0, response=response, error=None, now=later)
+    await batches.finish_item(record.id, 2, response=None, error=error, now=later)
+    # A request finished already is left alone (a resumed run cannot count it twice).
+    await batches.finish_item(record.id, 0, response=None, error=error, now=later)
+    loaded = await batches.get_batch("t1", record.id)
+    assert loaded is not None
+    assert (loaded.succeeded, loaded.failed, loaded.pending, loaded.updated_at) == (1, 1, 1, later)
+    items = await batches.batch_items(record.id)
+    assert [(i.state, i.response, i.error) for i in items] == [
+        (ITEM_SUCCEEDED, response, None),
+        (ITEM_PENDING, None, None),
+        (ITEM_FAILED, None, error),
+    ]
+    pending = await batches.batch_items(record.id, pending_only=True)
+    assert [i.seq for i in pending] == [1]
+
+
+async def test_state_moves_only_from_the_states_given(batches: SqlBatchStore) -> None:
+    record = await add_batch(batches)
+    later = NOW + timedelta(minutes=1)
+    assert await batches.set_batch_state(record.id, RUNNING, only_from=(PENDING,), now=later)
+    assert not await batches.set_batch_state(record.id, RUNNING, only_from=(PENDING,), now=later)
+    assert await batches.set_batch_state(
+        record.id,
+        CANCELLED,
+        only_from=ACTIVE_STATES,
+        now=later,
+        end_time=later,
+        expires_at=later + timedelta(hours=48),
+        error={"code": 1, "message": "cancelled"},
+        output_file="files/batch-out",
+    )
+    assert not await batches.set_batch_state(record.id, SUCCEEDED, only_from=(RUNNING,), now=later)
+    loaded = await batches.get_batch("t1", record.id)
+    assert loaded is not None
+    assert (loaded.state, loaded.end_time, loaded.done) == (CANCELLED, later, True)
+    assert loaded.error == {"code": 1, "message": "cancelled"}
+    assert loaded.output_file == "files/batch-out"
+
+
+async def test_runnable_batches_are_the_active_ones_of_every_tenant_oldest_first(
+    batches: SqlBatchStore,
+) -> None:
+    second = await add_batch(batches, "t2", created_at=NOW + timedelta(seconds=1))
+    first = await add_batch(batches, "t1", state=RUNNING)
+    await add_batch(batches, "t1", state=SUCCEEDED)
+    assert [b.id for b in await batches.runnable_batches()] == [first.id, second.id]
+    assert await batches.count_active_batches("t1") == 1
+
+
+async def test_list_is_newest_first_and_per_tenant(batches: SqlBatchStore) -> None:
+    made = [await add_batch(batches, created_at=NOW + timedelta(seconds=i)) for i in range(4)]
+    await add_batch(batches, "t2")
+    page = await batches.list_batches("t1", 1, 2)
+    assert [b.id for b in page] == [made[2].id, made[1].id]
+
+
+async def test_delete_takes_the_requests_along_and_is_per_tenant(batches: SqlBatchStore) -> None:
+    record = await add_batch(batches)
+    assert not await batches.delete_batch("t2", record.id)
+    assert await batches.delete_batch("t1", record.id)
+    assert await batches.get_batch("t1", record.id) is None
+    assert await batches.batch_items(record.id) == []
+    assert not await batches.delete_batch("t1", record.id)
+
+
+async def test_the_sweep_deletes_ended_batches_past_their_expiry(batches: SqlBatchStore) -> None:
+    old = await add_batch(batches, state=SUCCEEDED, expires_at=NOW)
+    kept = await add_batch(batches, state=SUCCEEDED, expires_at=NOW + timedelta(seconds=1))
+    running = await add_batch(batches, state=RUNNING)
+    assert await batches.delete_expired_batches(NOW, 10) == 1
+    assert await batches.get_batch("t1", old.id) is None
+    assert await batches.batch_items(old.id) == []
+    assert await batches.get_batch("t1", kept.id) is not None
+    assert await batches.get_batch("t1", running.id) is not None
