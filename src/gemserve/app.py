@@ -81,6 +81,23 @@ def llama_engine(spec: ModelSpec, settings: Settings, native: NativeThread | Non
     )
 
 
+def remote_engine(spec: ModelSpec, settings: Settings) -> Engine:
+    """The engine of an ``engine = "openai"`` model: a pool of OpenAI-compatible upstreams."""
+    from gemserve.engine.remote import RemoteEngine
+
+    return RemoteEngine.from_spec(spec)
+
+
+def default_engine(
+    spec: ModelSpec, settings: Settings, native: NativeThread | None = None
+) -> Engine:
+    """The engine a model entry names (``engine``): llama.cpp in this process, or a remote
+    pool."""
+    if spec.engine == "openai":
+        return remote_engine(spec, settings)
+    return llama_engine(spec, settings, native)
+
+
 def open_store(settings: Settings) -> SqlStore:
     return SqlStore(database_url_for(settings.database_url, settings.data_dir))
 
@@ -90,7 +107,8 @@ def create_app(
     engine_factory: EngineFactory | None = None,
     on_fatal: FatalHandler | None = None,
 ) -> Starlette:
-    """The app; by default every model runs on llama.cpp, all of them on one native thread.
+    """The app; by default every model runs where its entry says (``default_engine``), the
+    llama.cpp ones all on one native thread.
     A model that fails to load or to decode its start-up batch is reported to ``on_fatal``."""
     registry = ModelRegistry.from_config(settings.models, settings.aliases, settings.default_model)
     native: NativeThread | None = None
@@ -101,7 +119,7 @@ def create_app(
         native = NativeThread(
             governor=ThreadGovernor(settings.threads) if settings.adaptive_threads else None
         )
-        engine_factory = functools.partial(llama_engine, native=native)
+        engine_factory = functools.partial(default_engine, native=native)
     engines = {spec.id: engine_factory(spec, settings) for spec in registry.specs}
     store = open_store(settings)
     blobs = LocalBlobStore(settings.data_dir / "files")

@@ -145,8 +145,8 @@ def test_an_uploaded_document_is_read(client: genai.Client, tmp_path: Any) -> No
 @pytest.mark.parametrize(
     ("contents", "config", "code", "fragment"),
     [
-        ("hi", {"candidate_count": 2}, 400, "generation_config.candidate_count"),
-        ("hi", {"tools": [{"function_declarations": [{"name": "f"}]}]}, 400, "'tools'"),
+        ("hi", {"candidate_count": 99}, 400, "generation_config.candidate_count"),
+        ("hi", {"tools": [{"google_search": {}}]}, 400, "google_search"),
         (
             "hi",
             {"thinking_config": {"thinking_budget": 8, "thinking_level": "LOW"}},

@@ -116,8 +116,8 @@ def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
 @pytest.mark.parametrize(
     ("extra", "status", "fragment"),
     [
-        ({"n": 2}, 400, "'n'"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "'tools'"),
+        ({"n": 99}, 400, "'n'"),
+        ({"tools": [{"type": "code_interpreter"}]}, 400, "'tools[0].type'"),
         ({"stop": ["x"] * 99}, 400, "'stop'"),
         ({"max_tokens": 10**9}, 400, "'max_tokens'"),
         ({"model": "no-such-model"}, 404, "no-such-model"),

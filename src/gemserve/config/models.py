@@ -14,8 +14,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from gemserve.config.remote import (
+    LLAMA_ONLY_FIELDS,
+    REMOTE_ONLY_FIELDS,
+    EngineKind,
+    Modality,
+    RemoteTimeouts,
+    UpstreamKind,
+    UpstreamSpec,
+)
 from gemserve.errors import NotFound
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
@@ -144,7 +160,11 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    source: str
+    # Who runs the model: "llama" (in this process, from ``source``) or "openai" (a pool of
+    # OpenAI-compatible engines, ``upstreams``; see config/remote.py).
+    engine: EngineKind = "llama"
+    # The GGUF file (engine "llama" only; required there).
+    source: str | None = None
     # A vision projector (llama.cpp mmproj GGUF) for image input; same forms as ``source``.
     mmproj: str | None = None
     display_name: str | None = None
@@ -170,6 +190,53 @@ class ModelSpec(BaseModel):
     embedding_pooling: Literal["mean", "cls", "last"] = "mean"
     embedding_prompts: dict[str, str] = Field(default_factory=lambda: _default_embedding_prompts())
     aliases: list[str] = Field(default_factory=list)
+    # ----- engine "openai" only (config/remote.py) -----
+    # Base URLs with their /v1 (strings, or tables with per-upstream overrides).
+    upstreams: list[UpstreamSpec] = Field(default_factory=list)
+    # The model name the upstreams serve; default: the first one their /v1/models lists.
+    upstream_model: str | None = None
+    upstream_kind: UpstreamKind = "auto"
+    # The environment variable holding the upstreams' API key (sent as a Bearer token).
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # Requests one upstream decodes at once; beyond every upstream's cap, a 429.
+    max_in_flight: int = Field(default=32, ge=1)
+    timeouts: RemoteTimeouts = Field(default_factory=RemoteTimeouts)
+    # Declared input modalities; default: what the upstream says (llama-server's /props),
+    # else text only. context_length, when set, likewise overrides what the upstream says.
+    modalities: list[Modality] | None = None
+    # A conversation's next turn prefers the upstream that served the last one (its prefix
+    # cache); off: least in-flight alone.
+    affinity: bool = True
+    # The size of the upstream's embeddings (its /v1/embeddings); None: it does not embed.
+    embedding_dimensions: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _engine_fields(self) -> ModelSpec:
+        """Each engine's own fields, named when they are missing or do not apply."""
+        given = self.model_fields_set
+        if self.engine == "llama":
+            if self.source is None:
+                raise ValueError(f"model {self.id!r}: 'source' is required for engine = \"llama\"")
+            stray = [name for name in REMOTE_ONLY_FIELDS if name in given]
+            if stray:
+                raise ValueError(f'model {self.id!r}: {_names(stray)} only to engine = "openai"')
+            return self
+        if not self.upstreams:
+            raise ValueError(
+                f"model {self.id!r}: 'upstreams' (at least one URL) is required for "
+                'engine = "openai"'
+            )
+        stray = [name for name in LLAMA_ONLY_FIELDS if name in given]
+        if stray:
+            raise ValueError(
+                f'model {self.id!r}: {_names(stray)} not to engine = "openai" (the '
+                "upstream loads the model and renders its chat template)"
+            )
+        urls = [u.url for u in self.upstreams]
+        duplicate = next((u for u in urls if urls.count(u) > 1), None)
+        if duplicate is not None:
+            raise ValueError(f"model {self.id!r}: upstream {duplicate!r} is listed twice")
+        return self
 
     @field_validator("embedding_prompts")
     @classmethod
@@ -187,10 +254,17 @@ class ModelSpec(BaseModel):
 
     def gguf_path(self) -> Path:
         """Resolve ``source`` to a GGUF file on disk."""
+        if self.source is None:
+            raise ValueError(f"model {self.id!r} has no 'source' (engine {self.engine!r})")
         return _resolve(self.source)
 
     def mmproj_path(self) -> Path | None:
         return None if self.mmproj is None else _resolve(self.mmproj)
+
+
+def _names(fields: list[str]) -> str:
+    """``'a' applies`` / ``'a', 'b' apply``."""
+    return ", ".join(repr(f) for f in fields) + (" applies" if len(fields) == 1 else " apply")
 
 
 def _resolve(source: str) -> Path:

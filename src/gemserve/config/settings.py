@@ -33,6 +33,8 @@ class Limits(BaseModel):
     # Functions declared in one request (their parameter schemas together count toward
     # max_schema_bytes).
     max_tools: int = Field(default=128, ge=1)
+    # Answers to one request (candidateCount, n), decoded side by side.
+    max_candidates: int = Field(default=8, ge=1)
     # Requests waiting for a free engine slot, per model; beyond this a 429 is returned.
     max_queued_requests: int = Field(default=64, ge=0)
     # Turns followed back through previous_interaction_id.

@@ -164,6 +164,9 @@ class GenerationRequest:
     reasoning: ReasoningControl | None = None
     constraint: Constraint | None = None
     tools: ToolUse | None = None
+    # Names the conversation this turn continues: an engine with several replicas sends the
+    # turns of one conversation to the same one (its prefix cache). None: no preference.
+    affinity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

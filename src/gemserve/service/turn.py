@@ -10,10 +10,11 @@ surface translates into its own wire format.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gemserve.config import Limits, ModelRegistry, ModelSpec
 from gemserve.engine import (
@@ -23,6 +24,7 @@ from gemserve.engine import (
     Finished,
     GenerationRequest,
     GenerationStream,
+    SamplingParams,
     TextDelta,
     ThoughtDelta,
     ToolCallArguments,
@@ -70,6 +72,10 @@ class TurnPipeline:
         self._limits = limits
         self._media = media
         self._signer = signer
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
 
     def model(self, name: str) -> tuple[ModelSpec, Engine]:
         """The model a name (id or alias) resolves to, and its engine once it is ready."""
@@ -146,15 +152,34 @@ class PreparedTurn:
             counted.tokens, self.accounting.split(counted.tokens, counted.media_tokens)
         )
 
-    async def admit(self, request_id: str) -> StartedTurn:
+    async def admit_candidates(self, request_id: str, count: int) -> Candidates:
+        """``count`` answers to the same prompt, decoded side by side (the engine shares the
+        prompt's KV cache between them). A request's seed gives candidate ``i`` seed + i, so
+        the candidates differ and the set is reproducible. All or none are admitted."""
+        seed = self.request.sampling.seed
+        started: list[StartedTurn] = []
+        try:
+            for i in range(count):
+                sampling = replace(
+                    self.request.sampling, seed=None if seed is None else (seed + i) % 2**32
+                )
+                started.append(await self.admit(f"{request_id}.{i}" if i else request_id, sampling))
+        except BaseException:
+            for turn in started:
+                turn.cancel()
+            raise
+        return Candidates(started)
+
+    async def admit(self, request_id: str, sampling: SamplingParams | None = None) -> StartedTurn:
         """Hand the turn to the engine (the thinking plan picks how); ``request_id`` names it
         in logs and binds its thought signatures."""
         request = GenerationRequest(
             self.request.messages,
-            self.request.sampling,
+            sampling or self.request.sampling,
             request_id,
             constraint=self.request.constraint,
             tools=self.request.tools,
+            affinity=conversation_affinity(self.request.messages),
         )
         try:
             stream = await start_turn(self.engine, request, self.plan)
@@ -276,6 +301,21 @@ class StartedTurn:
         )
 
 
+def conversation_affinity(messages: tuple[ChatMessage, ...]) -> str | None:
+    """A key naming the conversation: a digest of its first user message (text and media).
+    Every later turn starts with that message, whether the client sends the history
+    (classic chats, OpenAI) or the server rebuilds it from a ``previous_interaction_id``
+    chain (the chain's first stored interaction), so a pool of upstreams can send each turn
+    where the conversation's prefix is cached."""
+    first = next((m for m in messages if m.role == "user"), None)
+    if first is None:
+        return None
+    digest = hashlib.blake2b(first.text.encode(), digest_size=12)
+    for item in first.media:
+        digest.update(item.digest.encode())
+    return digest.hexdigest()
+
+
 def _call_event(
     event: ToolCallStart | ToolCallArguments | ToolCallEnd, ids: dict[int, str]
 ) -> CallStart | CallArguments | CallEnd | None:
@@ -295,6 +335,23 @@ def _call_event(
 class TurnCount:
     tokens: int
     by_modality: dict[str, int]
+
+
+class Candidates:
+    """The answers to one request (``candidateCount``, ``n``): admitted together, cancelled
+    together."""
+
+    def __init__(self, turns: list[StartedTurn]) -> None:
+        assert turns
+        self.turns = turns
+
+    @property
+    def summaries(self) -> bool:
+        return self.turns[0].summaries
+
+    def cancel(self) -> None:
+        for turn in self.turns:
+            turn.cancel()
 
 
 @dataclass(frozen=True)

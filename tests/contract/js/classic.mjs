@@ -40,7 +40,7 @@ seen.thoughtParts = parts.filter((p) => p.thought).length;
 seen.signature = parts.find((p) => p.thoughtSignature)?.thoughtSignature ?? null;
 
 try {
-  await ai.models.generateContent({ model, contents: "hi", config: { candidateCount: 2 } });
+  await ai.models.generateContent({ model, contents: "hi", config: { candidateCount: 99 } });
   seen.badStatus = 200;
 } catch (e) {
   seen.badStatus = e.status;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from difflib import SequenceMatcher
 
 import pytest
@@ -62,3 +63,36 @@ async def test_an_unrelated_prompt_does_not_reuse(engine: LlamaEngine) -> None:
     )
     # Only the chat template's shared opening (system prompt) can match.
     assert finished.cached_tokens < finished.prompt_tokens - 3
+
+
+async def test_requests_in_flight_share_a_long_prompt_s_kv() -> None:
+    """Candidates of one request (or many clients sending one long prompt at once): the first
+    prefills, the others wait a step and copy its KV, and answer as a request reusing an idle
+    slot's cache does (the last prompt token decoded on its own)."""
+    fresh = await started()
+    try:
+        request = GenerationRequest(TURN1, GREEDY)
+        results = await asyncio.gather(*(run(fresh, request) for _ in range(4)))
+        shared = fresh.stats().extra["prompts_shared"]
+        warm_text, warm = await run(fresh, request)  # reuses an idle slot's copy
+    finally:
+        await fresh.close()
+    assert shared == 3
+    assert warm.cached_tokens == warm.prompt_tokens - 1
+    leader = [text for text, finished in results if finished.cached_tokens == 0]
+    followers = [text for text, finished in results if finished.cached_tokens > 0]
+    assert len(leader) == 1
+    assert len(followers) == 3
+    assert all(f.cached_tokens in (0, warm.prompt_tokens - 1) for _, f in results)
+    for text in followers:  # see above: near-ties may flip, unrelated text may not
+        assert SequenceMatcher(None, warm_text, text).ratio() >= 0.6, (warm_text, text)
+
+
+async def test_a_short_prompt_is_prefilled_not_copied() -> None:
+    fresh = await started()
+    try:
+        short = GenerationRequest((ChatMessage("user", "Hi"),), GREEDY)
+        await asyncio.gather(*(run(fresh, short) for _ in range(3)))
+        assert fresh.stats().extra["prompts_shared"] == 0
+    finally:
+        await fresh.close()

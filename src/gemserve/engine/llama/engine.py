@@ -477,6 +477,7 @@ class LlamaEngine:
             extra={
                 "decode_threads": float(scheduler.threads_now),
                 "grammars_cached": float(len(self._grammars)),
+                "prompts_shared": float(scheduler.prompts_shared),
                 **self._embedding_stats(),
             },
         )

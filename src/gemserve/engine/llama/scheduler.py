@@ -38,6 +38,11 @@ log = logging.getLogger("gemserve.engine")
 Sink = Callable[[list[EngineEvent]], None]
 
 
+# Below this many shared prompt tokens a sequence prefills them itself: llama.cpp copies a
+# whole KV stream between slots, which costs more than prefilling a short prompt.
+SHARE_MIN_TOKENS = 48
+
+
 @dataclass(eq=False)
 class Sequence:
     """One request's state inside the scheduler. Only the engine thread mutates it."""
@@ -155,13 +160,14 @@ class Scheduler:
         self.requests_cancelled = 0
         self.images_encoded = 0
         self.peak_active = 0
+        self.prompts_shared = 0  # admissions whose prompt KV was copied from a sequence in flight
 
     def forget_traffic(self) -> None:
         """Forget the start-up check: its counters and the prompts its slots keep for reuse,
         so the engine starts as if it had served nothing. On the native thread, while idle.
         ``decode_steps`` keeps counting (slots are ordered by it): read it as a difference."""
         self.tokens_generated = self.requests_finished = self.requests_cancelled = 0
-        self.images_encoded = self.peak_active = 0
+        self.images_encoded = self.peak_active = self.prompts_shared = 0
         for slot in self._free_slots:
             llama.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
             slot.tokens = []
@@ -244,6 +250,8 @@ class Scheduler:
                 return False
             dropped = self._drop_cancelled_locked()
             while self._waiting and self._free_slots:
+                if self._wait_for_sibling(self._waiting[0]):
+                    break  # a step later its KV comes from the sibling's, not a prefill
                 seq = self._waiting.popleft()
                 try:
                     self._admit(seq)
@@ -294,6 +302,15 @@ class Scheduler:
                     continue
                 reuse = min(reuse, span.start)
                 break
+        sibling, shared = self._sibling(seq)
+        if sibling is not None and shared > reuse + SHARE_MIN_TOKENS:
+            # A sequence in flight holds more of this prompt than any idle slot: copy its KV
+            # stream (llama.cpp copies whole streams between slots) and cut it to the prompt.
+            llama.llama_memory_seq_cp(self._memory, sibling.seq_id, best.seq_id, -1, -1)
+            # The copy holds everything the sibling decoded (past the prompt too): cut it.
+            best.tokens = [*sibling.prompt[: sibling.n_past], *sibling.decoded]
+            reuse = shared
+            self.prompts_shared += 1
         if reuse < len(best.tokens) and not llama.llama_memory_seq_rm(
             self._memory, best.seq_id, reuse, -1
         ):
@@ -309,6 +326,35 @@ class Scheduler:
             seq.sampling, grammar, model.vocab, model.n_vocab, guidance=model.guidance_tokenizer
         )
         self._active.append(seq)
+
+    def _sibling(self, seq: Sequence) -> tuple[Sequence | None, int]:
+        """The active sequence whose KV cache holds the longest prefix of ``seq``'s prompt
+        (text prompts only: image chunks are not shared), and that prefix's length."""
+        if seq.media is not None:
+            return None, 0
+        best: Sequence | None = None
+        longest = 0
+        for other in self._active:
+            if other.media is not None or other.cancelled:
+                continue
+            shared = min(common_prefix(other.prompt, seq.prompt), other.n_past, len(seq.prompt) - 1)
+            if shared > longest:
+                best, longest = other, shared
+        return best, longest
+
+    def _wait_for_sibling(self, seq: Sequence) -> bool:
+        """Whether ``seq`` should wait for an active sequence still prefilling a long prefix
+        of the same prompt (the candidates of one request, or one system prompt sent by many
+        clients at once): a step later it copies that KV instead of computing it again."""
+        if seq.media is not None:
+            return False
+        for other in self._active:
+            if not other.prefilling or other.media is not None or other.cancelled:
+                continue
+            shared = min(common_prefix(other.prompt, seq.prompt), len(seq.prompt) - 1)
+            if shared > SHARE_MIN_TOKENS and shared > other.n_past:
+                return True
+        return False
 
     def _decode_media(self) -> None:
         """Encode one waiting image chunk and decode its embeddings (one image per step, so

@@ -158,11 +158,6 @@ def reject_unserved(request: GenerateContentRequest) -> None:
     config = request.generation_config
     if config is not None:
         refuse_unserved(config, CONFIG_NOT_SERVED, "generation_config")
-        if config.candidate_count not in (None, 1):
-            raise InvalidArgument(
-                "Invalid value at 'generation_config.candidate_count': one candidate per "
-                "request is supported."
-            )
         if config.response_mime_type not in (
             None,
             "text/plain",

@@ -133,8 +133,6 @@ NOT_SERVED = (
 
 def reject_unserved(request: ChatCompletionRequest) -> None:
     refuse_unserved(request, NOT_SERVED)
-    if request.n not in (None, 1):
-        raise InvalidArgument("Invalid value at 'n': one choice per request is supported.")
     if request.modalities not in (None, ["text"]):
         raise InvalidArgument("Invalid value at 'modalities': only text output is supported.")
     for i, message in enumerate(request.messages):

@@ -60,8 +60,10 @@ def chunk(
     delta: dict[str, Any] | None,
     finish_reason: str | None = None,
     usage: dict[str, Any] | None = None,
+    index: int = 0,
 ) -> dict[str, Any]:
-    """A stream chunk; ``delta`` None makes the usage-only chunk (``choices: []``)."""
+    """A stream chunk of choice ``index``; ``delta`` None makes the usage-only chunk
+    (``choices: []``)."""
     out: dict[str, Any] = {
         "id": completion_id,
         "object": "chat.completion.chunk",
@@ -69,7 +71,7 @@ def chunk(
         "model": model,
         "choices": []
         if delta is None
-        else [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+        else [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
     }
     if usage is not None:
         out["usage"] = usage

@@ -54,7 +54,7 @@ from gemserve.service.classic.turns import turn_input
 from gemserve.service.clock import Clock, utc_now
 from gemserve.service.files import FileService
 from gemserve.service.paging import page_window
-from gemserve.service.turn import StartedTurn, TurnPipeline
+from gemserve.service.turn import Candidates, TurnPipeline
 from gemserve.store.batches import (
     ACTIVE_STATES,
     CANCELLED,
@@ -110,7 +110,7 @@ class ActiveBatch:
     failure: dict[str, Any] | None = None  # why the whole batch failed
     dispatching: bool = True
     running: int = 0
-    turns: set[StartedTurn] = field(default_factory=set)
+    turns: set[Candidates] = field(default_factory=set)
     # Set once the runner let go of it (every request it dispatched has returned).
     released: asyncio.Event = field(default_factory=asyncio.Event)
 

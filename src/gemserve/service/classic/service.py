@@ -13,7 +13,7 @@ from gemserve.protocol.classic.response import count_tokens_response
 from gemserve.service.classic.caches import CacheService, with_cached_prefix
 from gemserve.service.classic.translate import ResponseShape
 from gemserve.service.classic.turns import turn_input
-from gemserve.service.turn import PreparedTurn, StartedTurn, TurnPipeline
+from gemserve.service.turn import Candidates, PreparedTurn, TurnPipeline
 
 
 class GenerateContentService:
@@ -23,14 +23,22 @@ class GenerateContentService:
 
     async def start(
         self, model: str, body: Any, tenant: str, own_hosts: frozenset[str] = frozenset()
-    ) -> tuple[StartedTurn, ResponseShape]:
-        """Validate, prepare and admit the turn: every client error is raised here, before any
-        byte of the response."""
+    ) -> tuple[Candidates, ResponseShape]:
+        """Validate, prepare and admit the turn (``candidateCount`` of them): every client
+        error is raised here, before any byte of the response."""
         name = model.removeprefix("models/")
         request = GenerateContentRequest.parse(body)
+        config = request.generation_config
+        count = (config.candidate_count if config is not None else None) or 1
+        limit = self._turns.limits.max_candidates
+        if count > limit:
+            raise InvalidArgument(
+                f"Invalid value at 'generation_config.candidate_count': {count}; the limit is "
+                f"{limit}."
+            )
         prepared = await self._prepare(name, request, tenant, own_hosts)
         response_id = secrets.token_urlsafe(16)
-        started = await prepared.admit(response_id)
+        started = await prepared.admit_candidates(response_id, count)
         return started, ResponseShape(name, response_id)
 
     async def count_tokens(

@@ -11,7 +11,7 @@ from gemserve.service.classic.caches import CacheService, apply_cached_prefix
 from gemserve.service.clock import Clock, utc_now
 from gemserve.service.openai.translate import CompletionShape
 from gemserve.service.openai.turns import turn_input
-from gemserve.service.turn import StartedTurn, TurnPipeline
+from gemserve.service.turn import Candidates, TurnPipeline
 
 
 class ChatCompletionService:
@@ -24,9 +24,15 @@ class ChatCompletionService:
 
     async def start(
         self, body: Any, tenant: str, own_hosts: frozenset[str] = frozenset()
-    ) -> tuple[ChatCompletionRequest, StartedTurn, CompletionShape]:
-        """Validate, prepare and admit: every client error is raised before any byte."""
+    ) -> tuple[ChatCompletionRequest, Candidates, CompletionShape]:
+        """Validate, prepare and admit (``n`` choices): every client error is raised before
+        any byte."""
         request = ChatCompletionRequest.parse(body)
+        count = request.n or 1
+        if count > self._turns.limits.max_candidates:
+            raise InvalidArgument(
+                f"Invalid value at 'n': {count}; the limit is {self._turns.limits.max_candidates}."
+            )
         spec, _ = self._turns.model(request.model)
         turn = turn_input(request)
         google = request.extra_body.google if request.extra_body else None
@@ -39,6 +45,6 @@ class ChatCompletionService:
             turn = apply_cached_prefix(turn, spec.id, prefix, "extra_body.google.cached_content")
         prepared = await self._turns.prepare(turn, tenant=tenant, own_hosts=own_hosts)
         completion_id = "chatcmpl-" + secrets.token_urlsafe(18)
-        started = await prepared.admit(completion_id)
+        started = await prepared.admit_candidates(completion_id, count)
         shape = CompletionShape(completion_id, int(self._clock().timestamp()), request.model)
         return request, started, shape

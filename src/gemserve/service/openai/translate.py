@@ -4,9 +4,10 @@ chunk carries ``finish_reason``, then a usage chunk when ``stream_options.includ
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gemserve.engine import FinishReason, TextDelta, ThoughtDelta
@@ -17,7 +18,8 @@ from gemserve.protocol.openai.response import (
     completion_usage,
     tool_call,
 )
-from gemserve.service.turn import StartedTurn
+from gemserve.service.merge import merged
+from gemserve.service.turn import Candidates, StartedTurn
 from gemserve.service.turn_events import CallArguments, CallEnd, CallStart, TurnDone, TurnUsage
 
 FINISH_REASONS = {
@@ -40,51 +42,88 @@ class CompletionShape:
     model: str
 
 
-async def stream_chunks(
-    turn: StartedTurn, shape: CompletionShape, *, include_usage: bool
+async def _choice_chunks(
+    turn: StartedTurn, shape: CompletionShape, index: int, usages: list[TurnUsage]
 ) -> AsyncIterator[dict[str, Any]]:
     ident = (shape.completion_id, shape.created, shape.model)
     calls = 0
+    yield chunk(*ident, {"role": "assistant", "content": ""}, index=index)
+    async for event in turn.events():
+        if isinstance(event, CallStart):
+            start = {"index": event.index, **tool_call(event.id, event.name, "")}
+            yield chunk(*ident, {"tool_calls": [start]}, index=index)
+        elif isinstance(event, CallArguments):
+            piece = {"index": event.index, "function": {"arguments": event.text}}
+            yield chunk(*ident, {"tool_calls": [piece]}, index=index)
+        elif isinstance(event, CallEnd):
+            calls += 1
+        elif type(event) is TextDelta:
+            yield chunk(*ident, {"content": event.text}, index=index)
+        elif type(event) is ThoughtDelta:
+            if turn.summaries:
+                yield chunk(*ident, {"reasoning_content": event.text}, index=index)
+        elif isinstance(event, TurnDone):
+            if event.error is not None:
+                yield GENERATION_FAILED
+                return
+            usages.append(event.usage)
+            yield chunk(*ident, {}, _finish(event.reason, calls), index=index)
+
+
+async def stream_chunks(
+    turns: Candidates, shape: CompletionShape, *, include_usage: bool
+) -> AsyncIterator[dict[str, Any]]:
+    """The choices' chunks as they come (each with its ``index``), then the request's usage
+    when ``stream_options.include_usage``."""
+    usages: list[TurnUsage] = []
     try:
-        yield chunk(*ident, {"role": "assistant", "content": ""})
-        async for event in turn.events():
-            if isinstance(event, CallStart):
-                start = {"index": event.index, **tool_call(event.id, event.name, "")}
-                yield chunk(*ident, {"tool_calls": [start]})
-            elif isinstance(event, CallArguments):
-                piece = {"index": event.index, "function": {"arguments": event.text}}
-                yield chunk(*ident, {"tool_calls": [piece]})
-            elif isinstance(event, CallEnd):
-                calls += 1
-            elif type(event) is TextDelta:
-                yield chunk(*ident, {"content": event.text})
-            elif type(event) is ThoughtDelta:
-                if turn.summaries:
-                    yield chunk(*ident, {"reasoning_content": event.text})
-            elif isinstance(event, TurnDone):
-                if event.error is not None:
-                    yield GENERATION_FAILED
-                    return
-                yield chunk(*ident, {}, _finish(event.reason, calls))
-                if include_usage:
-                    yield chunk(*ident, None, usage=_usage(event.usage))
+        streams = [_choice_chunks(turn, shape, i, usages) for i, turn in enumerate(turns.turns)]
+        async for _, item in merged(streams):
+            yield item
+            if item is GENERATION_FAILED:
+                return
+        if include_usage:
+            ident = (shape.completion_id, shape.created, shape.model)
+            yield chunk(*ident, None, usage=_usage(_total(usages)))
     finally:
-        turn.cancel()  # closing the stream early must stop generation
+        turns.cancel()  # closing the stream early must stop generation
 
 
-async def whole_completion(turn: StartedTurn, shape: CompletionShape) -> dict[str, Any]:
-    whole = await turn.collect()
-    if whole.done.error is not None:
+async def whole_completion(turns: Candidates, shape: CompletionShape) -> dict[str, Any]:
+    try:
+        wholes = await asyncio.gather(*(turn.collect() for turn in turns.turns))
+    finally:
+        turns.cancel()
+    if any(whole.done.error is not None for whole in wholes):
         raise Internal("Generation failed.")
-    return chat_completion(
-        shape.completion_id,
-        shape.created,
-        shape.model,
-        whole.answer,
-        _finish(whole.done.reason, len(whole.calls)),
-        _usage(whole.done.usage),
-        whole.thought if turn.summaries else None,
-        [tool_call(c.id, c.name, json.dumps(c.arguments, ensure_ascii=False)) for c in whole.calls],
+    choices: list[dict[str, Any]] = []
+    for index, whole in enumerate(wholes):
+        calls = [
+            tool_call(c.id, c.name, json.dumps(c.arguments, ensure_ascii=False))
+            for c in whole.calls
+        ]
+        single = chat_completion(
+            shape.completion_id,
+            shape.created,
+            shape.model,
+            whole.answer,
+            _finish(whole.done.reason, len(whole.calls)),
+            {},
+            whole.thought if turns.summaries else None,
+            calls,
+        )
+        choices.append({**single["choices"][0], "index": index})
+    usage = _usage(_total([w.done.usage for w in wholes]))
+    return {**single, "choices": choices, "usage": usage}
+
+
+def _total(usages: list[TurnUsage]) -> TurnUsage:
+    """One request's usage: the prompt once (the choices share it), every answer."""
+    first = usages[0]
+    return replace(
+        first,
+        output_tokens=sum(u.output_tokens for u in usages),
+        thought_tokens=sum(u.thought_tokens for u in usages),
     )
 
 
