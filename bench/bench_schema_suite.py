@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import collections
 import importlib.metadata
+import itertools
 import json
 import re
 import subprocess
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import llguidance
 from common import gguf_path, md_table, print_preamble
 
@@ -62,8 +64,28 @@ KEYWORDS = frozenset(
     exclusiveMinimum maxLength minLength pattern maxItems minItems uniqueItems maxContains
     minContains maxProperties minProperties required dependentRequired format
     contentEncoding contentMediaType contentSchema title description default deprecated
-    readOnly writeOnly examples definitions dependencies additionalItems""".split()
+    readOnly writeOnly examples definitions dependencies additionalItems""".split()  # noqa: SIM905
 )
+
+
+# Beyond the suite: keywords a user may expect enforced that draft 2020-12 itself treats as
+# annotations or does not define (unknown keywords are ignored by the spec), each with an
+# instance the user would expect refused. "accepted" here means the keyword is not enforced.
+PROBES: tuple[tuple[str, dict[str, Any], Any], ...] = (
+    ("maxlength (typo of maxLength)", {"type": "string", "maxlength": 3}, "abcdef"),
+    ("propertyOrdering (Gemini OpenAPI field)",
+     {"type": "object", "propertyOrdering": ["b", "a"],
+      "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}, {"a": 1, "b": 2}),
+    ("contentSchema + contentMediaType",
+     {"type": "string", "contentMediaType": "application/json",
+      "contentSchema": {"type": "integer"}}, "not json"),
+    ("contentEncoding", {"type": "string", "contentEncoding": "base64"}, "!!!"),
+    ("x-extension", {"type": "string", "x-max": 1}, "ab"),
+    ("format on a non-string", {"format": "email"}, 12),
+    ("format int32 (OpenAPI)", {"type": "integer", "format": "int32"}, 2**40),
+    ("format email", {"type": "string", "format": "email"}, "nope"),
+    ("format date", {"type": "string", "format": "date"}, "2020-13-45"),
+)  # fmt: skip
 
 
 def parse_args() -> argparse.Namespace:
@@ -212,11 +234,41 @@ class Judge:
         matcher = fresh.deep_copy()
         return bool(matcher.consume_tokens(tokens) and matcher.is_accepting())
 
+    def diagnose(self, fresh: Any, name: str, test: str, data: Any, text: str) -> str:
+        """Why a valid instance was refused: which other writing of the same value passes."""
+        if name == "format.json" and "only an annotation" in test:
+            return FORMAT_ASSERTED
+        if self._passes(fresh, json.dumps(data, ensure_ascii=False), text):
+            return "\\u escapes: passes written as raw UTF-8 (ensure_ascii=False)"
+        if self._passes(fresh, json.dumps(_integral_floats_as_ints(data)), text):
+            return "integral float (1.0): passes written as an integer (1)"
+        if isinstance(data, dict) and len(data) <= 6:
+            for order in itertools.permutations(data):
+                if self._passes(fresh, json.dumps({k: data[k] for k in order}), text):
+                    return "property order: passes in the schema's declaration order"
+        return "(unexplained)"
+
+    def _passes(self, fresh: Any, other: str, text: str) -> bool:
+        return other != text and self.accepts(fresh, self.tokenizer.tokenize_str(other))
+
     def verdict(self, fresh: Any, text: str) -> tuple[bool, bool | None]:
         """(accepted as tokenize_str splits it, accepted one byte per token or None)."""
         canonical = self.accepts(fresh, self.tokenizer.tokenize_str(text))
         bytewise = self.per_byte(text)
         return canonical, (None if bytewise is None else self.accepts(fresh, bytewise))
+
+
+FORMAT_ASSERTED = "format asserted (an annotation only, by default, in 2020-12)"
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    return value
 
 
 def short(value: Any, limit: int = 70) -> str:
@@ -235,13 +287,17 @@ def run_suite(files: dict[str, list[dict[str, Any]]], tokenizer: Any) -> Report:
             description = group["description"]
             error: str | None
             try:
-                checked = check_json_schema(group["schema"], "response_format", max_bytes=MAX_SCHEMA_BYTES)  # fmt: skip
+                checked = check_json_schema(
+                    group["schema"], "response_format", max_bytes=MAX_SCHEMA_BYTES
+                )
             except InvalidArgument as refused:
                 checked, error = None, f"gemserve: {refused.message}"
                 keywords = ["false (not an object: gemserve's 400)"]
             if checked is not None:
                 t0 = time.perf_counter()
-                grammar = json_grammar(json.dumps(checked), leading_whitespace=False, opening_tag=None)  # fmt: skip
+                grammar = json_grammar(
+                    json.dumps(checked), leading_whitespace=False, opening_tag=None
+                )
                 error = validate(tokenizer, grammar)
                 report.compile_ms.append((time.perf_counter() - t0) * 1e3)
                 keywords = refusal_keywords(error) if error else []
@@ -264,10 +320,7 @@ def run_suite(files: dict[str, list[dict[str, Any]]], tokenizer: Any) -> Report:
                     stats.valid += 1
                     stats.valid_accepted += accepted
                     if not accepted:
-                        # Diagnostic only: would the non-ASCII form have passed?
-                        raw = json.dumps(test["data"], ensure_ascii=False)
-                        retry = raw != text and judge.accepts(fresh, tokenizer.tokenize_str(raw))
-                        note = "accepted with ensure_ascii=False" if retry else ""
+                        note = judge.diagnose(fresh, name, test["description"], test["data"], text)
                         report.rejected_valid.append(
                             (name, description, test["description"], text, note)
                         )
@@ -282,11 +335,30 @@ def run_suite(files: dict[str, list[dict[str, Any]]], tokenizer: Any) -> Report:
     return report
 
 
+def run_probes(tokenizer: Any) -> list[list[object]]:
+    judge = Judge(tokenizer)
+    rows: list[list[object]] = []
+    for label, schema, instance in PROBES:
+        grammar = json_grammar(json.dumps(schema), leading_whitespace=False, opening_tag=None)
+        error = validate(tokenizer, grammar)
+        valid = jsonschema.Draft202012Validator(schema).is_valid(instance)
+        if error is not None:
+            rows.append([label, short(instance, 30), valid, "refused: " + short(error, 60), ""])
+            continue
+        fresh = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
+        accepted, _ = judge.verdict(fresh, json.dumps(instance))
+        verdict = "ignored" if accepted else "enforced"
+        rows.append([label, short(instance, 30), valid, "compiled", f"{accepted} ({verdict})"])
+    return rows
+
+
 def pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "n/a"
 
 
-def print_report(report: Report, args: argparse.Namespace, tarball: Path) -> None:
+def print_report(
+    report: Report, probes: list[list[object]], args: argparse.Namespace, tarball: Path
+) -> None:
     print(f"suite: {tarball.name} {SUITE_DIR} (required tests, optional/ left out)")
     print("layout: json_grammar(compact), leading_whitespace=False; instance = json.dumps(data)\n")
     rows: list[list[object]] = []
@@ -311,7 +383,10 @@ def print_report(report: Report, args: argparse.Namespace, tarball: Path) -> Non
     print(
         md_table(
             ["refusal keyword", "groups", "example (file: first line of the error)"],
-            [[k, n, short(report.keyword_example[k], 110)] for k, n in report.keywords.most_common()],
+            [
+                [k, n, short(report.keyword_example[k], 110)]
+                for k, n in report.keywords.most_common()
+            ],
         )
     )
     print()
@@ -330,9 +405,11 @@ def print_report(report: Report, args: argparse.Namespace, tarball: Path) -> Non
     print(
         md_table(
             ["file", "group", "test", "instance", "schema keywords"],
-            [[n, short(g, 50), short(t, 50), short(x, 40), " ".join(k)]
-             for n, g, t, x, k in report.accepted_invalid],
-        )  # fmt: skip
+            [
+                [n, short(g, 50), short(t, 50), short(x, 40), " ".join(k)]
+                for n, g, t, x, k in report.accepted_invalid
+            ],
+        )
     )
     print()
     print(f"### Valid instances rejected ({len(report.rejected_valid)})\n")
@@ -340,14 +417,26 @@ def print_report(report: Report, args: argparse.Namespace, tarball: Path) -> Non
         print(
             md_table(
                 ["file", "group", "test", "instance", "note"],
-                [[n, short(g, 50), short(t, 50), short(x, 40), note]
-                 for n, g, t, x, note in report.rejected_valid],
-            )  # fmt: skip
+                [
+                    [n, short(g, 50), short(t, 50), short(x, 40), note]
+                    for n, g, t, x, note in report.rejected_valid
+                ],
+            )
         )
-    else:
-        by_file = collections.Counter(n for n, *_ in report.rejected_valid)
-        print(md_table(["file", "valid rejected"], sorted(by_file.items())))
+        print()
+    by_cause = collections.Counter(note for *_, note in report.rejected_valid)
+    print(md_table(["why (same value, other writing)", "valid rejected"], by_cause.most_common()))
+    without = total.valid - by_cause[FORMAT_ASSERTED]
+    print(
+        f"\nvalid accepted without format.json's annotation-only tests: "
+        f"{total.valid_accepted}/{without} ({pct(total.valid_accepted, without)})"
+    )
+    if not args.show_rejected:
         print("\n(--show-rejected lists each one)")
+    print()
+    print("### Beyond the suite: what passes without being enforced\n")
+    headers = ["probe", "instance", "valid (jsonschema)", "llguidance", "matcher accepts"]
+    print(md_table(headers, probes))
 
 
 def main() -> None:
@@ -362,9 +451,10 @@ def main() -> None:
     try:
         tokenizer = model.guidance_tokenizer()
         report = run_suite(files, tokenizer)
+        probes = run_probes(tokenizer)
     finally:
         model.free()
-    print_report(report, args, tarball)
+    print_report(report, probes, args, tarball)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from tests.support.llama import (
     load_tiny_vlm_maker,
     make_engine,
 )
+from tests.support.llama_server import LlamaServer, start_llama_server, stop_llama_server
 from tests.support.server import LiveServer, start_server, stop_server
 
 SLOW_MARKERS = ("engine", "contract", "live")
@@ -35,6 +36,7 @@ SLOW_MARKERS = ("engine", "contract", "live")
 LIVE_FIXTURES = frozenset({"live_server", "limited_server", "vlm_server"})
 SLOW_FIXTURES = LIVE_FIXTURES | {
     "engine",
+    "llama_server",
     "tokenizer",
     "tiny_vlm",
     "tiny_audio_lm",
@@ -107,6 +109,15 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     server = start_server(tmp_path_factory.mktemp("live"))
     yield server
     stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """llama.cpp's own server on the bundled model (built once, cached in bench/out): the
+    real OpenAI-compatible upstream of the remote engine's tests."""
+    server = start_llama_server(tmp_path_factory.mktemp("llama-server"))
+    yield server
+    stop_llama_server(server)
 
 
 @pytest.fixture(scope="session")

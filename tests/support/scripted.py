@@ -22,6 +22,7 @@ from gemserve.engine import (
     PromptCount,
     TextDelta,
     ThoughtDelta,
+    TokenLogprob,
     ToolCallArguments,
     ToolCallEnd,
     ToolCallStart,
@@ -40,8 +41,10 @@ class ScriptedStream:
         error: str | None,
         thoughts: list[str] | None = None,
         calls: list[tuple[str, str]] | None = None,
+        logprobs: int | None = None,
     ):
         self.prompt_tokens = 5
+        self._logprobs = logprobs
         self._pieces = pieces
         self._thoughts = thoughts or []
         self._calls = calls or []
@@ -67,6 +70,9 @@ class ScriptedStream:
                 if self.cancelled:
                     yield Finished(FinishReason.CANCELLED, self.prompt_tokens, 0)
                     return
+                if self._logprobs is not None:
+                    top = tuple((f"alt{i}", -1.0 - i) for i in range(self._logprobs))
+                    yield TokenLogprob(piece, -0.5, top)
                 yield TextDelta(piece)
             for index, (name, arguments) in enumerate(self._calls):
                 await asyncio.sleep(self._delay)
@@ -145,7 +151,13 @@ class ScriptedEngine:
         if self.refuse is not None:
             raise self.refuse
         stream = ScriptedStream(
-            self.pieces, self.reason, self.delay, self.error, self.thoughts, self.calls
+            self.pieces,
+            self.reason,
+            self.delay,
+            self.error,
+            self.thoughts,
+            self.calls,
+            request.sampling.logprobs,
         )
         self.streams.append(stream)
         return stream

@@ -117,6 +117,8 @@ class SamplingParams:
     # llama.cpp's multiplicative repeat penalty over recent tokens (1.0 = off); a model default.
     repeat_penalty: float = 1.0
     stop_sequences: tuple[str, ...] = ()
+    # Report each answer token's log probability (None: off), with this many alternatives.
+    logprobs: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +217,17 @@ class Finished:
 
 
 @dataclass(slots=True)
+class TokenLogprob:
+    """A generated answer token's log probability under the model (before temperature,
+    penalties and constraints), and the most likely alternatives at its position. Emitted
+    before the events of that token's text."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(slots=True)
 class ToolCallStart:
     """The model began its ``index``-th call (0-based in this output), to ``name``."""
 
@@ -241,7 +254,15 @@ class ToolCallEnd:
 
 
 ToolCallEvent = ToolCallStart | ToolCallArguments | ToolCallEnd
-EngineEvent = TextDelta | ThoughtDelta | ToolCallStart | ToolCallArguments | ToolCallEnd | Finished
+EngineEvent = (
+    TextDelta
+    | ThoughtDelta
+    | TokenLogprob
+    | ToolCallStart
+    | ToolCallArguments
+    | ToolCallEnd
+    | Finished
+)
 
 
 @dataclass(frozen=True, slots=True)

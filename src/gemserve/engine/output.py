@@ -148,6 +148,11 @@ class SequenceOutput:
             self.gate = Gate.OPENING if parser.phase is Phase.BEFORE else Gate.OFF
 
     @property
+    def answering(self) -> bool:
+        """The next token belongs to the answer (not to a thought)."""
+        return self._parser is None or self._parser.phase is Phase.ANSWER
+
+    @property
     def stopped(self) -> bool:
         """A stop sequence ended the output."""
         return self._stopped

@@ -9,6 +9,8 @@ from gemserve.engine import SamplingParams
 from gemserve.errors import InvalidArgument
 from gemserve.service.turn_input import GenerationKnobs
 
+MAX_LOGPROBS = 20  # alternatives per token, as Gemini and OpenAI allow
+
 
 def sampling_params(
     knobs: GenerationKnobs,
@@ -37,6 +39,11 @@ def sampling_params(
             f"Invalid value at '{path('stop_sequences')}': a sequence is longer than "
             f"{limits.max_stop_sequence_chars} characters."
         )
+    if knobs.logprobs is not None and not 0 <= knobs.logprobs <= MAX_LOGPROBS:
+        raise InvalidArgument(
+            f"Invalid value at '{path('logprobs')}': {knobs.logprobs}; between 0 and "
+            f"{MAX_LOGPROBS} alternatives."
+        )
     return SamplingParams(
         temperature=defaults.temperature if knobs.temperature is None else knobs.temperature,
         top_p=defaults.top_p if knobs.top_p is None else knobs.top_p,
@@ -47,4 +54,5 @@ def sampling_params(
         frequency_penalty=knobs.frequency_penalty or 0.0,
         repeat_penalty=defaults.repeat_penalty,
         stop_sequences=stops,
+        logprobs=knobs.logprobs,
     )

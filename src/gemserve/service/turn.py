@@ -27,6 +27,7 @@ from gemserve.engine import (
     SamplingParams,
     TextDelta,
     ThoughtDelta,
+    TokenLogprob,
     ToolCallArguments,
     ToolCallEnd,
     ToolCallStart,
@@ -242,6 +243,8 @@ class StartedTurn:
                     call = _call_event(event, ids)
                     if call is not None:
                         yield call
+                elif isinstance(event, TokenLogprob):
+                    yield event
                 elif isinstance(event, TextDelta):
                     if thought is not None:
                         yield ThoughtEnd(self._sealer.seal("".join(thought).strip()))
@@ -270,12 +273,15 @@ class StartedTurn:
         thought: list[str] = []
         answer: list[str] = []
         calls: list[CallEnd] = []
+        logprobs: list[TokenLogprob] = []
         signature: str | None = None
         done: TurnDone | None = None
         try:
             async for event in self.events():
                 if isinstance(event, CallEnd):
                     calls.append(event)
+                elif isinstance(event, TokenLogprob):
+                    logprobs.append(event)
                 elif type(event) is TextDelta:
                     answer.append(event.text)
                 elif type(event) is ThoughtDelta:
@@ -288,7 +294,12 @@ class StartedTurn:
             self.cancel()
         assert done is not None
         return CollectedTurn(
-            "".join(thought).strip(), "".join(answer), signature, done, tuple(calls)
+            "".join(thought).strip(),
+            "".join(answer),
+            signature,
+            done,
+            tuple(calls),
+            tuple(logprobs),
         )
 
     def _usage(self, finished: Finished) -> TurnUsage:
@@ -361,3 +372,4 @@ class CollectedTurn:
     signature: str | None  # the thought's, when the model thought
     done: TurnDone
     calls: tuple[CallEnd, ...] = ()  # the function calls, in order
+    logprobs: tuple[TokenLogprob, ...] = ()  # per answer token, when asked for

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gemserve.engine import FinishReason, TextDelta, ThoughtDelta
+from gemserve.engine import FinishReason, TextDelta, ThoughtDelta, TokenLogprob
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,4 +58,13 @@ class TurnDone:
     error: str | None = None  # an engine failure, for the log; clients get a generic message
 
 
-TurnEvent = ThoughtDelta | TextDelta | ThoughtEnd | CallStart | CallArguments | CallEnd | TurnDone
+TurnEvent = (
+    ThoughtDelta
+    | TextDelta
+    | TokenLogprob
+    | ThoughtEnd
+    | CallStart
+    | CallArguments
+    | CallEnd
+    | TurnDone
+)

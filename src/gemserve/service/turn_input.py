@@ -94,6 +94,8 @@ class GenerationKnobs:
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    # Report each answer token's log probability, with this many alternatives (None: off).
+    logprobs: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

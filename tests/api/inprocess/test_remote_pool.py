@@ -85,9 +85,13 @@ async def test_an_upstream_dying_mid_answer_fails_the_interaction(
     assert stored["steps"][-1] == body["steps"][-1]
     assert stored["errors"] == body["errors"]
     # The next request goes to the upstream that is still alive.
+    (dead,) = [f for f in fakes if f.chats]
+    alive = next(f for f in fakes if f is not dead)
+    alive.script.clear()
     again = (await pool_api.create(model=MODEL, input="Hi")).json()
     assert again["status"] == "completed", again
     assert again["steps"][-1]["content"][0]["text"] == "Hello world"
+    assert (dead.chats, alive.chats) == (1, 1)
 
 
 async def test_every_upstream_busy_is_a_429(

@@ -23,7 +23,13 @@ from typing import Any
 import llama_cpp as llama
 import numpy as np
 
-from gemserve.engine.base import EngineEvent, Finished, FinishReason, SamplingParams
+from gemserve.engine.base import (
+    EngineEvent,
+    Finished,
+    FinishReason,
+    SamplingParams,
+    TokenLogprob,
+)
 from gemserve.engine.llama.grammar import GrammarPlan
 from gemserve.engine.llama.native import LoadedModel
 from gemserve.engine.llama.native_thread import NativeThread
@@ -476,6 +482,10 @@ class Scheduler:
                     # A grammar that forbids the tag here (an empty thought, say) would make
                     # llama.cpp abort on accepting it: let the model write on instead.
                     forced.clear()
+                ranked = None
+                if seq.sampling.logprobs is not None and seq.output.answering:
+                    # Before sampling: samplers edit the logits in place.
+                    ranked = self._log_softmax(seq.batch_index)
                 if forced:
                     # The engine writes this token (a thought's closing tag), not the model.
                     token = forced.popleft()
@@ -483,7 +493,34 @@ class Scheduler:
                 else:
                     token = sampler.sample(self._ctx, seq.batch_index)
                 seq.batch_index = -1
+                if ranked is not None and not self._model.is_eog(token):
+                    seq.outbox.append(self._logprob(ranked, token, seq.sampling.logprobs or 0))
                 self._on_token(seq, token)
+
+    def _log_softmax(self, batch_index: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+        model = self._model
+        pointer = llama.llama_get_logits_ith(self._ctx, batch_index)
+        logits = np.ctypeslib.as_array(pointer, shape=(model.n_vocab,)).astype(np.float32)
+        top = logits.max()
+        ranked: np.ndarray[Any, np.dtype[np.float32]] = logits - np.float32(
+            top + np.log(np.exp(logits - top).sum(dtype=np.float64))
+        )
+        return ranked
+
+    def _logprob(
+        self, ranked: np.ndarray[Any, np.dtype[np.float32]], token: int, alternatives: int
+    ) -> TokenLogprob:
+        model = self._model
+
+        def text(t: int) -> str:
+            return model.piece(t).decode("utf-8", errors="replace")
+
+        top: tuple[tuple[str, float], ...] = ()
+        if alternatives > 0:
+            best = np.argpartition(-ranked, alternatives)[:alternatives]
+            best = best[np.argsort(-ranked[best])]
+            top = tuple((text(int(t)), float(ranked[t])) for t in best)
+        return TokenLogprob(text(token), float(ranked[token]), top)
 
     def _on_token(self, seq: Sequence, token: int) -> None:
         model = self._model

@@ -78,11 +78,11 @@ class GenerationConfig(WireModel):
     thinking_config: ThinkingConfig | None = None
     # A hint for media token budgets; accepted, decoding uses its own caps.
     media_resolution: StrictStr | None = None
-    # In the schema, not served yet: refused by ``reject_unserved``.
     response_schema: Any = None
     response_json_schema: Any = None
     response_logprobs: StrictBool | None = None
     logprobs: ProtoInt | None = None
+    # In the schema, not served yet: refused by ``reject_unserved``.
     routing_config: Any = None
     model_selection_config: Any = None
     speech_config: Any = None
@@ -138,8 +138,6 @@ class GenerateContentRequest(WireModel):
 
 
 CONFIG_NOT_SERVED = (
-    "response_logprobs",
-    "logprobs",
     "routing_config",
     "model_selection_config",
     "speech_config",

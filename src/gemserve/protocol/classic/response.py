@@ -3,8 +3,10 @@ chunk), its ``usageMetadata``, and ``countTokens``. camelCase, as both SDKs pars
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from gemserve.engine import TokenLogprob
 
 FINISH_STOP = "STOP"
 FINISH_MAX_TOKENS = "MAX_TOKENS"
@@ -20,7 +22,11 @@ def text_part(text: str, *, thought: bool = False, signature: str | None = None)
 
 
 def candidate(
-    parts: list[dict[str, Any]], *, finish_reason: str | None = None, index: int = 0
+    parts: list[dict[str, Any]],
+    *,
+    finish_reason: str | None = None,
+    index: int = 0,
+    logprobs: Sequence[TokenLogprob] | None = None,
 ) -> dict[str, Any]:
     content: dict[str, Any] = {"role": "model"}
     if parts:
@@ -28,7 +34,24 @@ def candidate(
     out: dict[str, Any] = {"content": content, "index": index}
     if finish_reason is not None:
         out["finishReason"] = finish_reason
+    if logprobs:
+        out["avgLogprobs"] = sum(t.logprob for t in logprobs) / len(logprobs)
+        out["logprobsResult"] = logprobs_result(logprobs)
     return out
+
+
+def logprobs_result(logprobs: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """``logprobsResult``: the chosen token per step, and the top candidates at each."""
+    return {
+        "topCandidates": [
+            {"candidates": [{"token": t, "logProbability": p} for t, p in token.top]}
+            for token in logprobs
+        ],
+        "chosenCandidates": [
+            {"token": token.token, "logProbability": token.logprob} for token in logprobs
+        ],
+        "logProbabilitySum": sum(t.logprob for t in logprobs),
+    }
 
 
 def generate_content_response(

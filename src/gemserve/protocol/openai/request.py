@@ -123,8 +123,6 @@ class ChatCompletionRequest(OpenAIModel):
 
 
 NOT_SERVED = (
-    "logprobs",
-    "top_logprobs",
     "logit_bias",
     "audio",
     "prediction",

@@ -3,7 +3,10 @@ the model list, and OpenAI's error envelope."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from gemserve.engine import TokenLogprob
 
 
 def completion_usage(
@@ -49,6 +52,21 @@ def chat_completion(
     }
 
 
+def logprobs_content(logprobs: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """A choice's ``logprobs``: per token, its log probability and the alternatives."""
+
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    return {
+        "content": [
+            {**entry(t.token, t.logprob), "top_logprobs": [entry(a, p) for a, p in t.top]}
+            for t in logprobs
+        ],
+        "refusal": None,
+    }
+
+
 def tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
@@ -61,6 +79,7 @@ def chunk(
     finish_reason: str | None = None,
     usage: dict[str, Any] | None = None,
     index: int = 0,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A stream chunk of choice ``index``; ``delta`` None makes the usage-only chunk
     (``choices: []``)."""
@@ -71,7 +90,9 @@ def chunk(
         "model": model,
         "choices": []
         if delta is None
-        else [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+        else [
+            {"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs}
+        ],
     }
     if usage is not None:
         out["usage"] = usage

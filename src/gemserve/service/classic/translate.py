@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gemserve.engine import FinishReason, TextDelta, ThoughtDelta
+from gemserve.engine import FinishReason, TextDelta, ThoughtDelta, TokenLogprob
 from gemserve.errors import Internal
 from gemserve.protocol.classic.response import (
     FINISH_MAX_TOKENS,
@@ -50,8 +50,10 @@ class ResponseShape:
         finish: str | None = None,
         usage: TurnUsage | None = None,
         index: int = 0,
+        logprobs: list[TokenLogprob] | None = None,
     ) -> dict[str, Any]:
-        return self.candidates([candidate(parts, finish_reason=finish, index=index)], usage=usage)
+        made = candidate(parts, finish_reason=finish, index=index, logprobs=logprobs)
+        return self.candidates([made], usage=usage)
 
     def candidates(
         self, candidates: list[dict[str, Any]], *, usage: TurnUsage | None = None
@@ -72,14 +74,19 @@ class _Piece:
     finish: str | None = None
     usage: TurnUsage | None = None
     failed: bool = False
+    logprobs: list[TokenLogprob] | None = None
 
 
 async def _pieces(turn: StartedTurn) -> AsyncIterator[_Piece]:
     signature: str | None = None
+    logprobs: list[TokenLogprob] = []
     async for event in turn.events():
-        if type(event) is TextDelta:
-            yield _Piece([text_part(event.text, signature=signature)])
+        if isinstance(event, TokenLogprob):
+            logprobs.append(event)
+        elif type(event) is TextDelta:
+            yield _Piece([text_part(event.text, signature=signature)], logprobs=logprobs)
             signature = None
+            logprobs = []
         elif type(event) is ThoughtDelta:
             if turn.summaries:
                 yield _Piece([text_part(event.text, thought=True)])
@@ -111,7 +118,9 @@ async def stream_chunks(turns: Candidates, shape: ResponseShape) -> AsyncIterato
                 usages.append(piece.usage)
                 if len(usages) == len(turns.turns):
                     usage = _total(usages)
-            yield shape.body(piece.parts, finish=piece.finish, usage=usage, index=index)
+            yield shape.body(
+                piece.parts, finish=piece.finish, usage=usage, index=index, logprobs=piece.logprobs
+            )
     finally:
         turns.cancel()  # closing the stream early must stop generation
 
@@ -136,7 +145,9 @@ async def whole_response(turns: Candidates, shape: ResponseShape) -> dict[str, A
             parts.append(call_part(call, signature))
             signature = None
         finish = FINISH_REASONS[whole.done.reason]
-        candidates.append(candidate(parts, finish_reason=finish, index=index))
+        candidates.append(
+            candidate(parts, finish_reason=finish, index=index, logprobs=whole.logprobs)
+        )
     return shape.candidates(candidates, usage=_total([w.done.usage for w in wholes]))
 
 

@@ -41,6 +41,7 @@ def turn_input(model: str, request: GenerateContentRequest) -> TurnInput:
         seed=config.seed,
         presence_penalty=config.presence_penalty,
         frequency_penalty=config.frequency_penalty,
+        logprobs=_logprobs(config),
     )
     return TurnInput(
         model=model,
@@ -51,6 +52,17 @@ def turn_input(model: str, request: GenerateContentRequest) -> TurnInput:
         output=json_output(config),
         tools=read_tools(request.tools, request.tool_config),
     )
+
+
+def _logprobs(config: GenerationConfig) -> int | None:
+    """``responseLogprobs`` asks for them; ``logprobs`` for that many alternatives."""
+    if not config.response_logprobs:
+        if config.logprobs is not None:
+            raise InvalidArgument(
+                "Invalid value at 'generation_config.logprobs': it needs response_logprobs."
+            )
+        return None
+    return config.logprobs or 0
 
 
 def json_output(config: GenerationConfig) -> JsonOutput | EnumOutput | None:

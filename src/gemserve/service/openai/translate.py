@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gemserve.engine import FinishReason, TextDelta, ThoughtDelta
+from gemserve.engine import FinishReason, TextDelta, ThoughtDelta, TokenLogprob
 from gemserve.errors import Internal
 from gemserve.protocol.openai.response import (
     chat_completion,
     chunk,
     completion_usage,
+    logprobs_content,
     tool_call,
 )
 from gemserve.service.merge import merged
@@ -47,9 +48,12 @@ async def _choice_chunks(
 ) -> AsyncIterator[dict[str, Any]]:
     ident = (shape.completion_id, shape.created, shape.model)
     calls = 0
+    pending: list[TokenLogprob] = []
     yield chunk(*ident, {"role": "assistant", "content": ""}, index=index)
     async for event in turn.events():
-        if isinstance(event, CallStart):
+        if isinstance(event, TokenLogprob):
+            pending.append(event)
+        elif isinstance(event, CallStart):
             start = {"index": event.index, **tool_call(event.id, event.name, "")}
             yield chunk(*ident, {"tool_calls": [start]}, index=index)
         elif isinstance(event, CallArguments):
@@ -58,7 +62,9 @@ async def _choice_chunks(
         elif isinstance(event, CallEnd):
             calls += 1
         elif type(event) is TextDelta:
-            yield chunk(*ident, {"content": event.text}, index=index)
+            logprobs = logprobs_content(pending) if pending else None
+            pending = []
+            yield chunk(*ident, {"content": event.text}, index=index, logprobs=logprobs)
         elif type(event) is ThoughtDelta:
             if turn.summaries:
                 yield chunk(*ident, {"reasoning_content": event.text}, index=index)
@@ -112,7 +118,10 @@ async def whole_completion(turns: Candidates, shape: CompletionShape) -> dict[st
             whole.thought if turns.summaries else None,
             calls,
         )
-        choices.append({**single["choices"][0], "index": index})
+        choice = {**single["choices"][0], "index": index}
+        if whole.logprobs:
+            choice["logprobs"] = logprobs_content(whole.logprobs)
+        choices.append(choice)
     usage = _usage(_total([w.done.usage for w in wholes]))
     return {**single, "choices": choices, "usage": usage}
 

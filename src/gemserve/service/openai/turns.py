@@ -82,6 +82,7 @@ def turn_input(request: ChatCompletionRequest) -> TurnInput:
         seed=request.seed,
         presence_penalty=request.presence_penalty,
         frequency_penalty=request.frequency_penalty,
+        logprobs=_logprobs(request),
     )
     google = request.extra_body.google if request.extra_body else None
     return TurnInput(
@@ -99,8 +100,17 @@ def turn_input(request: ChatCompletionRequest) -> TurnInput:
                 "max_completion_tokens" if request.max_completion_tokens else "max_tokens",
             ),
             ("stop_sequences", "stop"),
+            ("logprobs", "top_logprobs"),
         ),
     )
+
+
+def _logprobs(request: ChatCompletionRequest) -> int | None:
+    if not request.logprobs:
+        if request.top_logprobs is not None:
+            raise InvalidArgument("Invalid value at 'top_logprobs': it needs logprobs: true.")
+        return None
+    return request.top_logprobs or 0
 
 
 def _arguments(text: str, where: str) -> dict[str, Any]:

@@ -1,0 +1,173 @@
+"""The remote engine against a real upstream: llama.cpp's llama-server (the llama.cpp gemserve
+pins, built by bench/build_llama_server.sh) on the bundled model, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+import jsonschema
+import pytest
+
+from gemserve.engine import (
+    Constraint,
+    FinishReason,
+    ReasoningControl,
+    TextDelta,
+    ThoughtDelta,
+    ToolCallArguments,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolSpec,
+    ToolUse,
+)
+from gemserve.engine.remote import RemoteEngine
+from tests.support.llama_server import LlamaServer
+from tests.support.remote import ask, drain, remote_engine, text_of, thought_of
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture(scope="module")
+async def upstream(llama_server: LlamaServer) -> AsyncIterator[RemoteEngine]:
+    engine = remote_engine([llama_server.url], timeouts={"first_token": 60, "idle": 60})
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+async def test_discovers_the_upstream(upstream: RemoteEngine) -> None:
+    (only,) = upstream.pool.upstreams
+    assert only.kind == "llama-server"
+    assert only.model is not None
+    assert only.model.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    caps = upstream.capabilities()
+    assert caps.context_length == 4096  # the slot's context, from /props
+    assert caps.input_modalities == frozenset({"text"})
+
+
+async def test_streams_text_with_usage(upstream: RemoteEngine) -> None:
+    request = ask("Name three colours.", max_tokens=24)
+    counted = await upstream.count_prompt(request)
+    stream = await upstream.generate(request)
+    events, finished = await drain(stream)
+    deltas = [e for e in events if isinstance(e, TextDelta)]
+    assert len(deltas) > 3  # token by token, not one block
+    assert text_of(events).strip()
+    assert finished.reason in (FinishReason.STOP, FinishReason.MAX_TOKENS)
+    assert finished.prompt_tokens == counted.tokens == stream.prompt_tokens
+    assert 0 < finished.output_tokens <= 24
+    if finished.reason is FinishReason.MAX_TOKENS:
+        assert finished.output_tokens == 24
+    # The same prompt again: llama-server reuses its prefix cache, and says so.
+    _, again = await drain(await upstream.generate(request))
+    assert again.cached_tokens > 0
+    assert await upstream.tokenize("Hello world") == await upstream.tokenize("Hello world")
+
+
+async def test_cancel_stops_the_upstream_decoding(
+    upstream: RemoteEngine, llama_server: LlamaServer
+) -> None:
+    request = ask("Write a very long story about a dragon.", max_tokens=2000, temperature=0.8)
+    stream = await upstream.generate(request)
+    seen = 0
+    async for event in stream:
+        if isinstance(event, TextDelta):
+            seen += 1
+            if seen == 3:
+                assert any(llama_server.slot_states())  # decoding right now
+                stream.cancel()
+        last = event
+    assert last.reason is FinishReason.CANCELLED  # type: ignore[union-attr]
+    deadline = time.monotonic() + 5
+    while any(llama_server.slot_states()):
+        assert time.monotonic() < deadline, "llama-server kept decoding after the cancel"
+        await asyncio.sleep(0.05)
+    assert upstream.stats().active == 0
+
+
+async def test_closing_the_iterator_stops_the_upstream(
+    upstream: RemoteEngine, llama_server: LlamaServer
+) -> None:
+    stream = await upstream.generate(ask("Count from one to a thousand.", max_tokens=2000))
+    iterator = stream.__aiter__()
+    await anext(iterator)
+    await iterator.aclose()  # the client went away
+    deadline = time.monotonic() + 5
+    while any(llama_server.slot_states()):
+        assert time.monotonic() < deadline, "llama-server kept decoding after the close"
+        await asyncio.sleep(0.05)
+
+
+async def test_json_schema_output_validates(upstream: RemoteEngine) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 20},
+            "age": {"type": "integer", "minimum": 0, "maximum": 150},
+        },
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
+    request = ask(
+        "Invent a person; answer in JSON.",
+        max_tokens=80,
+        constraint=Constraint(json.dumps(schema), syntax="json_schema"),
+    )
+    events, finished = await drain(await upstream.generate(request))
+    assert finished.reason is FinishReason.STOP
+    jsonschema.validate(json.loads(text_of(events)), schema)
+
+
+async def test_enum_output_is_one_of_the_values(upstream: RemoteEngine) -> None:
+    request = ask(
+        "Is the sky blue?",
+        max_tokens=10,
+        constraint=Constraint('start: "yes" | "no" | "maybe"', syntax="lark"),
+    )
+    events, _ = await drain(await upstream.generate(request))
+    assert text_of(events) in ("yes", "no", "maybe")
+
+
+async def test_a_forced_tool_call_arrives_as_events(upstream: RemoteEngine) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 30}},
+        "required": ["city"],
+    }
+    tools = ToolUse(
+        (ToolSpec("get_weather", "The weather in a city", json.dumps(schema)),), mode="any"
+    )
+    request = ask("What is the weather in Paris?", max_tokens=60, tools=tools)
+    events, finished = await drain(await upstream.generate(request))
+    starts = [e for e in events if isinstance(e, ToolCallStart)]
+    ends = [e for e in events if isinstance(e, ToolCallEnd)]
+    pieces = [e.text for e in events if isinstance(e, ToolCallArguments)]
+    assert [s.name for s in starts] == ["get_weather"]
+    assert [e.name for e in ends] == ["get_weather"]
+    arguments = json.loads(ends[0].arguments)
+    jsonschema.validate(arguments, schema)
+    assert json.loads("".join(pieces)) == arguments
+    assert finished.reason is FinishReason.STOP
+
+
+async def test_think_tags_become_thoughts(upstream: RemoteEngine) -> None:
+    """A model that writes ``<think>…</think>`` (forced here by a grammar: the bundled model
+    does not think) has its thought parsed out, whether the upstream leaves it in the content
+    or splits it into reasoning_content."""
+    grammar = 'root ::= "<think>" [a-z ]{4,30} "</think>" " "? [A-Za-z ]{2,30}'
+    request = ask(
+        "Say something.",
+        max_tokens=60,
+        temperature=0.7,
+        reasoning=ReasoningControl(budget=200),
+        constraint=Constraint(grammar, scope="output"),
+    )
+    events, finished = await drain(await upstream.generate(request))
+    assert [type(e) for e in events][:1] == [ThoughtDelta]
+    assert thought_of(events).strip()
+    assert text_of(events).strip()
+    assert "<think>" not in text_of(events) + thought_of(events)
+    assert 0 < finished.thought_tokens <= finished.output_tokens

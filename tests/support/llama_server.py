@@ -1,0 +1,95 @@
+"""llama.cpp's ``llama-server``, built from the llama.cpp that gemserve pins
+(bench/build_llama_server.sh, cached under bench/out), on the bundled model, on loopback: the
+real OpenAI-compatible upstream of the remote-engine tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.support.llama import default_spec
+from tests.support.paths import ROOT
+from tests.support.server import free_port
+
+BUILD_SCRIPT = ROOT / "bench" / "build_llama_server.sh"
+BINARY = ROOT / "bench" / "out" / "llama.cpp-build" / "bin" / "llama-server"
+# Measured: 11 minutes from an empty bench/out on this project's 2-core machine (the sdist
+# download, CMake, and llama-server's sources); later sessions find the binary in seconds.
+BUILD_TIMEOUT_S = 1800
+
+
+def ensure_built() -> Path:
+    """The binary, built first if missing (the script is idempotent)."""
+    if not BINARY.is_file():
+        subprocess.run(
+            ["bash", str(BUILD_SCRIPT)],
+            check=True,
+            timeout=BUILD_TIMEOUT_S,
+            env={**os.environ, "PYTHON": str(ROOT / ".venv" / "bin" / "python")},
+        )
+    return BINARY
+
+
+@dataclass
+class LlamaServer:
+    url: str  # the OpenAI base URL, with /v1
+    root: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    slots: int
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def slot_states(self) -> list[bool]:
+        """Whether each slot is decoding (``/slots``)."""
+        slots = httpx.get(self.root + "/slots", timeout=10).json()
+        return [bool(slot.get("is_processing")) for slot in slots]
+
+
+def start_llama_server(
+    tmp: Path, *, slots: int = 4, context: int = 4096, threads: int = 2, extra: tuple[str, ...] = ()
+) -> LlamaServer:
+    binary = ensure_built()
+    port = free_port()
+    log_path = tmp / f"llama-server-{port}.log"
+    cmd = [
+        str(binary),
+        "--model", str(default_spec().gguf_path()),
+        "--host", "127.0.0.1", "--port", str(port),
+        "--jinja",
+        "--ctx-size", str(context * slots), "--parallel", str(slots),
+        "--threads", str(threads),
+        "--slots", "--no-webui",
+        *extra,
+    ]  # fmt: skip
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+    root = f"http://127.0.0.1:{port}"
+    server = LlamaServer(root + "/v1", root, process, log_path, slots)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama-server exited early:\n{server.log()}")
+        try:
+            if httpx.get(root + "/health", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"llama-server did not become healthy:\n{server.log()}")
+
+
+def stop_llama_server(server: LlamaServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
