@@ -27,6 +27,7 @@ Behaviour = Literal[
     "die_mid",  # headers and one chunk, then the connection is reset and the server stops
     "truncated",  # headers and one chunk, then a clean close without [DONE]
     "die_early",  # headers and a role-only chunk (no token yet), then a reset
+    "tool_call",  # a call to get_weather streamed in pieces, as llama-server and vLLM do
 ]
 
 WORDS = ("Hello", " world")
@@ -172,6 +173,9 @@ class FakeUpstream:
             b"cache-control: no-cache\r\nconnection: close\r\n\r\n"
         )
         writer.write(chunk({"role": "assistant", "content": ""}))
+        if behaviour == "tool_call":
+            await self._tool_call(writer)
+            return False
         if behaviour == "die_early":
             await writer.drain()
             writer.transport.abort()
@@ -201,6 +205,17 @@ class FakeUpstream:
         writer.write(b"data: [DONE]\n\n")
         await writer.drain()
         return False
+
+    @staticmethod
+    async def _tool_call(writer: asyncio.StreamWriter) -> None:
+        head = {"index": 0, "id": "call_1", "type": "function"}
+        writer.write(chunk({"tool_calls": [{**head, "function": {"name": "get_weather"}}]}))
+        for piece in ('{"city', '": "Par', 'is"}'):
+            writer.write(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+        writer.write(chunk({}, finish="tool_calls"))
+        writer.write(usage_chunk(30, 12))
+        writer.write(b"data: [DONE]\n\n")
+        await writer.drain()
 
     @staticmethod
     async def _hung_up(reader: asyncio.StreamReader, seconds: float) -> bool:

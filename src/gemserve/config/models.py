@@ -144,6 +144,11 @@ class ThinkingProfile(BaseModel):
     default_level: ThinkingLevel | None = None
     # Thinking tokens per level; minimal means no thinking where the model allows it.
     budgets: dict[ThinkingLevel, int] = Field(default_factory=lambda: _default_budgets())
+    # The fewest thinking tokens per level (budget forcing), so a higher level thinks more,
+    # not only may: ``floors`` where given, else ``floor_fraction`` of the level's budget. A
+    # request's explicit thinking budget has no floor.
+    floors: dict[ThinkingLevel, int] = Field(default_factory=dict)
+    floor_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
 
     @field_validator("budgets")
     @classmethod
@@ -152,6 +157,17 @@ class ThinkingProfile(BaseModel):
         if any(n < 0 for n in merged.values()):
             raise ValueError("thinking budgets must not be negative")
         return merged
+
+    @field_validator("floors")
+    @classmethod
+    def _non_negative_floors(cls, value: dict[ThinkingLevel, int]) -> dict[ThinkingLevel, int]:
+        if any(n < 0 for n in value.values()):
+            raise ValueError("thinking floors must not be negative")
+        return value
+
+    def floor(self, level: ThinkingLevel) -> int:
+        budget = self.budgets[level]
+        return min(self.floors.get(level, int(budget * self.floor_fraction)), budget)
 
 
 class ModelSpec(BaseModel):

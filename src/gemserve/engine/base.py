@@ -119,6 +119,8 @@ class SamplingParams:
     stop_sequences: tuple[str, ...] = ()
     # Report each answer token's log probability (None: off), with this many alternatives.
     logprobs: int | None = None
+    # The end of generation is not sampled before this many output tokens (vLLM's min_tokens).
+    min_output_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,9 @@ class ReasoningControl:
     open_tag: str = "<think>"
     close_tag: str = "</think>"
     budget: int = 1024
+    # The thought is not closed by the model before this many tokens (s1-style budget
+    # forcing): where the closing tag is one token, it and the end of generation are banned.
+    floor: int = 0
 
 
 ConstraintScope = Literal["output", "answer"]

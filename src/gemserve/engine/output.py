@@ -148,6 +148,11 @@ class SequenceOutput:
             self.gate = Gate.OPENING if parser.phase is Phase.BEFORE else Gate.OFF
 
     @property
+    def thinking(self) -> bool:
+        """Inside a native thought."""
+        return self._parser is not None and self._parser.phase is Phase.THOUGHT
+
+    @property
     def answering(self) -> bool:
         """The next token belongs to the answer (not to a thought)."""
         return self._parser is None or self._parser.phase is Phase.ANSWER

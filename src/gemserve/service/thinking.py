@@ -58,6 +58,7 @@ class ThinkingPlan:
     budget: int  # thinking tokens; 0 means no thinking
     summaries: bool  # return the thought text as the step's summary
     profile: ThinkingProfile
+    floor: int = 0  # the fewest thinking tokens (budget forcing); at most ``budget``
 
 
 def plan_thinking(request: ThinkingRequest, spec: ModelSpec) -> ThinkingPlan:
@@ -69,13 +70,15 @@ def plan_thinking(request: ThinkingRequest, spec: ModelSpec) -> ThinkingPlan:
         level = profile.default_level
     else:
         level = "medium" if profile.mode == "native" else "minimal"
+    floor = 0
     if profile.mode == "off":
         budget = 0
     elif request.budget is not None:
         budget = request.budget
     else:
         budget = profile.budgets[level]
-    return ThinkingPlan(level, budget, request.summaries, profile)
+        floor = profile.floor(level)
+    return ThinkingPlan(level, budget, request.summaries, profile, floor)
 
 
 async def start_turn(
@@ -84,7 +87,7 @@ async def start_turn(
     """Admit the request (errors surface here, before any response) and return its stream."""
     profile = plan.profile
     if profile.mode == "two_pass" and plan.budget > 0:
-        return await TwoPassTurn.start(engine, request, plan.budget)
+        return await TwoPassTurn.start(engine, request, plan.budget, plan.floor)
     return await engine.generate(first_request(request, plan))
 
 
@@ -93,10 +96,10 @@ def first_request(request: GenerationRequest, plan: ThinkingPlan) -> GenerationR
     input tokens usage reports, and what countTokens counts)."""
     profile = plan.profile
     if profile.mode == "native":
-        control = ReasoningControl(profile.open_tag, profile.close_tag, plan.budget)
+        control = ReasoningControl(profile.open_tag, profile.close_tag, plan.budget, plan.floor)
         return replace(request, reasoning=control)
     if profile.mode == "two_pass" and plan.budget > 0:
-        return TwoPassTurn.first_request(request, plan.budget)
+        return TwoPassTurn.first_request(request, plan.budget, plan.floor)
     return request
 
 
@@ -118,16 +121,25 @@ class TwoPassTurn:
         self.prompt_tokens = first.prompt_tokens
 
     @classmethod
-    async def start(cls, engine: Engine, request: GenerationRequest, budget: int) -> TwoPassTurn:
-        reasoning = cls.first_request(request, budget)
+    async def start(
+        cls, engine: Engine, request: GenerationRequest, budget: int, floor: int = 0
+    ) -> TwoPassTurn:
+        reasoning = cls.first_request(request, budget, floor)
         first = await engine.generate(reasoning)
         return cls(engine, request, reasoning.messages, first)
 
     @staticmethod
-    def first_request(request: GenerationRequest, budget: int) -> GenerationRequest:
-        """The reasoning pass: the request with the instruction to reason, within ``budget``."""
+    def first_request(request: GenerationRequest, budget: int, floor: int = 0) -> GenerationRequest:
+        """The reasoning pass: the request with the instruction to reason, within ``budget``
+        and at least ``floor`` tokens long (its end of generation is banned until then)."""
         messages = _append_to_last_user(request.messages, THINK_INSTRUCTION)
-        sampling = replace(request.sampling, max_output_tokens=budget, stop_sequences=())
+        sampling = replace(
+            request.sampling,
+            max_output_tokens=budget,
+            min_output_tokens=floor,
+            stop_sequences=(),
+            logprobs=None,
+        )
         return replace(request, messages=messages, sampling=sampling, constraint=None, tools=None)
 
     def cancel(self) -> None:

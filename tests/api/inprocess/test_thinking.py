@@ -158,3 +158,12 @@ async def test_two_passes_on_a_model_that_does_not_think_by_itself(api: InProces
     assert first.sampling.max_output_tokens == 96  # the bundled model's "low" budget
     assert second.messages[: len(first.messages)] == first.messages
     assert body["usage"]["total_thought_tokens"] == 2
+
+
+async def test_a_level_s_floor_reaches_the_reasoning_pass(api: InProcessApi) -> None:
+    """Budget forcing: each level has a floor as well as a budget (config: thinking.floors)."""
+    await api.create(input="Two dogs?", generation_config={"thinking_level": "high"})
+    first, second = api.engine.requests
+    budget = first.sampling.max_output_tokens
+    assert first.sampling.min_output_tokens == budget // 2  # floor_fraction 0.5
+    assert second.sampling.min_output_tokens == 0

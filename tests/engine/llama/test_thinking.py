@@ -4,6 +4,8 @@ the engine at the budget."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from gemserve.engine import (
@@ -89,3 +91,14 @@ async def test_budget_zero_switches_thinking_off(engine: LlamaEngine) -> None:
 async def test_an_invalid_grammar_is_refused_before_decoding(engine: LlamaEngine) -> None:
     with pytest.raises(InvalidArgument, match="grammar"):
         await engine.generate(request(grammar="root ::= ("))
+
+
+async def test_min_output_tokens_keeps_a_short_answer_going(engine: LlamaEngine) -> None:
+    """Budget forcing for the two-pass reasoning pass: the end of generation is banned until
+    the floor, so a higher thinking level thinks more, not only may."""
+    ask = (ChatMessage("user", "Say hi."),)
+    free = await thought_and_answer(engine, GenerationRequest(ask, greedy(64)))
+    assert free[2].output_tokens < 30  # so the floor below is what makes it longer
+    forced = GenerationRequest(ask, replace(greedy(64), min_output_tokens=30))
+    _, answer, finished = await thought_and_answer(engine, forced)
+    assert finished.output_tokens >= 30, answer

@@ -9,7 +9,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gemserve.engine import FinishReason, TextDelta
+from gemserve.engine import (
+    FinishReason,
+    TextDelta,
+    ToolCallArguments,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolSpec,
+    ToolUse,
+)
 from gemserve.engine.remote import RemoteEngine
 from gemserve.errors import ResourceExhausted, Unavailable
 from tests.support.fake_upstream import FakeUpstream
@@ -258,5 +266,25 @@ async def test_no_upstream_reachable_is_unavailable() -> None:
     try:
         with pytest.raises(Unavailable, match="No upstream"):
             await engine.generate(ask())
+    finally:
+        await engine.close()
+
+
+async def test_a_streamed_tool_call_arrives_as_events(fakes: list[FakeUpstream]) -> None:
+    fakes[0].queue(["tool_call"])
+    engine = await started(remote_engine([fakes[0].url]))
+    tools = ToolUse((ToolSpec("get_weather", "", '{"type": "object"}'),), mode="any")
+    try:
+        events, finished = await drain(await engine.generate(ask(tools=tools)))
+        assert events == [
+            ToolCallStart(0, "get_weather"),
+            ToolCallArguments(0, '{"city'),
+            ToolCallArguments(0, '": "Par'),
+            ToolCallArguments(0, 'is"}'),
+            ToolCallEnd(0, "get_weather", '{"city":"Paris"}'),
+        ]
+        assert finished.reason is FinishReason.STOP
+        sent = fakes[0].requests[0]
+        assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
     finally:
         await engine.close()

@@ -122,6 +122,7 @@ def test_tool_calls_results_and_choice() -> None:
     body = body_for(forced, "vllm")
     assert body["tool_choice"] == {"type": "function", "function": {"name": "time"}}
     assert [t["function"]["name"] for t in body["tools"]] == ["time"]
+    assert body_for(forced, "llama-server")["tool_choice"] == "required"  # strings only
     assert (
         body_for(GenerationRequest(messages, ask().sampling, tools=ToolUse(tools, "any")), "vllm")[
             "tool_choice"

@@ -59,6 +59,7 @@ class LlamaStream:
         output: SequenceOutput,
         media: MultimodalPrompt | None = None,
         grammars: GrammarPlan | None = None,
+        close_token: int | None = None,
     ):
         self.prompt_tokens = len(prompt)
         self._queue: asyncio.Queue[list[EngineEvent]] = asyncio.Queue()
@@ -72,6 +73,8 @@ class LlamaStream:
             output=output,
             media=media,
             grammars=grammars,
+            thought_floor=request.reasoning.floor if request.reasoning is not None else 0,
+            close_token=close_token,
         )
 
     def submit(self) -> None:
@@ -139,6 +142,8 @@ class LlamaEngine:
         # What the configuration promises until the projector is loaded and says.
         self._modalities = frozenset({"text", "image"} if mmproj_path else {"text"})
         self._grammars = GrammarPlans(self._grammar_error)
+        # A thought's closing tag, by its text: its token when it is one (budget forcing).
+        self._close_token: dict[str, int | None] = {}
         self._model: LoadedModel | None = None
         self._scheduler: Scheduler | None = None
         self._template: ChatTemplate | None = None
@@ -316,6 +321,9 @@ class LlamaEngine:
         if control is not None:
             model, _, _ = self._require()
             close = tuple(model.tokenize(control.close_tag + "\n\n", add_special=False))
+            if control.close_tag not in self._close_token:
+                tag = model.tokenize(control.close_tag, add_special=False)
+                self._close_token[control.close_tag] = tag[0] if len(tag) == 1 else None
         output = SequenceOutput(
             stop_sequences=request.sampling.stop_sequences,
             reasoning=control,
@@ -451,7 +459,11 @@ class LlamaEngine:
                     f"{self._model_id!r} has a context of {self._context_length} tokens (prompt "
                     "and output together)."
                 )
-            stream = LlamaStream(scheduler, prompt.tokens, request, output, media, grammars)
+            control = request.reasoning
+            close_token = None if control is None else self._close_token.get(control.close_tag)
+            stream = LlamaStream(
+                scheduler, prompt.tokens, request, output, media, grammars, close_token
+            )
             stream.submit()
         except BaseException:
             if media is not None and self._projector is not None:

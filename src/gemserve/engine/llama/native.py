@@ -66,6 +66,7 @@ class LoadedModel:
         self._pieces: dict[int, bytes] = {}
         self._guidance: Any = None
         self._guidance_lock = threading.Lock()
+        self._eog: tuple[int, ...] | None = None
 
     def metadata(self, key: str) -> str | None:
         buf = ctypes.create_string_buffer(1 << 16)
@@ -151,6 +152,12 @@ class LoadedModel:
 
     def is_eog(self, token: int) -> bool:
         return bool(llama.llama_vocab_is_eog(self.vocab, token))
+
+    def eog_tokens(self) -> tuple[int, ...]:
+        """Every end-of-generation token of the vocabulary (found once, a few ms)."""
+        if self._eog is None:
+            self._eog = tuple(t for t in range(self.n_vocab) if self.is_eog(t))
+        return self._eog
 
     def free(self) -> None:
         if self.ptr:

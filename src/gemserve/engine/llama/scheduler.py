@@ -61,6 +61,10 @@ class Sequence:
     output: SequenceOutput
     media: MultimodalPrompt | None = None
     grammars: GrammarPlan | None = None  # the request's constraint, validated
+    # Budget forcing: a thought shorter than ``thought_floor`` tokens may not close, through
+    # ``close_token`` (the closing tag, when it is one token) or the end of generation.
+    thought_floor: int = 0
+    close_token: int | None = None
     cancelled: bool = False
     # Filled in on admission:
     seq_id: int = -1
@@ -486,6 +490,11 @@ class Scheduler:
                 if seq.sampling.logprobs is not None and seq.output.answering:
                     # Before sampling: samplers edit the logits in place.
                     ranked = self._log_softmax(seq.batch_index)
+                banned = self._banned(seq)
+                if banned:
+                    pointer = llama.llama_get_logits_ith(self._ctx, seq.batch_index)
+                    logits = np.ctypeslib.as_array(pointer, shape=(self._model.n_vocab,))
+                    logits[list(banned)] = -np.inf
                 if forced:
                     # The engine writes this token (a thought's closing tag), not the model.
                     token = forced.popleft()
@@ -496,6 +505,17 @@ class Scheduler:
                 if ranked is not None and not self._model.is_eog(token):
                     seq.outbox.append(self._logprob(ranked, token, seq.sampling.logprobs or 0))
                 self._on_token(seq, token)
+
+    def _banned(self, seq: Sequence) -> tuple[int, ...]:
+        """Tokens the next sample may not be: the end of generation before the request's
+        minimum, and the thought's closing token before its floor."""
+        output = seq.output
+        if output.thinking and output.thought_tokens < seq.thought_floor:
+            eog = self._model.eog_tokens()
+            return eog if seq.close_token is None else (*eog, seq.close_token)
+        if seq.n_generated - output.thought_tokens < seq.sampling.min_output_tokens:
+            return self._model.eog_tokens()
+        return ()
 
     def _log_softmax(self, batch_index: int) -> np.ndarray[Any, np.dtype[np.float32]]:
         model = self._model

@@ -103,6 +103,9 @@ def for_upstream(
             out["thinking_budget_tokens"] = control.budget
         elif kind == "ollama":
             out["reasoning_effort"] = "medium" if thinking else "none"
+    if kind == "llama-server" and isinstance(out.get("tool_choice"), dict):
+        # llama-server takes the strings only; the tools offered are already the one named.
+        out["tool_choice"] = "required"
     constraint = request.constraint
     if constraint is not None and constraint.syntax != "json_schema":
         out.update(_grammar(constraint, kind, model_id, tools=request.tools is not None))
