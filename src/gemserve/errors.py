@@ -72,6 +72,13 @@ class AlreadyExists(GemserveError):
     rpc_status = "ALREADY_EXISTS"
 
 
+class RequestTimeout(GemserveError):
+    """The client did not send its whole body in time (a slow or stalled sender)."""
+
+    http_status = 408
+    rpc_status = "DEADLINE_EXCEEDED"
+
+
 class MethodNotAllowed(GemserveError):
     http_status = 405
     rpc_status = "UNIMPLEMENTED"

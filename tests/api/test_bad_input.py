@@ -431,3 +431,33 @@ def test_proto3_json_never_reads_booleans_or_other_digits_as_numbers(
 def test_proto3_json_integers_may_be_strings_of_ascii_digits(client: httpx.Client) -> None:
     response = post(client, with_config(top_k="5", max_output_tokens="2", seed="-7"))
     assert response.status_code == 200, response.text
+
+
+def test_a_stalled_body_is_a_408_within_the_read_timeout(tmp_path: Any) -> None:
+    """A body shorter than its Content-Length (or sent a byte at a time) would hold the
+    connection and its handler forever: limits.body_read_timeout_seconds bounds it."""
+    from tests.support.server import start_server, stop_server
+
+    config = tmp_path / "limits.toml"
+    config.write_text("[limits]\nbody_read_timeout_seconds = 1.5\n")
+    server = start_server(tmp_path, "--config", str(config))
+    try:
+        host, port = server.base_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=20) as sock:
+            started = time.monotonic()
+            sock.sendall(
+                b"POST /v1beta/interactions HTTP/1.1\r\nHost: x\r\nx-goog-api-key: k\r\n"
+                b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"model"'
+            )
+            answer = sock.recv(4096).decode()
+            elapsed = time.monotonic() - started
+            while "DEADLINE_EXCEEDED" not in answer:  # the body may come in a second packet
+                more = sock.recv(4096).decode()
+                if not more:
+                    break
+                answer += more
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert "DEADLINE_EXCEEDED" in answer
+        assert 1.0 < elapsed < 10
+    finally:
+        stop_server(server)

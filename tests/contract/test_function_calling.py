@@ -30,7 +30,8 @@ from tests.support.sse import check_usage, parse_sse
 pytestmark = pytest.mark.contract
 
 ASK = "What is the weather in Paris?"
-# Two questions: the model answers with two calls in one turn (temperature 0).
+# Two questions. Alone, the bundled model answers them with one call or two (a near tie); after
+# an earlier turn of two parallel calls (PARALLEL_SHOT) it makes two calls, even at temperature 1.
 ASK_TWO = "What is the weather in Paris, and what time is it in Tokyo?"
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 WEATHER: dict[str, Any] = {
@@ -63,6 +64,27 @@ RESULT = {"temperature_c": 21, "sky": "sunny"}
 # No call marker ever leaks into answer text (the parser takes it, or the grammar bans it).
 MARKUP = ("<tool_call>", "</tool_call>")
 SMALL = {"temperature": 0, "max_output_tokens": 64}
+# A stateless history: a turn of two parallel calls, both results, the answer, a new question.
+PARALLEL_SHOT: list[dict[str, Any]] = [
+    {
+        "type": "user_input",
+        "content": [{"type": "text", "text": "What is the weather in Rome, and the time in Oslo?"}],
+    },
+    {"type": "function_call", "id": "c1", "name": "get_weather", "arguments": {"city": "Rome"}},
+    {"type": "function_call", "id": "c2", "name": "get_time", "arguments": {"city": "Oslo"}},
+    {
+        "type": "function_result",
+        "call_id": "c1",
+        "name": "get_weather",
+        "result": {"temperature_c": 25, "sky": "clear"},
+    },
+    {"type": "function_result", "call_id": "c2", "result": "14:05", "is_error": False},
+    {
+        "type": "model_output",
+        "content": [{"type": "text", "text": "It is clear and 25 °C in Rome, and 14:05 in Oslo."}],
+    },
+    {"type": "user_input", "content": [{"type": "text", "text": ASK_TWO}]},
+]
 
 
 @pytest.fixture(scope="module")
@@ -246,10 +268,10 @@ def test_the_same_round_trip_statelessly(client: genai.Client) -> None:
     stateless = client.interactions.create(
         model=MODEL, input=history, tools=[WEATHER], store=False, generation_config=SMALL
     )
-    text = answer_text(dump(stateless))
+    answer_text(dump(stateless))
     assert stateless.previous_interaction_id is None
 
-    # The stored path renders the same history, so at temperature 0 it answers the same.
+    # The stored path renders the very same prompt from the same history.
     stored = client.interactions.create(
         model=MODEL,
         input=ASK,
@@ -265,7 +287,8 @@ def test_the_same_round_trip_statelessly(client: genai.Client) -> None:
         input=results_for([again], RESULT),
         generation_config=SMALL,
     )
-    assert answer_text(dump(answered)) == text
+    answer_text(dump(answered))
+    assert answered.usage.total_input_tokens == stateless.usage.total_input_tokens
 
 
 def test_streamed_call_arguments_deltas_join_to_valid_json(client: genai.Client) -> None:
@@ -350,12 +373,14 @@ def test_allowed_tools_restricts_the_call(client: genai.Client) -> None:
 def test_parallel_calls_are_several_steps_and_all_need_results(client: genai.Client) -> None:
     called = client.interactions.create(
         model=MODEL,
-        input=ASK_TWO,
+        input=PARALLEL_SHOT,  # stored: the calls are answered through previous_interaction_id
         tools=[WEATHER, TIME],
         generation_config={"temperature": 0, "max_output_tokens": 128, "tool_choice": "any"},
     )
     calls = check_requires_action(dump(called), [WEATHER, TIME])
     assert [c["name"] for c in calls] == ["get_weather", "get_time"]
+    # Fresh ids: none of the history's ids is reused.
+    assert not {c["id"] for c in calls} & {"c1", "c2"}
 
     # Results for only some of the calls: a 400 naming the call left unanswered.
     with pytest.raises(_interactions.BadRequestError) as info:
@@ -378,19 +403,32 @@ def test_parallel_calls_are_several_steps_and_all_need_results(client: genai.Cli
     answer_text(dump(answered))
 
 
+def test_streamed_parallel_calls(client: genai.Client) -> None:
+    stream = client.interactions.create(
+        model=MODEL,
+        input=PARALLEL_SHOT,
+        tools=[WEATHER, TIME],
+        store=False,
+        stream=True,
+        generation_config={"temperature": 0, "max_output_tokens": 128, "tool_choice": "any"},
+    )
+    calls = check_call_stream([dump(event) for event in stream], [WEATHER, TIME])
+    assert [c["name"] for c in calls] == ["get_weather", "get_time"]
+
+
 def test_stateless_history_with_parallel_calls(client: genai.Client) -> None:
-    history = [
-        {"type": "user_input", "content": [{"type": "text", "text": ASK_TWO}]},
-        {"type": "function_call", "id": "c1", "name": "get_weather", "arguments": {"city": "Rome"}},
-        {"type": "function_call", "id": "c2", "name": "get_time", "arguments": {"city": "Tokyo"}},
-        {"type": "function_result", "call_id": "c1", "name": "get_weather", "result": RESULT},
-        {"type": "function_result", "call_id": "c2", "result": "09:00", "is_error": False},
-    ]
+    history = PARALLEL_SHOT[:5]
     answered = client.interactions.create(
         model=MODEL, input=history, tools=[WEATHER, TIME], store=False, generation_config=SMALL
     )
     answer_text(dump(answered))
-    # A result that answers no call of the turn before it is refused.
+    # A result missing for one of the calls is refused, naming that call ...
+    with pytest.raises(_interactions.BadRequestError) as info:
+        client.interactions.create(
+            model=MODEL, input=history[:4], tools=[WEATHER, TIME], store=False
+        )
+    assert "'c2'" in info.value.body["error"]["message"]
+    # ... and so is a result that answers no call of the turn before it.
     with pytest.raises(_interactions.BadRequestError) as info:
         client.interactions.create(
             model=MODEL,
@@ -830,15 +868,32 @@ def test_openai_stream_of_a_named_function(oai: openai.OpenAI) -> None:
 
 
 def test_openai_parallel_tool_calls_flag(oai: openai.OpenAI) -> None:
+    earlier = [
+        {
+            "id": c["id"],
+            "type": "function",
+            "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+        }
+        for c in PARALLEL_SHOT[1:3]
+    ]
+    messages: list[Any] = [
+        {"role": "user", "content": PARALLEL_SHOT[0]["content"][0]["text"]},
+        {"role": "assistant", "tool_calls": earlier},
+        {"role": "tool", "tool_call_id": "c1", "content": json.dumps(PARALLEL_SHOT[3]["result"])},
+        {"role": "tool", "tool_call_id": "c2", "content": PARALLEL_SHOT[4]["result"]},
+        {"role": "assistant", "content": PARALLEL_SHOT[5]["content"][0]["text"]},
+        {"role": "user", "content": ASK_TWO},
+    ]
     params: dict[str, Any] = {
         "model": MODEL,
-        "messages": [{"role": "user", "content": ASK_TWO}],
+        "messages": messages,
         "tools": [openai_tool(WEATHER), openai_tool(TIME)],
         "tool_choice": "required",
         "temperature": 0,
         "max_tokens": 128,
     }
     both = oai.chat.completions.create(**params)
+    assert both.choices[0].finish_reason == "tool_calls"
     calls = check_tool_calls(both.choices[0].message, [WEATHER, TIME])
     assert [c["name"] for c in calls] == ["get_weather", "get_time"]
     one = oai.chat.completions.create(**params, parallel_tool_calls=False)

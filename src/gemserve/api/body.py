@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 
-from gemserve.errors import InvalidArgument, PayloadTooLarge
+from gemserve.errors import InvalidArgument, PayloadTooLarge, RequestTimeout
 
 # For bodies whose callers state no depth (the upload start's few fields).
 DEFAULT_MAX_DEPTH = 100
@@ -37,14 +38,7 @@ async def read_json(
             raise InvalidArgument("Invalid Content-Length header.") from None
         if declared_size > max_bytes:
             raise PayloadTooLarge(_too_large(max_bytes))
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(_too_large(max_bytes))
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = await _read_body(request, max_bytes)
     if not raw.strip():
         if allow_empty:
             return None
@@ -65,6 +59,28 @@ async def read_json(
             f"Invalid JSON payload received: nested deeper than {max_depth} levels."
         )
     return parsed
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
+    """The body, within the size limit and the app's body read timeout (a body shorter than
+    its Content-Length, or sent a byte at a time, would hold a connection forever)."""
+    state = getattr(request.app, "state", None)
+    ctx = getattr(state, "ctx", None) if state is not None else None
+    timeout = ctx.settings.limits.body_read_timeout_seconds if ctx is not None else None
+    chunks = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(_too_large(max_bytes))
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"The request body did not arrive within {timeout:g} s ({size} bytes received)."
+        ) from None
+    return b"".join(chunks)
 
 
 def json_depth(value: Any) -> int:

@@ -33,6 +33,8 @@ class Limits(BaseModel):
     # Functions declared in one request (their parameter schemas together count toward
     # max_schema_bytes).
     max_tools: int = Field(default=128, ge=1)
+    # A JSON request body must arrive within this (a stalled or slowloris sender gets 408).
+    body_read_timeout_seconds: float = Field(default=30.0, gt=0)
     # Answers to one request (candidateCount, n), decoded side by side.
     max_candidates: int = Field(default=8, ge=1)
     # Requests waiting for a free engine slot, per model; beyond this a 429 is returned.

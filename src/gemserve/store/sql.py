@@ -226,7 +226,7 @@ def _owner_only(database: str | None) -> None:
             if companion.exists():
                 companion.chmod(0o600)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.touch(mode=0o600)
 
 

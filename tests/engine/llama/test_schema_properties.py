@@ -2,10 +2,12 @@
 
 - Sampled on the real engine (temperature 1, no truncation, a seed per example), every answer
   that ends with STOP parses and validates with ``jsonschema``: the constraint is a guarantee.
-- Without decoding: every instance ``hypothesis-jsonschema`` draws from a schema, written as a
+- Without decoding: every valid instance of a schema, drawn by ``instances`` and written as a
   model writes JSON under gemserve's layout (properties in declaration order, raw UTF-8, ", "
   and ": "), is accepted by the llguidance matcher to its end: the constraint does not forbid
-  what the schema allows.
+  what the schema allows. (``hypothesis-jsonschema`` 0.23.1, the latest, fails inside
+  Hypothesis 6.170's internals on any object schema: ``'many' object has no attribute
+  'more'``; the generator's schemas are simple enough to draw instances for directly.)
 
 The generator covers objects (properties of string, integer, number, boolean, enum, arrays of
 those, nested objects, anyOf of two), ``required`` subsets, minimum/maximum,
@@ -38,7 +40,7 @@ from gemserve.engine.llama.native import LoadedModel
 from tests.support.generation import thought_and_answer
 from tests.support.llama import default_spec
 
-hypothesis = pytest.importorskip("hypothesis")
+hypothesis = pytest.importorskip("hypothesis")  # the dev extra; skip, not fail, without it
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
@@ -67,7 +69,9 @@ def _with(schema: Schema, **bounds: int | None) -> Schema:
 
 @st.composite
 def string_schemas(draw: st.DrawFn) -> Schema:
-    lower, upper = draw(_bounds(0, 12))
+    """maxLength is always set (≤ 10): answers sampled at temperature 1 then end in budget."""
+    lower = draw(st.none() | st.integers(0, 4))
+    upper = draw(st.integers(max(lower or 0, 1), 10))
     return _with({"type": "string"}, minLength=lower, maxLength=upper)
 
 
@@ -79,7 +83,11 @@ def integer_schemas(draw: st.DrawFn) -> Schema:
 
 @st.composite
 def number_schemas(draw: st.DrawFn) -> Schema:
+    """Integer bounds, never equal and no maximum of 0 (decimal bounds, equal bounds and
+    ``maximum: 0`` meet llguidance false rejections: the xfails at the end)."""
     lower, upper = draw(_bounds(-1000, 1000))
+    if upper is not None and (upper == lower or upper == 0):
+        upper += 1
     return _with({"type": "number"}, minimum=lower, maximum=upper)
 
 
@@ -101,7 +109,8 @@ def scalar_schemas() -> st.SearchStrategy[Schema]:
 
 @st.composite
 def array_schemas(draw: st.DrawFn) -> Schema:
-    lower, upper = draw(_bounds(0, 3))
+    lower = draw(st.none() | st.integers(0, 2))
+    upper = draw(st.integers(max(lower or 0, 1), 3))
     return _with({"type": "array", "items": draw(scalar_schemas())}, minItems=lower, maxItems=upper)
 
 
@@ -145,8 +154,8 @@ def test_the_generator_only_writes_schemas_that_compile(guidance_tokenizer: Any)
 
 # ----- sampled on the real engine ------------------------------------------------------------
 
-SAMPLES_PER_SCHEMA = 2
-MAX_OUTPUT_TOKENS = 120
+SAMPLES_PER_SCHEMA = 3  # side by side: the fixture's engine has 4 slots
+MAX_OUTPUT_TOKENS = 100
 _finished: dict[str, int] = {"stop": 0, "total": 0}
 
 
@@ -160,7 +169,7 @@ def _request(schema: Schema, seed: int) -> GenerationRequest:
 
 
 @settings(
-    max_examples=25,
+    max_examples=10,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -211,17 +220,6 @@ def _accepts(tokenizer: Any, schema: Schema, text: str) -> bool:
     return bool(matcher.consume_tokens(tokenizer.tokenize_str(text)) and matcher.is_accepting())
 
 
-def _in_declaration_order(value: Any, schema: Schema) -> Any:
-    """Objects' keys as gemserve's layout writes them: declared properties in their order,
-    then any others (a value of a different order is the same JSON, written otherwise)."""
-    properties = schema.get("properties")
-    if not isinstance(value, dict) or not isinstance(properties, dict):
-        return value
-    ordered = {k: _in_declaration_order(value[k], properties[k]) for k in properties if k in value}
-    ordered.update({k: v for k, v in value.items() if k not in properties})
-    return ordered
-
-
 def _spellings_llguidance_refuses(value: Any) -> bool:
     """Floats Python writes as -0.0 or with an exponent (1e-05): valid, but refused under
     numeric bounds by llguidance 1.9.1 (see the xfails below)."""
@@ -235,21 +233,85 @@ def _spellings_llguidance_refuses(value: Any) -> bool:
     return False
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+# Characters a string may hold here: not U+007F, which llguidance 1.9.1 accepts only escaped
+# (xfail below), and not U+40000 and up: SmolLM2's vocabulary has no token for the UTF-8 lead
+# bytes F1 and F2 (U+40000-U+BFFFF), so the model cannot write them at all.
+CHARACTERS = st.characters(
+    max_codepoint=0x3FFFF, exclude_categories=("Cs",), exclude_characters="\x7f"
 )
+
+
+def _text(min_size: int = 0, max_size: int | None = None) -> st.SearchStrategy[str]:
+    return st.text(CHARACTERS, min_size=min_size, max_size=max_size)
+
+
+def instances(schema: Schema) -> st.SearchStrategy[Any]:
+    """Valid instances of a schema from the generator above (every keyword it writes)."""
+    if "anyOf" in schema:
+        return st.one_of(*(instances(branch) for branch in schema["anyOf"]))
+    if "enum" in schema:
+        return st.sampled_from(schema["enum"])
+    kind = schema["type"]
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "integer":
+        return st.integers(schema.get("minimum"), schema.get("maximum"))
+    if kind == "number":
+        low, high = schema.get("minimum"), schema.get("maximum")
+        decimals = st.decimals(low, high, places=3, allow_nan=False, allow_infinity=False)
+        return st.integers(low, high) | decimals.map(float)
+    if kind == "string":
+        return _text(schema.get("minLength", 0), schema["maxLength"])
+    if kind == "array":
+        return st.lists(
+            instances(schema["items"]),
+            min_size=schema.get("minItems", 0),
+            max_size=schema.get("maxItems", 3),
+        )
+    return _object_instances(schema)
+
+
+@st.composite
+def _object_instances(draw: st.DrawFn, schema: Schema) -> dict[str, Any]:
+    """Declared properties in their order (gemserve's layout), required ones always, then
+    (unless ``additionalProperties: false``) a few undeclared ones with any JSON value."""
+    required = set(schema.get("required", ()))
+    value: dict[str, Any] = {}
+    for name, sub in schema["properties"].items():
+        if name in required or draw(st.booleans()):
+            value[name] = draw(instances(sub))
+    if schema.get("additionalProperties", True) is not False:
+        scalars = st.none() | st.booleans() | st.integers() | _text(max_size=8)
+        extra = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=4)
+        names = _text(max_size=6).filter(lambda name: name not in schema["properties"])
+        value.update(draw(st.dictionaries(names, extra, max_size=2)))
+    return value
+
+
+def _spellings_llguidance_refuses(value: Any) -> bool:
+    """Floats Python writes as -0.0 or with an exponent (3.8e+19, beyond a one-sided bound):
+    valid, but refused under numeric bounds by llguidance 1.9.1 (the xfails below)."""
+    if isinstance(value, float):
+        text = json.dumps(value)
+        return text == "-0.0" or "e" in text
+    if isinstance(value, list):
+        return any(_spellings_llguidance_refuses(v) for v in value)
+    if isinstance(value, dict):
+        return any(_spellings_llguidance_refuses(v) for v in value.values())
+    return False
+
+
+@settings(max_examples=150, deadline=None, database=None)
 @given(schema=schemas(), data=st.data())
 def test_the_matcher_accepts_every_valid_instance(
     guidance_tokenizer: Any, schema: Schema, data: st.DataObject
 ) -> None:
-    from_schema = pytest.importorskip("hypothesis_jsonschema").from_schema
-    instance = data.draw(from_schema(schema), label="instance")
+    """Written as a model writes it under gemserve's layout: declared properties in order,
+    raw UTF-8 (``ensure_ascii=False``: llguidance allows only the escapes JSON requires)."""
+    instance = data.draw(instances(schema), label="instance")
     assume(not _spellings_llguidance_refuses(instance))
-    jsonschema.validate(instance, schema)
-    text = json.dumps(_in_declaration_order(instance, schema), ensure_ascii=False)
+    jsonschema.validate(instance, schema)  # the strategy itself is right
+    text = json.dumps(instance, ensure_ascii=False)
     assert _accepts(guidance_tokenizer, schema, text), text
 
 
@@ -262,8 +324,13 @@ KNOWN_FALSE_REJECTIONS = [
     ({"type": "number", "maximum": 5}, "-0.50", "a negative fraction with a trailing zero"),
     ({"type": "number", "maximum": 5}, "-0.0", "negative zero under a bound"),
     ({"type": "number", "minimum": 0}, "1e-05", "an exponent under a bound"),
+    ({"type": "number", "minimum": 256}, "3.8e+19", "a large exponent under a bound"),
+    ({"type": "number", "minimum": 12, "maximum": 12}, "12.0", "an integral float, equal bounds"),
+    ({"type": "number", "maximum": 0}, "0.0", "0.0 under a maximum of 0"),
     ({"type": "integer"}, "1.0", "an integral float for an integer (JSON Schema: valid)"),
     ({"type": "string"}, '"\\u00e9"', "a \\u escape that JSON does not require"),
+    ({"type": "string"}, '"\\/"', "the escaped solidus"),
+    ({"type": "string"}, '"\x7f"', "a raw U+007F (only its escape passes)"),
     ({"properties": {"a": {}, "b": {}}}, '{"b": 1, "a": 2}', "properties out of order"),
 ]
 

@@ -270,3 +270,49 @@ def test_broken_streams() -> None:
     d.feed(delta(tool_calls=[{"index": 0, "function": {"name": "f", "arguments": "{oops"}}]))
     with pytest.raises(StreamBroken, match="not JSON"):
         d.finish()
+
+
+# ----- the transport seam ------------------------------------------------------------------
+
+
+async def test_a_transport_stands_in_for_the_network() -> None:
+    """``transport`` replaces every upstream's HTTP transport (httpx's own seam): here a
+    canned SSE body with CRLF line ends, event:/id: lines and a comment, as some servers
+    write it."""
+    import httpx
+
+    from gemserve.config.remote import RemoteTimeouts
+    from gemserve.engine.remote import RemoteEngine, UpstreamConfig
+    from tests.support.remote import drain, text_of
+
+    sse = (
+        b": keep-alive\r\n\r\n"
+        b'event: message\r\nid: 1\r\ndata: {"choices": [{"delta": {"content": "Hi"}}]}\r\n\r\n'
+        b'data: {"choices": [{"delta": {"content": " there"}, "finish_reason": "stop"}]}\r\n\r\n'
+        b"data: [DONE]\r\n\r\n"
+    )
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"data": [{"id": "m", "owned_by": "vllm"}]})
+        if request.url.path == "/v1/chat/completions":
+            assert json.loads(request.content)["model"] == "m"
+            return httpx.Response(200, content=sse, headers={"content-type": "text/event-stream"})
+        return httpx.Response(404)
+
+    engine = RemoteEngine(
+        model_id="pool",
+        upstreams=[UpstreamConfig("http://upstream.test/v1", 4)],
+        timeouts=RemoteTimeouts(),
+        output_token_limit=64,
+        transport=httpx.MockTransport(handle),
+    )
+    await engine.start()
+    try:
+        assert engine.pool.upstreams[0].kind == "vllm"
+        events, finished = await drain(await engine.generate(ask()))
+        assert text_of(events) == "Hi there"
+        assert finished.reason is FinishReason.STOP
+        assert finished.output_tokens == 2  # no usage chunk: one token per chunk
+    finally:
+        await engine.close()

@@ -319,6 +319,7 @@ class RemoteStream:
         self._queue: asyncio.Queue[list[EngineEvent]] = asyncio.Queue()
         self._done = False
         self._cancelled = False
+        self._ended = False  # Finished is queued
         self._task = asyncio.create_task(self._pump())
 
     def cancel(self) -> None:
@@ -357,7 +358,7 @@ class RemoteStream:
                     reason = _reason(exc)
                     upstream = self._lease.upstream
                     self._pool.failed(upstream, reason)
-                    await self._response.aclose()
+                    await self._close_response()
                     if decoder.produced:
                         log.warning(
                             "model %s: upstream %s failed mid-answer: %s",
@@ -384,14 +385,22 @@ class RemoteStream:
                     self._counters.retried += 1
                     decoder = self._make_decoder()
                     continue
-                await self._response.aclose()
+                await self._close_response()
                 return
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await self._response.aclose()
+            await self._close_response()
             self._end(decoder.counts(FinishReason.CANCELLED))
+        except Exception:
+            # A bug here must not leave the consumer waiting for an end that never comes.
+            log.exception("model %s: reading an upstream stream failed", self._pool.model_id)
+            await self._close_response()
+            self._end(decoder.counts(FinishReason.ERROR, "The model's upstream stream failed."))
         finally:
             self._lease.release()
+
+    async def _close_response(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._response.aclose()
 
     async def _read(self, decoder: ChunkDecoder) -> None:
         """Read the stream to its end; events go to the queue as they arrive."""
@@ -422,6 +431,9 @@ class RemoteStream:
         self._end(finished, events)
 
     def _end(self, finished: Finished, events: list[EngineEvent] | None = None) -> None:
+        if self._ended:
+            return
+        self._ended = True
         # The upstream's part is over: its capacity is free before the consumer hears so.
         self._lease.release()
         self.prompt_tokens = finished.prompt_tokens
