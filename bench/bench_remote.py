@@ -24,10 +24,12 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
 import time
 import uuid
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -159,6 +161,31 @@ async def gemserve_stream(
 
 
 # ----- one upstream -------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def cpu_per_token(client: httpx.AsyncClient, base: str, pid: int) -> list[Any]:
+    """gemserve's own CPU time per streamed token (8 streams of 128 tokens): what it takes
+    from the cores the upstream decodes on, whatever else the machine is doing."""
+    before = cpu_seconds(pid)
+    prompts = [LONG_PROMPTS[i % len(LONG_PROMPTS)] for i in range(8)]
+    pairs = await asyncio.gather(*(gemserve_stream(client, base, p, 128) for p in prompts))
+    used = cpu_seconds(pid) - before
+    tokens = sum(r.output_tokens for r, _ in pairs)
+    per_token = used / tokens * 1000
+    return [
+        "gemserve CPU per streamed token (ms, 8 streams)",
+        "",
+        per_token,
+        f"{used:.2f} s for {tokens} tokens",
+        "reported",
+        "",
+    ]
 
 
 async def single_stream(client: httpx.AsyncClient, url: str, base: str, rounds: int) -> list[Any]:
@@ -346,6 +373,8 @@ async def one_upstream(args: argparse.Namespace) -> list[list[Any]]:
             rows.append(await aggregate(client, url, gemserve.base_url, max(2, args.rounds // 2)))
             progress(rows[-1])
             rows.append(await ttft(client, url, gemserve.base_url, args.rounds * 4))
+            progress(rows[-1])
+            rows.append(await cpu_per_token(client, gemserve.base_url, gemserve.pid))
             progress(rows[-1])
             return rows
 

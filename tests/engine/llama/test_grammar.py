@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,12 +11,12 @@ import pytest
 
 from gemserve.engine.base import Constraint, ReasoningControl
 from gemserve.engine.llama.grammar import (
-    ANSWER_ROOT,
-    OPENING_ROOT,
     GrammarPlans,
+    gbnf_as_lark,
     gbnf_literal,
     plan_for,
 )
+from gemserve.engine.llama.guidance import tokenizer_for, validate
 from gemserve.engine.llama.sampling import Grammar
 from gemserve.engine.output import Gate
 from gemserve.errors import InvalidArgument
@@ -26,24 +27,33 @@ THINKING = ReasoningControl(open_tag='<th"i\\nk>')
 
 
 def test_output_scope_lazy_or_unreasoned_is_the_grammar_itself() -> None:
+    """GBNF goes to llguidance as Lark (one grammar engine): ``root`` becomes ``start``."""
     for constraint, reasoning in [
         (Constraint(JSONISH, scope="output"), THINKING),
         (Constraint(JSONISH, triggers=("{",)), THINKING),
         (Constraint(JSONISH), None),
     ]:
         plan = plan_for(constraint, reasoning)
-        assert plan.for_gate(Gate.ON) == Grammar(JSONISH)
+        on = plan.for_gate(Gate.ON)
+        assert on is not None
+        assert on.syntax == "llguidance"
+        assert 'start: "{" /[a-z]/* "}"' in on.text
         assert plan.for_gate(Gate.OPENING) is None
         assert plan.for_gate(Gate.OFF) is None
 
 
 def test_answer_scope_with_reasoning_wraps_the_grammar() -> None:
     plan = plan_for(Constraint(JSONISH), THINKING)
-    assert plan.on.root == ANSWER_ROOT
-    assert plan.on.text.startswith(JSONISH)
+    assert "gemserve_root" in plan.on.text
     assert plan.opening is not None
-    assert plan.opening.root == OPENING_ROOT
-    assert gbnf_literal(THINKING.open_tag) in plan.opening.text
+    assert json.dumps(THINKING.open_tag) in plan.opening.text
+
+
+def test_gbnf_becomes_lark() -> None:
+    assert gbnf_as_lark('root ::= "a" b\nb ::= [0-9]+') == 'start: "a" B\nB: /[0-9]/+'
+    for bad in ("root ::= (", 'other ::= "x"'):
+        with pytest.raises(InvalidArgument, match="grammar"):
+            gbnf_as_lark(bad)
 
 
 def test_gbnf_literal_escapes() -> None:
@@ -60,17 +70,10 @@ def vocab() -> Iterator[Any]:
     llama.llama_model_free(model)
 
 
-def parses(vocab: Any, grammar: Grammar) -> bool:
-    sampler = llama.llama_sampler_init_grammar(vocab, grammar.text.encode(), grammar.root.encode())
-    if not sampler:
-        return False
-    llama.llama_sampler_free(sampler)
-    return True
-
-
-def test_the_wrappers_parse(vocab: Any) -> None:
+def test_the_wrappers_compile(vocab: Any) -> None:
+    tokenizer = tokenizer_for(vocab)
     plan = plan_for(Constraint(JSONISH), THINKING)
-    assert all(parses(vocab, grammar) for grammar in plan.grammars())
+    assert all(validate(tokenizer, grammar.text) is None for grammar in plan.grammars())
 
 
 def test_the_cache_keeps_the_most_recently_used() -> None:

@@ -1,4 +1,7 @@
-"""A request's constraint as llama.cpp grammars, built and validated once per constraint.
+"""A request's constraint as llguidance grammars, built and validated once per constraint.
+
+Every syntax ends in llguidance: JSON Schemas through ``%json``, Lark as is, GBNF (a model's
+``grammar`` option, or a caller's) converted to Lark by llguidance's own converter.
 
 A :class:`~gemserve.engine.base.Constraint` needs up to two grammars, one per gate of
 ``output.Gate`` that constrains:
@@ -12,7 +15,7 @@ A :class:`~gemserve.engine.base.Constraint` needs up to two grammars, one per ga
   from its first token; one that opens a thought is free until the thought closes.
 
 :class:`GrammarPlans` keeps the plans of the most recently used constraints (a bounded LRU), so
-a constraint is parsed by llama.cpp to validate it once, not on every request, and an invalid
+a constraint is compiled to validate it once, not on every request, and an invalid
 one is refused before admission.
 """
 
@@ -23,9 +26,10 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import llguidance
+from llguidance.gbnf_to_lark import gbnf_to_lark
 
 from gemserve.engine.base import Constraint, ReasoningControl
 from gemserve.engine.llama.guidance import json_grammar
@@ -76,16 +80,24 @@ def plan_for(constraint: Constraint, reasoning: ReasoningControl | None) -> Gram
         return _json_plan(constraint, reasoning)
     if constraint.syntax == "lark":
         return _lark_plan(constraint, reasoning)
-    text = constraint.grammar
-    if constraint.scope != "answer" or constraint.triggers or reasoning is None:
-        # From the first token, or (lazy) from the trigger text, which ``root`` starts with.
-        return GrammarPlan(Grammar(text))
-    on = Grammar(f"{text}\n{ANSWER_ROOT} ::= {_WS} root\n", ANSWER_ROOT)
-    opening = Grammar(
-        f"{text}\n{OPENING_ROOT} ::= {_WS} ({gbnf_literal(reasoning.open_tag)} | root)\n",
-        OPENING_ROOT,
+    return _lark_plan(
+        replace(constraint, grammar=gbnf_as_lark(constraint.grammar), syntax="lark"), reasoning
     )
-    return GrammarPlan(on, opening)
+
+
+def gbnf_as_lark(text: str) -> str:
+    """A GBNF grammar (rule ``root``) in llguidance's Lark (rule ``start``): one grammar
+    engine for every constraint, with its rejection sampling (llama.cpp's own grammar sampler
+    masks the whole vocabulary at every token)."""
+    try:
+        lark = gbnf_to_lark(text)
+    except Exception as exc:
+        raise InvalidArgument(
+            "The constraint's grammar is invalid: it does not parse as GBNF with a rule named "
+            f"root ({exc})."
+        ) from None
+    lines = [line for line in lark.splitlines() if not line.startswith("%llguidance")]
+    return "\n".join(lines).strip()
 
 
 def _json_plan(constraint: Constraint, reasoning: ReasoningControl | None) -> GrammarPlan:
@@ -152,13 +164,13 @@ class GrammarPlans:
             error = self._error_of(grammar)
             if error is None:
                 continue
-            if constraint.syntax == "lark":
-                raise InvalidConstraint(f"The tools cannot be enforced: {first_line(error)}")
-            if grammar.syntax == "llguidance":
+            if constraint.syntax == "json_schema":
                 raise InvalidConstraint(f"The JSON Schema cannot be enforced: {first_line(error)}")
+            if constraint.syntax == "lark":
+                raise InvalidConstraint(f"The grammar cannot be enforced: {first_line(error)}")
             raise InvalidArgument(
-                "The constraint's grammar is invalid: llama.cpp cannot parse it as GBNF with a "
-                "rule named root."
+                f"The constraint's grammar is invalid: llguidance cannot compile it "
+                f"({first_line(error)})."
             )
         with self._lock:
             self._plans[key] = plan
