@@ -3,19 +3,24 @@
 The first ``--per-category`` entries (50; 10 with ``--quick``) of BFCL v4's simple (Python),
 multiple, parallel and irrelevance categories, read from the ``bfcl-eval`` wheel on PyPI
 (downloaded once with pip into ``~/.cache/gemserve/bench/``; only its data files and its AST
-checker are used, nothing is installed). Each entry goes as one OpenAI chat completion
-(``messages`` = the entry's first turn, ``tools`` = its functions converted as BFCL converts
-them for OpenAI models, ``tool_choice`` "auto", ``parallel_tool_calls`` true, temperature 0,
-``max_tokens`` 256) to:
+checker are used, nothing is installed). Each entry goes as one OpenAI chat completion:
+``messages`` = the entry's first turn, ``tools`` = its functions converted as BFCL converts
+them for OpenAI models (Python hint appended to descriptions, "." in names → "_", "dict" →
+"object", "float" → "number", "tuple" → "array", "any" → "string"), ``parallel_tool_calls``
+true, temperature 0, ``max_tokens`` 128 with ``tool_choice`` "auto" and 256 with "required".
+Systems (``--systems``; NAME-required sends ``tool_choice`` "required", never on irrelevance):
 
 - ``gemserve``: ``gemserve serve --slots 1``, ``POST /v1beta/openai/chat/completions``;
 - ``llama-server``: ``llama-server --jinja --temp 0 -np 1`` (bench/build_llama_server.sh) on
-  the same GGUF, ``POST /v1/chat/completions``, with gemserve's repeat penalty for this model
-  (1.15 over the last 256 tokens; ``--llama-repeat-penalty 1`` for llama-server's default);
-- ``gemserve-required``: gemserve with ``tool_choice`` "required" (calls forced from the first
-  token), for every category but irrelevance.
+  the same GGUF with the GGUF's own chat template, ``POST /v1/chat/completions``;
+- ``llama-server-qwen``: the same with ``--chat-template-file`` Qwen 2.5's template (shipped
+  in the llama.cpp sources that build_llama_server.sh unpacks): ChatML like SmolLM2's, with a
+  tool section and ``<tool_call>`` calls, which llama.cpp parses and constrains. SmolLM2's own
+  template has no tool section, and with it llama-server leaves the tools out of the prompt.
 
-Systems take turns entry by entry, the order rotated each entry, one request at a time.
+llama-server gets gemserve's repeat penalty for this model (1.15 over the last 256 tokens;
+``--llama-repeat-penalty 1`` for llama-server's default). Systems take turns entry by entry,
+the order rotated each entry, one request at a time.
 
 Scoring is BFCL's own: ``bfcl_eval.eval_checker.ast_eval.ast_checker`` imported from the wheel
 (its one heavy import, the model registry, is replaced by a stub that says every model's
@@ -27,9 +32,11 @@ parameters schema that was sent. Target (issue 11): 100% of produced calls valid
 and gemserve's AST accuracy ≥ llama-server's.
 
 Every request and response is written to ``bench/out/bfcl/<time>.jsonl``; ``--examples N``
-prints up to N entries per category where gemserve is wrong and llama-server right.
+prints up to N entries per category where gemserve is wrong and a llama-server right.
+About 15 s per entry on a busy 2-core machine with the default four systems.
 
-    .venv/bin/python bench/bench_bfcl.py [--per-category 50] [--quick] [--systems ...]
+    .venv/bin/python bench/bench_bfcl.py [--per-category 50] [--quick] [--systems ...] \
+        [--omp-wait-policy passive]
 """
 
 from __future__ import annotations
@@ -96,7 +103,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--categories", default=",".join(CATEGORIES))
     parser.add_argument("--systems", default=DEFAULT_SYSTEMS, help=f"from {','.join(SYSTEMS)}")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=128,
+        help='max_tokens with tool_choice "auto" (a call, when this model makes one, opens the '
+        "answer; the cap bounds the prose answers, which are most of them)",
+    )
+    parser.add_argument(
+        "--max-tokens-required",
+        type=int,
+        default=256,
+        help='max_tokens with tool_choice "required" (room for 4 parallel calls)',
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     parser.add_argument(
         "--llama-repeat-penalty",
@@ -287,7 +306,7 @@ def request_body(entry: Entry, system: str, args: argparse.Namespace) -> dict[st
         "tool_choice": "required" if system.endswith("-required") else "auto",
         "parallel_tool_calls": True,
         "temperature": 0,
-        "max_tokens": args.max_tokens,
+        "max_tokens": args.max_tokens_required if system.endswith("-required") else args.max_tokens,
     }
     if system.startswith("llama-server"):
         body["repeat_penalty"] = args.llama_repeat_penalty
@@ -557,7 +576,8 @@ def main() -> None:
         f"bfcl={wheel.name} categories={','.join(args.categories)} per_category={args.per_category}"
     )
     print(
-        f"systems={','.join(args.systems)} max_tokens={args.max_tokens} temperature=0 "
+        f"systems={','.join(args.systems)} max_tokens={args.max_tokens} "
+        f"max_tokens_required={args.max_tokens_required} temperature=0 "
         f"llama_repeat_penalty={args.llama_repeat_penalty} repeat_last_n={REPEAT_LAST_N}"
     )
     print("```\n", flush=True)

@@ -260,7 +260,7 @@ async def ttft(client: httpx.AsyncClient, url: str, base: str, rounds: int) -> l
         "TTFT (ms, p50; added = p50 of paired differences)",
         median(direct),
         median(through),
-        f"+{p50:.2f} ms",
+        f"{p50:+.2f} ms",
         "<= 5 ms",
         verdict(p50, 5.0, higher_is_better=False),
     ]
@@ -363,7 +363,9 @@ async def one_upstream(args: argparse.Namespace) -> list[list[Any]]:
                 slots=1, threads=1, config_toml=pool_toml([url], parallel=8), log_level="warning"
             )
         )
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        limits = httpx.Limits(
+            max_connections=64, max_keepalive_connections=64, keepalive_expiry=2.0
+        )
         async with httpx.AsyncClient(timeout=600, limits=limits, trust_env=False) as client:
             # Warm both paths (first requests load caches and connections).
             await direct_stream(client, url, "Warm up.", 8)
@@ -389,7 +391,8 @@ async def two_upstreams(args: argparse.Namespace) -> list[list[Any]]:
         gemserve = stack.enter_context(
             gemserve_server(slots=1, threads=1, config_toml=pool_toml(urls, parallel=4))
         )
-        async with httpx.AsyncClient(timeout=600, trust_env=False) as client:
+        limits = httpx.Limits(keepalive_expiry=2.0)
+        async with httpx.AsyncClient(timeout=600, limits=limits, trust_env=False) as client:
             for model in ("pool", "pool-rr"):
                 await gemserve_stream(client, gemserve.base_url, "Warm up.", 4, model=model)
             rows = [await split(client, gemserve.base_url, args.split_requests, 4)]

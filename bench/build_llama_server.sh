@@ -12,7 +12,9 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
-OUT="$HERE/out"
+# LLAMA_SERVER_OUT moves the build (the tests keep it in the user's cache, so a fresh clone
+# does not build it again).
+OUT="${LLAMA_SERVER_OUT:-$HERE/out}"
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 JOBS="${JOBS:-$(nproc)}"

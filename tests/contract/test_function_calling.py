@@ -475,8 +475,8 @@ def test_thinking_with_calls_and_signatures_round_trip(client: genai.Client) -> 
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="server bug: the bundled model's answer to a function result echoes the "
+    strict=False,  # at temperature 0 the echo still comes and goes with the prefix-cache state
+    reason="server bug: the bundled model's answer to a function result often echoes the "
     "<tool_response> markup the prompt wraps results in",
 )
 def test_the_answer_to_a_result_does_not_echo_the_result_markup(client: genai.Client) -> None:

@@ -28,6 +28,7 @@ Behaviour = Literal[
     "truncated",  # headers and one chunk, then a clean close without [DONE]
     "die_early",  # headers and a role-only chunk (no token yet), then a reset
     "tool_call",  # a call to get_weather streamed in pieces, as llama-server and vLLM do
+    "drop",  # closes the connection without an answer (an idle keep-alive closed in a race)
 ]
 
 WORDS = ("Hello", " world")
@@ -162,6 +163,8 @@ class FakeUpstream:
         behaviour = self.script.pop(0) if self.script else self.default
         if behaviour == "hang":
             await asyncio.Event().wait()
+        if behaviour == "drop":
+            return False
         if behaviour in ("503", "429", "500"):
             extra = {"retry-after": "1"} if behaviour == "503" else {}
             await self._json(

@@ -288,3 +288,19 @@ async def test_a_streamed_tool_call_arrives_as_events(fakes: list[FakeUpstream])
         assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
     finally:
         await engine.close()
+
+
+async def test_a_connection_closed_before_the_answer_is_sent_again(
+    fakes: list[FakeUpstream],
+) -> None:
+    """An upstream closing a connection without answering (as llama-server closes an idle
+    kept-alive one, racing the next request) gets the request once more, and stays in."""
+    fakes[0].queue(["drop"])
+    engine = await started(remote_engine([fakes[0].url]))
+    try:
+        events, finished = await drain(await engine.generate(ask()))
+        assert (text_of(events), finished.reason) == ("Hello world", FinishReason.STOP)
+        assert fakes[0].chats == 2
+        assert engine.pool.upstreams[0].healthy
+    finally:
+        await engine.close()

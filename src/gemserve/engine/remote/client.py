@@ -122,7 +122,11 @@ class UpstreamClient:
                 pool=timeouts.connect,
             ),
             # One connection per stream in flight; the pool's cap bounds them.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            # llama-server (cpp-httplib) closes an idle connection after 5 s: never reuse one
+            # that old, or the request races the close.
+            limits=httpx.Limits(
+                max_connections=None, max_keepalive_connections=64, keepalive_expiry=2.0
+            ),
             trust_env=False,
         )
 
@@ -142,7 +146,12 @@ class UpstreamClient:
             headers={"content-type": "application/json", "accept": "text/event-stream"},
         )
         try:
-            response = await self._http.send(request, stream=True)
+            try:
+                response = await self._http.send(request, stream=True)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                # A kept-alive connection the upstream closed while it sat idle: once more on
+                # a fresh one (a second failure is the upstream's).
+                response = await self._http.send(request, stream=True)
         except httpx.TimeoutException as exc:
             raise UpstreamUnreachable(
                 f"no answer within {self._timeouts.first_token:g} s ({type(exc).__name__})"
