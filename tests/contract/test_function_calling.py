@@ -608,11 +608,6 @@ def test_classic_allowed_function_names(client: genai.Client) -> None:
     assert call["name"] == "get_weather"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: mode ANY with an empty allowedFunctionNames silently answers in text "
-    "(proto3: an empty list is the unset field, so every declared function may be called)",
-)
 def test_classic_mode_any_with_empty_allowed_names_still_calls(client: genai.Client) -> None:
     config = types.GenerateContentConfig(
         tools=[get_weather],

@@ -76,7 +76,8 @@ def tool_use(tools: Tools | None, limits: Limits) -> ToolUse | None:
                 f"{limits.max_schema_bytes} bytes together; that is the limit."
             )
         specs.append(ToolSpec(function.name, function.description, text))
-    allowed = tools.choice.allowed
+    # An empty list is the field left unset, as on Gemini: every declared function.
+    allowed = tools.choice.allowed or None
     if allowed is not None:
         for i, name in enumerate(allowed):
             if name not in seen:
