@@ -189,7 +189,7 @@ def _request(schema: Schema, seed: int) -> GenerationRequest:
 
 
 @settings(
-    max_examples=20,
+    max_examples=10,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
