@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # numpy is not needed to import the engine package (scripts/setup does)
+    import numpy as np
+    import numpy.typing as npt
+
 
 Role = Literal["system", "user", "assistant", "tool"]
 
