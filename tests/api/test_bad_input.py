@@ -82,7 +82,7 @@ def test_body_must_be_an_object(client: httpx.Client) -> None:
         ({"stop_sequences": ["s"] * 17}, "generation_config.stop_sequences"),
         ({"thinking_level": "extreme"}, "generation_config.thinking_level"),
         ({"thinking_summaries": "sometimes"}, "generation_config.thinking_summaries"),
-        ({"tool_choice": "auto"}, "generation_config.tool_choice"),
+        ({"tool_choice": "sometimes"}, "generation_config.tool_choice"),
     ],
 )
 def test_out_of_range_or_wrong_type_names_the_field(
@@ -119,7 +119,7 @@ def test_out_of_range_or_wrong_type_names_the_field(
             "input[0].signature",
         ),
         ({**OK_BODY, "input": [{"role": "robot", "content": "hi"}]}, "role"),
-        ({**OK_BODY, "tools": [{"type": "google_search"}]}, "'tools'"),
+        ({**OK_BODY, "tools": [{"type": "google_search"}]}, "google_search"),
         ({**OK_BODY, "previous_interaction_id": "v1_abc"}, "'previous_interaction_id'"),
         ({**OK_BODY, "response_mime_type": "text/csv"}, "'response_mime_type'"),
     ],

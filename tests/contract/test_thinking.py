@@ -429,21 +429,19 @@ def test_python_stateless_history_with_a_thought(
 
     tampered = [*history[:1], {**thought, "signature": alter(signature)}, *history[2:]]
     unsigned = [*history[:1], {k: v for k, v in thought.items() if k != "signature"}, *history[2:]]
-    for bad, named in (
-        (tampered, "Invalid value at 'input[1].signature'"),
-        (unsigned, "input[1].signature"),
-    ):
-        with pytest.raises(_interactions.BadRequestError) as info:
-            client.interactions.create(model=MODEL, input=bad, generation_config=_bounded())
-        body = info.value.body
-        assert isinstance(body, dict)
-        assert body["error"]["code"] == 400
-        assert body["error"]["status"] == "INVALID_ARGUMENT"
-        assert named in body["error"]["message"]
+    with pytest.raises(_interactions.BadRequestError) as info:
+        client.interactions.create(model=MODEL, input=tampered, generation_config=_bounded())
+    body = info.value.body
+    assert isinstance(body, dict)
+    assert body["error"]["code"] == 400
+    assert body["error"]["status"] == "INVALID_ARGUMENT"
+    assert "Invalid value at 'input[1].signature'" in body["error"]["message"]
+    # A dropped signature is accepted, as on Gemini (clients drop them): no thought restored.
+    client.interactions.create(model=MODEL, input=unsigned, generation_config=_bounded())
     assert log.lines(expect=3) == [
         ("POST", "/v1/interactions", 200),
         ("POST", "/v1/interactions", 400),
-        ("POST", "/v1/interactions", 400),
+        ("POST", "/v1/interactions", 200),
     ]
 
 
@@ -523,8 +521,8 @@ def test_js_camel_case_thinking_level_and_summaries(js_checks: dict[str, Any]) -
 
 def test_js_unknown_level_is_400(js_checks: dict[str, Any]) -> None:
     assert "thinking_level" in _refused(js_checks, "errorUnknownLevel")
-    # 4xx is not retried: the three refusals of the script are three requests.
-    assert js_checks["_requests"].count(("POST", "/v1/interactions", 400)) == 3
+    # 4xx is not retried: the two refusals of the script are two requests.
+    assert js_checks["_requests"].count(("POST", "/v1/interactions", 400)) == 2
 
 
 def test_js_stream_with_thinking(js_checks: dict[str, Any]) -> None:
@@ -560,7 +558,8 @@ def test_js_stateless_history_with_a_thought(js_checks: dict[str, Any]) -> None:
     assert "Invalid value at 'input[1].signature'" in _refused(js_checks, "statelessTampered")
 
     assert "signature" not in js_checks["statelessUnsigned"]["sent"][1]
-    assert "input[1].signature" in _refused(js_checks, "statelessUnsigned")
+    # A dropped signature is accepted, as on Gemini: the call went through.
+    assert not js_checks["statelessUnsigned"].get("threw"), js_checks["statelessUnsigned"]
 
 
 # ----- curl -------------------------------------------------------------------------------------
