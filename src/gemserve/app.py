@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect
 from gemserve.api import batches as batch_routes
 from gemserve.api import caches as cache_routes
 from gemserve.api import classic, embeddings, files, health, interactions, models, openai, uploads
+from gemserve.api import playground as playground_routes
 from gemserve.api.context import AppContext
 from gemserve.api.errors import (
     client_gone_handler,
@@ -32,6 +33,7 @@ from gemserve.media.transcribe import Transcriber, whisper_model_dir
 from gemserve.service.classic import GenerateContentService
 from gemserve.service.classic.batches import BatchService
 from gemserve.service.classic.caches import CacheService
+from gemserve.service.cluster import ClusterConfigError, Replica, fingerprint
 from gemserve.service.embeddings import EmbeddingService
 from gemserve.service.fetch import RemoteFetcher
 from gemserve.service.files import FileService
@@ -48,6 +50,7 @@ from gemserve.store.blobs import LocalBlobStore
 from gemserve.store.sql_batches import SqlBatchStore
 from gemserve.store.sql_caches import SqlCacheStore
 from gemserve.store.sql_files import SqlFileStore
+from gemserve.store.sql_replicas import SqlReplicaStore
 
 if TYPE_CHECKING:
     from gemserve.engine.llama.native_thread import NativeThread
@@ -143,15 +146,20 @@ def create_app(
         if settings.media_fetch_hosts
         else None,
     )
+    signing_key = _signing_key(settings)
     # One turn pipeline under every API surface; each surface is an adapter onto it.
-    turns = TurnPipeline(
-        registry, engines, settings.limits, media, ThoughtSigner(_signing_key(settings))
+    turns = TurnPipeline(registry, engines, settings.limits, media, ThoughtSigner(signing_key))
+    replica = Replica(
+        SqlReplicaStore(store),
+        lease_seconds=settings.replica_lease_seconds,
+        poll_seconds=settings.cluster_poll_seconds,
     )
     interactions_service = InteractionService(
         turns,
         settings.limits,
         store,
         retention=timedelta(days=settings.interaction_ttl_days),
+        replica=replica,
     )
     caches = CacheService(
         turns,
@@ -170,6 +178,8 @@ def create_app(
         concurrency=min(settings.batch_concurrency, max(1, settings.slots - 1)),
         deadline=timedelta(hours=settings.batch_deadline_hours),
         ttl=timedelta(hours=settings.batch_ttl_hours),
+        lease=timedelta(seconds=settings.batch_lease_seconds),
+        replica_id=replica.id,
     )
     ctx = AppContext(
         settings=settings,
@@ -191,6 +201,11 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         await store.start()
+        try:
+            await replica.join({"thought_signing_key": fingerprint(signing_key)})
+        except ClusterConfigError as exc:
+            log.critical("refusing to start: %s", exc)
+            raise
         recovered = await interactions_service.recover_interrupted()
         if recovered:
             log.warning("marked %d interactions interrupted by a restart as failed", recovered)
@@ -210,13 +225,21 @@ def create_app(
         # and decoded its start-up batch.
         background = [
             asyncio.create_task(_load_engines(registry, engines, transcriber, on_fatal)),
-            asyncio.create_task(sweep_forever(sweeps, settings.sweep_interval_seconds)),
+            asyncio.create_task(
+                sweep_forever(sweeps, settings.sweep_interval_seconds, store.exclusive)
+            ),
+            asyncio.create_task(
+                replica.run(
+                    lease_duties=[interactions_service.close_orphans],
+                    poll_duties=[interactions_service.deliver_cancels],
+                )
+            ),
         ]
         try:
             yield
         finally:
             await batches.runner.close()
-            await interactions_service.shutdown()
+            await interactions_service.shutdown(settings.drain_seconds)
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -226,11 +249,14 @@ def create_app(
                 await asyncio.to_thread(native.close)
             if transcriber is not None:
                 await transcriber.close()
+            with contextlib.suppress(Exception):
+                await replica.leave()  # what it ran is closed; its lease is nobody's
             await store.close()
 
     app = Starlette(
         routes=[
             *health.routes,
+            *playground_routes.routes,
             *interactions.routes,
             *classic.routes,
             *cache_routes.routes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -159,3 +160,83 @@ async def test_the_sweep_deletes_ended_batches_past_their_expiry(batches: SqlBat
     assert await batches.batch_items(old.id) == []
     assert await batches.get_batch("t1", kept.id) is not None
     assert await batches.get_batch("t1", running.id) is not None
+
+
+# ----- claims (replicas sharing the database) -------------------------------------------------
+
+LEASE = timedelta(seconds=30)
+
+
+async def claim(
+    batches: SqlBatchStore, replica: str, at: datetime = NOW, exclude: tuple[str, ...] = ()
+) -> str | None:
+    record = await batches.claim_batch(replica, now=at, lease_until=at + LEASE, exclude=exclude)
+    return None if record is None else record.id
+
+
+async def test_a_claimed_batch_waits_for_its_lease_to_run_out(batches: SqlBatchStore) -> None:
+    batches.shared = True  # as on PostgreSQL; SQLite too runs the rules when told to
+    first = await add_batch(batches, "t1")
+    second = await add_batch(batches, "t2", created_at=NOW + timedelta(seconds=1))
+    await add_batch(batches, state=SUCCEEDED, created_at=NOW - timedelta(seconds=1))
+    assert await claim(batches, "a") == first.id
+    loaded = await batches.get_batch("t1", first.id)
+    assert loaded is not None
+    assert (loaded.claimed_by, loaded.lease_until) == ("a", NOW + LEASE)
+    assert await claim(batches, "b") == second.id
+    assert await claim(batches, "c") is None
+    # A replica's own claim is its own (it resumes after a restart under the same id), unless
+    # it says it is working on it already.
+    assert await claim(batches, "a", exclude=(first.id,)) is None
+    assert await claim(batches, "a") == first.id
+    # A lease that ran out (the replica died) frees the batch.
+    later = NOW + LEASE
+    assert await claim(batches, "c", later) == first.id
+    assert await batches.renew_claims("a", [first.id], lease_until=later + LEASE) == set()
+    assert await batches.renew_claims("b", [first.id, second.id], lease_until=later + LEASE) == {
+        second.id
+    }
+    assert await claim(batches, "d", later) is None  # b renewed in time, c holds the first
+    # Released (a clean shutdown): free at once.
+    await batches.release_claims("b", now=later)
+    assert await claim(batches, "a", later) == second.id
+    # An ended batch is neither renewed nor claimed.
+    assert await batches.set_batch_state(second.id, CANCELLED, only_from=ACTIVE_STATES, now=later)
+    assert await batches.renew_claims("a", [second.id], lease_until=later + LEASE) == set()
+    assert await claim(batches, "d", later + 2 * LEASE) == first.id
+
+
+async def test_concurrent_claims_never_get_the_same_batch(batches: SqlBatchStore) -> None:
+    batches.shared = True
+    made = {(await add_batch(batches, created_at=NOW + timedelta(seconds=i))).id for i in range(4)}
+    claimed = await asyncio.gather(*(claim(batches, f"r{i}") for i in range(8)))
+    assert sorted(c for c in claimed if c is not None) == sorted(made)
+    assert claimed.count(None) == 4
+
+
+async def test_a_database_one_process_owns_gives_up_claims_of_dead_processes(
+    batches: SqlBatchStore,
+) -> None:
+    record = await add_batch(batches)
+    assert await claim(batches, "before-the-crash") == record.id
+    if batches.shared:  # PostgreSQL: the other replica may be alive
+        assert await claim(batches, "after-the-restart") is None
+    else:  # SQLite: one process at a time, so the claim was a dead process's
+        assert await claim(batches, "after-the-restart") == record.id
+
+
+async def test_no_request_is_answered_once_the_batch_ended_or_is_gone(
+    batches: SqlBatchStore,
+) -> None:
+    record = await add_batch(batches)
+    response: dict[str, Any] = {"candidates": []}
+    assert await batches.finish_item(record.id, 0, response=response, error=None, now=NOW)
+    assert await batches.set_batch_state(record.id, CANCELLED, only_from=ACTIVE_STATES, now=NOW)
+    assert not await batches.finish_item(record.id, 1, response=response, error=None, now=NOW)
+    items = await batches.batch_items(record.id)
+    assert [i.state for i in items] == [ITEM_SUCCEEDED, ITEM_PENDING, ITEM_PENDING]
+    loaded = await batches.get_batch("t1", record.id)
+    assert loaded is not None
+    assert loaded.succeeded == 1
+    assert await batches.delete_batch("t1", record.id)
+    assert not await batches.finish_item(record.id, 2, response=response, error=None, now=NOW)

@@ -59,13 +59,15 @@ class ScriptedTranscriber:
 
 def scripted_settings(data_dir: Path, **values: Any) -> Settings:
     """Settings for an in-process app: data in ``data_dir`` (SQLite, blobs, the signing key),
-    no speech recognition, no sweeps during a test; ``limits`` may be a dict of overrides."""
+    no speech recognition, no sweeps during a test, no drain at shutdown; ``limits`` may be a
+    dict of overrides."""
     limits = values.pop("limits", {})
     defaults: dict[str, Any] = {
         "data_dir": data_dir,
         "database_url": None,
         "transcription_model": "none",
         "sweep_interval_seconds": 3600.0,
+        "drain_seconds": 0.0,  # a test's teardown cancels what still runs, at once
         "require_keys": False,
         "limits": limits if isinstance(limits, Limits) else Limits(**limits),
     }

@@ -35,6 +35,9 @@ class Limits(BaseModel):
     max_tools: int = Field(default=128, ge=1)
     # A JSON request body must arrive within this (a stalled or slowloris sender gets 408).
     body_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A request's headers must be complete within this of the connection opening (or of the
+    # previous response on a kept-alive connection); otherwise the connection is closed.
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0)
     # Answers to one request (candidateCount, n), decoded side by side.
     max_candidates: int = Field(default=8, ge=1)
     # Requests waiting for a free engine slot, per model; beyond this a 429 is returned.
@@ -96,6 +99,10 @@ class Settings(BaseSettings):
     batch_concurrency: int = Field(default=2, ge=1, le=64)
     batch_deadline_hours: float = Field(default=48.0, gt=0)
     batch_ttl_hours: float = Field(default=48.0, gt=0)
+    # Replicas sharing a database: a replica's claim on the batch it runs holds this long and
+    # is renewed every third of it; a batch left by a replica that died is taken over by
+    # another after at most this long.
+    batch_lease_seconds: float = Field(default=30.0, gt=0)
     default_model: str = "smollm2-135m-instruct"
     # Concurrent sequences decoded together per model (llama.cpp n_seq_max).
     slots: int = Field(default=4, ge=1, le=64)
@@ -118,6 +125,14 @@ class Settings(BaseSettings):
     # Key of thought signatures (a Fernet key); by default one is made in the data dir.
     # Replicas that share a database must share it.
     thought_signing_key: str | None = None
+    # Replicas sharing one PostgreSQL: a replica that has not renewed its lease for this long
+    # is lost, and its running interactions are failed by a survivor. Other replicas' events
+    # and cancel requests are polled this often.
+    replica_lease_seconds: float = Field(default=10.0, ge=1.0)
+    cluster_poll_seconds: float = Field(default=0.1, gt=0, le=5.0)
+    # On SIGTERM: open streams and running interactions get this long to finish before they
+    # are cancelled.
+    drain_seconds: float = Field(default=10.0, ge=0)
     log_level: str = "info"
     limits: Limits = Field(default_factory=Limits)
     # Raw [[models]] and [aliases] tables; parsed by ModelRegistry.

@@ -167,7 +167,7 @@ class LiveInteraction:
     async def _write_final_state(self) -> None:
         assert self._store is not None
         result = self._fold.result()
-        await self._store.finish_interaction(
+        written = await self._store.finish_interaction(
             self.id,
             first_seq=self.persisted + 1,
             events=self.log[self.persisted :],
@@ -177,6 +177,13 @@ class LiveInteraction:
             error=result["errors"][0] if result.get("errors") else None,
             updated_at=self._clock(),
         )
+        if not written:
+            log.warning(
+                "interaction %s: not stored as %s: it was already closed (or deleted), e.g. by a "
+                "replica that declared this one lost",
+                self.id,
+                result["status"],
+            )
         self.persisted = len(self.log)
 
 
@@ -193,13 +200,27 @@ class LiveRegistry:
         run = self._runs.get(interaction_id)
         return run if run is not None and run.tenant == tenant else None
 
+    def find(self, interaction_id: str) -> LiveInteraction | None:
+        """Any tenant's run (for requests between replicas, which carry no tenant)."""
+        return self._runs.get(interaction_id)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
     def discard(self, run: LiveInteraction) -> None:
         if self._runs.get(run.id) is run:
             del self._runs[run.id]
 
-    async def shutdown(self, grace_seconds: float = 10.0) -> None:
-        """Cancel every run and give them a moment to store their final state."""
+    async def shutdown(self, grace_seconds: float = 10.0, drain_seconds: float = 0.0) -> None:
+        """Let the runs finish for up to ``drain_seconds``, cancel the rest and give them a
+        moment to store their final state."""
         runs = list(self._runs.values())
+        if runs and drain_seconds > 0:
+            log.info("draining: %d interactions running, up to %g s", len(runs), drain_seconds)
+            await asyncio.wait(
+                [asyncio.ensure_future(run.wait()) for run in runs], timeout=drain_seconds
+            )
+            runs = [run for run in runs if not run.done.is_set()]
         for run in runs:
             run.cancel()
         if runs:

@@ -36,6 +36,8 @@ class InteractionRecord:
     steps: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    owner: str | None = None  # the replica generating it
+    cancel_requested: bool = False
 
 
 @dataclass
@@ -73,8 +75,9 @@ class Store(Protocol):
         usage: dict[str, Any] | None,
         error: dict[str, Any] | None,
         updated_at: datetime,
-    ) -> None:
-        """Append the last events and write the final state, atomically."""
+    ) -> bool:
+        """Append the last events and write the final state, atomically, if the interaction
+        is still running; False (nothing written) if it already ended."""
 
     async def get_interaction(
         self, tenant: str, interaction_id: str, now: datetime

@@ -46,6 +46,8 @@ class BatchRecord:
     output_file: str | None = None  # "files/…": the responses, once it ended
     end_time: datetime | None = None
     expires_at: datetime | None = None  # set when it ends
+    claimed_by: str | None = None  # the replica running it (see BatchStore.claim_batch)
+    lease_until: datetime | None = None  # its claim holds until then
 
     @property
     def pending(self) -> int:
@@ -92,9 +94,11 @@ class BatchStore(Protocol):
         response: dict[str, Any] | None,
         error: dict[str, Any] | None,
         now: datetime,
-    ) -> None:
+    ) -> bool:
         """Store a pending request's response (succeeded) or error (failed) and count it on
-        the batch, atomically. A request already finished is left as it is."""
+        the batch, atomically. A request already finished is left as it is. False (nothing
+        written) once the batch is no longer pending or running, or is gone: it was ended or
+        deleted meanwhile, perhaps by another replica."""
 
     async def set_batch_state(
         self,
@@ -111,7 +115,31 @@ class BatchStore(Protocol):
         """Move the batch to ``state`` if it is in one of ``only_from``; whether it moved."""
 
     async def runnable_batches(self) -> list[BatchRecord]:
-        """Pending and running batches of every tenant, oldest first (the runner's work)."""
+        """Pending and running batches of every tenant, oldest first."""
+
+    async def claim_batch(
+        self,
+        replica: str,
+        *,
+        now: datetime,
+        lease_until: datetime,
+        exclude: Collection[str] = (),
+    ) -> BatchRecord | None:
+        """Claim the oldest pending or running batch (not in ``exclude``) that no replica
+        holds, for ``replica`` until ``lease_until``; None if there is none. Free: never
+        claimed, claimed by ``replica`` itself, or its lease ran out (or was released) by
+        ``now``. Replicas claiming at once never get the same batch. A database that one
+        process owns (SQLite) also gives up a live claim of another replica id: it can only be
+        a dead process's."""
+
+    async def renew_claims(
+        self, replica: str, batch_ids: Collection[str], *, lease_until: datetime
+    ) -> set[str]:
+        """Extend ``replica``'s claims on these batches; the ids it still holds (a batch ended,
+        deleted or claimed by another replica is not renewed, and not returned)."""
+
+    async def release_claims(self, replica: str, *, now: datetime) -> None:
+        """End every claim of ``replica`` at ``now``: other replicas may claim the batches."""
 
     async def delete_batch(self, tenant: str, batch_id: str) -> bool: ...
 

@@ -51,6 +51,32 @@ interactions = sa.Table(
     sa.Column("created_at", Stamp, nullable=False),
     sa.Column("updated_at", Stamp, nullable=False),
     sa.Column("expires_at", Stamp, nullable=False, index=True),
+    # The replica generating it (None: finished, or stored by a server without replicas).
+    sa.Column("owner", sa.String(40), nullable=True, index=True),
+    # Set by a replica asked to cancel an interaction another replica generates.
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+)
+
+# One row per running server: its lease is renewed while it lives. An interaction whose owner
+# has no live lease was lost with its replica.
+replicas = sa.Table(
+    "replicas",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("host", sa.String(256), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", Stamp, nullable=False),
+    sa.Column("lease_until", Stamp, nullable=False),
+)
+
+# What every replica must agree on (fingerprints, never secrets): the first replica records
+# them, a replica that differs refuses to start.
+cluster_settings = sa.Table(
+    "cluster_settings",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(512), nullable=False),
+    sa.Column("recorded_at", Stamp, nullable=False),
 )
 
 interaction_events = sa.Table(
@@ -153,6 +179,10 @@ batches = sa.Table(
     sa.Column("end_time", Stamp, nullable=True),
     # Set when the batch ends; the sweeper deletes it (and its items) after that.
     sa.Column("expires_at", Stamp, nullable=True, index=True),
+    # The replica running it, until lease_until (renewed while it runs): a batch whose lease
+    # ran out (its replica died) or was released (a clean shutdown) is claimed by another.
+    sa.Column("claimed_by", sa.String(40), nullable=True),
+    sa.Column("lease_until", Stamp, nullable=True),
 )
 
 batch_items = sa.Table(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -92,6 +93,33 @@ class SqlStore:
             async with self.engine.begin() as conn:
                 yield conn
 
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """Whether this caller is the only one doing ``name`` until the block ends, among all
+        the processes on the database (the retention sweeper: one replica sweeps a round, the
+        others skip it). On PostgreSQL: a session advisory lock, taken without waiting on a
+        connection of its own and released at the end (a process that dies lets go with its
+        connection). SQLite is one process's: always True."""
+        if self._sqlite:
+            yield True
+            return
+        key = sa.literal(_lock_key(name), sa.BigInteger)
+        async with self.engine.connect() as conn:
+            held = bool(await conn.scalar(sa.select(sa.func.pg_try_advisory_lock(key))))
+            await conn.commit()
+            try:
+                yield held
+            finally:
+                if held:
+                    try:
+                        await conn.scalar(sa.select(sa.func.pg_advisory_unlock(key)))
+                        await conn.commit()
+                    except BaseException:
+                        # Never back into the pool holding the lock: closing the session
+                        # releases it.
+                        await conn.invalidate()
+                        raise
+
     # --- interactions ----------------------------------------------------------------------
 
     async def create_interaction(self, record: InteractionRecord, events: list[Event]) -> None:
@@ -121,14 +149,29 @@ class SqlStore:
         usage: dict[str, Any] | None,
         error: dict[str, Any] | None,
         updated_at: datetime,
-    ) -> None:
+    ) -> bool:
         async with self.write() as conn:
-            await _insert_events(conn, interaction_id, first_seq, events)
-            await conn.execute(
+            # Only a row still running: two replicas closing one interaction (its owner, late,
+            # and one that declared the owner lost) never both write a verdict.
+            result = await conn.execute(
                 interactions.update()
-                .where(interactions.c.id == interaction_id)
-                .values(status=status, steps=steps, usage=usage, error=error, updated_at=updated_at)
+                .where(
+                    interactions.c.id == interaction_id,
+                    interactions.c.status.not_in(TERMINAL_STATUSES),
+                )
+                .values(
+                    status=status,
+                    steps=steps,
+                    usage=usage,
+                    error=error,
+                    updated_at=updated_at,
+                    owner=None,
+                )
             )
+            if not result.rowcount:
+                return False
+            await _insert_events(conn, interaction_id, first_seq, events)
+            return True
 
     async def get_interaction(
         self, tenant: str, interaction_id: str, now: datetime
@@ -212,6 +255,12 @@ class SqlStore:
                 .first()
             )
         return None if row is None else ApiKeyRecord(**dict(row))
+
+
+def _lock_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (a signed 64-bit integer) of its own for ``name``."""
+    digest = hashlib.sha256(b"gemserve lock\0" + name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _owner_only(database: str | None) -> None:

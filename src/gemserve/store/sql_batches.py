@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,10 @@ _INSERT_CHUNK = 1000
 class SqlBatchStore:
     def __init__(self, store: SqlStore) -> None:
         self._store = store
+        # Other processes may use the database (PostgreSQL): claims of other replicas hold
+        # until their lease runs out. SQLite is one process's: a claim of another replica id
+        # was left by a process that died, and is taken over at once.
+        self.shared = not store.url.startswith("sqlite")
 
     async def create_batch(self, record: BatchRecord, items: list[BatchItemRecord]) -> None:
         async with self._store.write() as conn:
@@ -78,9 +83,18 @@ class SqlBatchStore:
         response: dict[str, Any] | None,
         error: dict[str, Any] | None,
         now: datetime,
-    ) -> None:
+    ) -> bool:
         state = ITEM_FAILED if error is not None else ITEM_SUCCEEDED
         async with self._store.write() as conn:
+            # The batch row first, locked (PostgreSQL; SQLite's writers are serialised): an end
+            # or a delete from another replica waits for this write, or this one sees it.
+            batch_state = (
+                await conn.execute(
+                    sa.select(batches.c.state).where(batches.c.id == batch_id).with_for_update()
+                )
+            ).scalar_one_or_none()
+            if batch_state not in ACTIVE_STATES:
+                return False
             result = await conn.execute(
                 batch_items.update()
                 .where(
@@ -91,13 +105,14 @@ class SqlBatchStore:
                 .values(state=state, response=response, error=error)
             )
             if result.rowcount != 1:
-                return
+                return True
             counter = batches.c.failed if error is not None else batches.c.succeeded
             await conn.execute(
                 batches.update()
                 .where(batches.c.id == batch_id)
                 .values({counter: counter + 1, batches.c.updated_at: now})
             )
+        return True
 
     async def set_batch_state(
         self,
@@ -138,10 +153,78 @@ class SqlBatchStore:
             rows = (await conn.execute(query)).mappings().all()
         return [BatchRecord(**dict(row)) for row in rows]
 
+    async def claim_batch(
+        self,
+        replica: str,
+        *,
+        now: datetime,
+        lease_until: datetime,
+        exclude: Collection[str] = (),
+    ) -> BatchRecord | None:
+        query = (
+            sa.select(batches)
+            .where(batches.c.state.in_(ACTIVE_STATES))
+            .order_by(batches.c.created_at, batches.c.id)
+            .limit(1)
+        )
+        if exclude:
+            query = query.where(batches.c.id.not_in(list(exclude)))
+        if self.shared:
+            # A row locked by another replica (claiming it, or writing to it) is passed over,
+            # not waited for; a row claimed meanwhile fails the filter, which PostgreSQL checks
+            # again on the row it locks.
+            query = query.where(
+                sa.or_(
+                    batches.c.claimed_by.is_(None),
+                    batches.c.claimed_by == replica,
+                    batches.c.lease_until.is_(None),
+                    batches.c.lease_until <= now,
+                )
+            ).with_for_update(skip_locked=True)
+        async with self._store.write() as conn:
+            row = (await conn.execute(query)).mappings().first()
+            if row is None:
+                return None
+            await conn.execute(
+                batches.update()
+                .where(batches.c.id == row["id"])
+                .values(claimed_by=replica, lease_until=lease_until)
+            )
+        return replace(BatchRecord(**dict(row)), claimed_by=replica, lease_until=lease_until)
+
+    async def renew_claims(
+        self, replica: str, batch_ids: Collection[str], *, lease_until: datetime
+    ) -> set[str]:
+        if not batch_ids:
+            return set()
+        async with self._store.write() as conn:
+            result = await conn.execute(
+                batches.update()
+                .where(
+                    batches.c.id.in_(list(batch_ids)),
+                    batches.c.claimed_by == replica,
+                    batches.c.state.in_(ACTIVE_STATES),
+                )
+                .values(lease_until=lease_until)
+                .returning(batches.c.id)
+            )
+            return {row[0] for row in result}
+
+    async def release_claims(self, replica: str, *, now: datetime) -> None:
+        async with self._store.write() as conn:
+            await conn.execute(
+                batches.update()
+                .where(batches.c.claimed_by == replica, batches.c.lease_until > now)
+                .values(lease_until=now)
+            )
+
     async def delete_batch(self, tenant: str, batch_id: str) -> bool:
         async with self._store.write() as conn:
+            # Locked first, as finish_item locks it: the two never wait on each other's rows.
             owned = await conn.execute(
-                sa.select(batches.c.id).where(batches.c.id == batch_id, batches.c.tenant == tenant)
+                sa.select(batches.c.id)
+                .where(batches.c.id == batch_id, batches.c.tenant == tenant)
+                .with_for_update()
             )
             if owned.first() is None:
                 return False

@@ -11,6 +11,12 @@ stored as it finishes.
 - ``cancel`` stops the batch within one decode step; requests that had not finished are
   answered with a CANCELLED error. A batch still running ``deadline`` after its creation ends
   EXPIRED the same way. An ended batch is deleted ``ttl`` after it ended.
+- Replicas sharing one database each run a runner: a runner claims a batch before running it
+  (``BatchStore.claim_batch``: one replica per batch) for ``lease``, renewed every third of it.
+  A batch whose lease ran out (its replica died) is claimed by another replica, which runs the
+  requests still pending; a clean shutdown releases its claims at once. The database's state
+  is the truth: a batch ended or deleted elsewhere (a cancel served by another replica) is
+  stopped here at its next renewal, or as soon as one of its requests finishes.
 """
 
 from __future__ import annotations
@@ -73,8 +79,11 @@ log = logging.getLogger("gemserve.batches")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
-# The runner also looks for work this often (a wake-up is the usual way).
+# The runner also looks for work this often (a wake-up is the usual way), and at least once
+# a lease (a batch left by a replica that died is found soon after its lease runs out).
 POLL_SECONDS = 30.0
+# A runner's claim on a batch holds this long unless renewed (every third of it).
+DEFAULT_LEASE = timedelta(seconds=30)
 # Waits before a request that met a full queue or a loading model tries again.
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 10.0
@@ -105,7 +114,8 @@ class ActiveBatch:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: bool = False
     expired: bool = False
-    # Stopped for a reason of the runner's (the store failed, the batch ended meanwhile).
+    # Stopped for a reason of the runner's (the store failed, the batch ended meanwhile, or
+    # another replica ended, deleted or claimed it): never ended here.
     interrupted: bool = False
     failure: dict[str, Any] | None = None  # why the whole batch failed
     dispatching: bool = True
@@ -130,7 +140,7 @@ class BatchRunner:
     """Runs the store's pending and running batches: oldest first, ``concurrency`` requests
     at once across all of them. ``execute`` answers one request (None: it was cut short and
     stays pending); ``check`` says why a batch cannot run at all (its model is gone); ``end``
-    ends one."""
+    ends one. It runs only the batches it claimed as ``replica_id`` (see the module)."""
 
     def __init__(
         self,
@@ -142,7 +152,12 @@ class BatchRunner:
         concurrency: int,
         deadline: timedelta,
         clock: Clock = utc_now,
+        replica_id: str | None = None,
+        lease: timedelta = DEFAULT_LEASE,
     ) -> None:
+        self.replica_id = replica_id or secrets.token_hex(8)
+        self._lease = lease
+        self._poll_seconds = min(POLL_SECONDS, lease.total_seconds())
         self._store = store
         self._execute = execute
         self._check = check
@@ -156,10 +171,12 @@ class BatchRunner:
         self._stopped: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
         self.closing = False
 
     def start(self) -> None:
         self._dispatcher = asyncio.create_task(self._dispatch_forever())
+        self._renewer = asyncio.create_task(self._renew_forever())
 
     def wake(self) -> None:
         self._wake.set()
@@ -181,28 +198,72 @@ class BatchRunner:
         self._stopped.discard(batch_id)
 
     async def close(self, grace_seconds: float = 10.0) -> None:
-        """Stop at once: requests in flight are cut short and stay pending (the next start
-        runs them again)."""
+        """Stop at once: requests in flight are cut short and stay pending, and the claims are
+        released (another replica, or the next start, runs them again)."""
         self.closing = True
         for active in list(self._active.values()):
             active.halt()
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            await asyncio.gather(self._dispatcher, return_exceptions=True)
+        background = [t for t in (self._dispatcher, self._renewer) if t is not None]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=grace_seconds)
+        try:
+            await self._store.release_claims(self.replica_id, now=self._clock())
+        except Exception:
+            log.exception("the batch claims could not be released; they lapse with their lease")
 
     async def _dispatch_forever(self) -> None:
         while not self.closing:
             self._wake.clear()
             try:
-                for batch in await self._store.runnable_batches():
-                    if batch.id not in self._active and not self.closing:
-                        await self._dispatch(batch)
+                # One batch at a time: the next is claimed once this one's requests are all
+                # dispatched, so the batches queued behind it stay free for other replicas.
+                while not self.closing and (batch := await self._claim()) is not None:
+                    await self._dispatch(batch)
             except Exception:
-                log.exception("the batch runner failed; retrying in %s s", POLL_SECONDS)
+                log.exception("the batch runner failed; retrying in %s s", self._poll_seconds)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+                await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+
+    async def _claim(self) -> BatchRecord | None:
+        now = self._clock()
+        return await self._store.claim_batch(
+            self.replica_id,
+            now=now,
+            lease_until=now + self._lease,
+            exclude=[*self._active, *self._stopped],
+        )
+
+    async def _renew_forever(self) -> None:
+        while not self.closing:
+            await asyncio.sleep(self._lease.total_seconds() / 3)
+            ids = list(self._active)
+            if not ids:
+                continue
+            try:
+                held = await self._store.renew_claims(
+                    self.replica_id, ids, lease_until=self._clock() + self._lease
+                )
+            except Exception:
+                log.exception("the batch leases could not be renewed; retrying")
+                continue
+            for batch_id in ids:
+                active = self._active.get(batch_id)
+                if batch_id not in held and active is not None:
+                    log.warning(
+                        "batch %s was ended, deleted or claimed by another replica; "
+                        "stopping it here",
+                        batch_id,
+                    )
+                    self._let_go(active)
+
+    @staticmethod
+    def _let_go(active: ActiveBatch) -> None:
+        """Stop working on a batch that is no longer this runner's to end."""
+        active.interrupted = True
+        active.halt()
 
     async def _dispatch(self, batch: BatchRecord) -> None:
         active = ActiveBatch(batch)
@@ -277,9 +338,16 @@ class BatchRunner:
                 outcome = None, rpc_status("INTERNAL", INTERNAL_ERROR)
             if outcome is not None:
                 response, error = outcome
-                await self._store.finish_item(
+                running = await self._store.finish_item(
                     item.batch_id, item.seq, response=response, error=error, now=self._clock()
                 )
+                if not running and not active.stop.is_set():
+                    log.info("batch %s was ended or deleted elsewhere; stopping it", item.batch_id)
+                    self._let_go(active)
+        except asyncio.CancelledError:
+            # Cut short from outside: the request stays pending and the batch is not ended.
+            active.interrupted = True
+            raise
         except Exception:
             log.exception("batch %s request %d could not be stored", item.batch_id, item.seq)
         finally:
@@ -290,10 +358,12 @@ class BatchRunner:
 
     async def _settle(self, active: ActiveBatch) -> None:
         """Every dispatched request is done: end the batch, unless it was stopped from
-        outside (cancel already ended it; a shutdown leaves it to the next start)."""
+        outside (cancel already ended it; a shutdown leaves it to another replica or the next
+        start; a batch this runner let go of is no longer its own)."""
         try:
             if self.closing or active.cancelled or active.interrupted:
-                # A store failure is retried at the runner's next look (POLL_SECONDS).
+                # A store failure is retried at the runner's next look (its claim is still
+                # its own until the lease runs out).
                 return
             state = SUCCEEDED
             if active.failure is not None:
@@ -322,6 +392,8 @@ class BatchService:
         deadline: timedelta = timedelta(hours=48),
         ttl: timedelta = timedelta(hours=48),
         clock: Clock = utc_now,
+        replica_id: str | None = None,
+        lease: timedelta = DEFAULT_LEASE,
     ) -> None:
         self._generate = generate
         self._turns = turns
@@ -338,6 +410,8 @@ class BatchService:
             concurrency=concurrency,
             deadline=deadline,
             clock=clock,
+            replica_id=replica_id,
+            lease=lease,
         )
         # Per batch, while it is being ended (by the runner, or by a cancel).
         self._ending: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()

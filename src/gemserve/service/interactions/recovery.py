@@ -1,4 +1,4 @@
-"""Closing the interactions a crash cut short, once, at start.
+"""Closing the interactions a crash cut short: at start, and whenever a replica is lost.
 
 The row keeps what its stored events say (their fold: the text generated before the crash),
 its status becomes ``failed`` with the reason, and the verdict (``error``, then
@@ -24,17 +24,29 @@ INTERRUPTED = {
     "code": "INTERNAL",
     "message": "The server stopped while this interaction was being generated.",
 }
+REPLICA_LOST = {
+    "code": "INTERNAL",
+    "message": (
+        "The replica generating this interaction was lost (it stopped renewing its lease) "
+        "before the interaction finished."
+    ),
+}
 
 
 async def recover_interrupted(store: Store, clock: Clock) -> int:
     """Close every interaction left unfinished; returns how many."""
     records = await store.unfinished_interactions()
+    closed = 0
     for record in records:
-        await _close(store, record, clock)
-    return len(records)
+        closed += await close_interrupted(store, record, clock)
+    return closed
 
 
-async def _close(store: Store, record: InteractionRecord, clock: Clock) -> None:
+async def close_interrupted(
+    store: Store, record: InteractionRecord, clock: Clock, error: dict[str, Any] = INTERRUPTED
+) -> bool:
+    """Fail one running interaction with ``error`` as its verdict; False if it ended meanwhile
+    (its owner finished it, or another replica closed it first)."""
     fold = InteractionFold()
     for event in await store.get_events(record.id, 0):
         fold.apply(event)
@@ -45,14 +57,14 @@ async def _close(store: Store, record: InteractionRecord, clock: Clock) -> None:
         "status": "failed",
         "updated": iso_utc(now),
     }
-    verdict = [sequencer.error(INTERRUPTED), sequencer.completed(completed)]
-    await store.finish_interaction(
+    verdict = [sequencer.error(error), sequencer.completed(completed)]
+    return await store.finish_interaction(
         record.id,
         first_seq=RECOVERY_SEQ,
         events=verdict,
         status="failed",
         steps=fold.output_steps(),
         usage=None,
-        error=INTERRUPTED,
+        error=error,
         updated_at=now,
     )
