@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     # A fatal native signal (an instruction the CPU traps, a crash in llama.cpp) writes every
     # thread's Python stack to stderr before the process dies by that signal.
     faulthandler.enable()
+    from gemserve.api.header_deadline import header_deadline_protocol
     from gemserve.app import create_app
 
     fatal: list[str] = []
@@ -108,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             port=settings.port,
             log_level=settings.log_level,
             access_log=False,
-            timeout_graceful_shutdown=5,
+            # Open streams get the drain time to finish (README: rolling restarts).
+            timeout_graceful_shutdown=max(1, round(settings.drain_seconds)),
             log_config=None,  # uvicorn's few lines go through the one format configured above
+            http=header_deadline_protocol(settings.limits.header_read_timeout_seconds),
         )
     )
     server.run()
