@@ -193,7 +193,10 @@ def resume(interactions: int, tokens: int) -> None:
     print("### 2. Following an interaction from another replica\n")
     with pg_database() as database_url, tempfile.TemporaryDirectory() as tmp:
         env = cluster_env(database_url)
-        with replica("a", Path(tmp) / "a", env) as a, replica("b", Path(tmp) / "b", env) as b:
+        # One data dir (on one host the replicas share the blob folder; across hosts they
+        # would share a bucket).
+        shared = Path(tmp) / "shared"
+        with replica("a", shared, env) as a, replica("b", shared, env) as b:
             lags: list[float] = []
             for _ in range(interactions):
                 lags += asyncio.run(follow_both(a.base_url, b.base_url, tokens))
@@ -313,7 +316,7 @@ def load(clients: int, seconds: float) -> None:
     print(f"### 3. {clients} clients, {seconds:.0f} s, three replicas, one killed and restarted\n")
     with pg_database() as database_url, tempfile.TemporaryDirectory() as tmp:
         env = {**cluster_env(database_url), "GEMSERVE_REPLICA_LEASE_SECONDS": "5"}
-        servers = [replica(f"r{i}", Path(tmp) / f"r{i}", env) for i in range(3)]
+        servers = [replica(f"r{i}", Path(tmp) / "shared", env) for i in range(3)]
         with contextlib.ExitStack() as stack:
             for server in servers:
                 stack.enter_context(server)

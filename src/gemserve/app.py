@@ -6,10 +6,13 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -17,18 +20,23 @@ from starlette.requests import ClientDisconnect
 from gemserve.api import batches as batch_routes
 from gemserve.api import caches as cache_routes
 from gemserve.api import classic, embeddings, files, health, interactions, models, openai, uploads
+from gemserve.api import metrics as metrics_routes
+from gemserve.api import openapi as openapi_routes
 from gemserve.api import playground as playground_routes
 from gemserve.api.context import AppContext
 from gemserve.api.errors import (
     client_gone_handler,
     gemserve_error_handler,
     http_error_handler,
+    store_error_handler,
     unhandled_error_handler,
 )
 from gemserve.api.logging import RequestLogMiddleware
+from gemserve.api.metrics import MetricsMiddleware
 from gemserve.config import ModelRegistry, ModelSpec, Settings
 from gemserve.engine import Engine
 from gemserve.errors import GemserveError
+from gemserve.logs import TraceContext
 from gemserve.media.transcribe import Transcriber, whisper_model_dir
 from gemserve.service.classic import GenerateContentService
 from gemserve.service.classic.batches import BatchService
@@ -40,13 +48,14 @@ from gemserve.service.files import FileService
 from gemserve.service.interactions import InteractionService
 from gemserve.service.keys import Authenticator
 from gemserve.service.media import MediaPipeline
+from gemserve.service.metrics import Metrics
 from gemserve.service.models import ModelCatalog
 from gemserve.service.openai import ChatCompletionService
 from gemserve.service.retention import sweep_forever, sweep_once
 from gemserve.service.signatures import ThoughtSigner, load_or_create_key
 from gemserve.service.turn import TurnPipeline
 from gemserve.store import SqlStore, database_url_for
-from gemserve.store.blobs import LocalBlobStore
+from gemserve.store.blobs import open_blob_store
 from gemserve.store.sql_batches import SqlBatchStore
 from gemserve.store.sql_caches import SqlCacheStore
 from gemserve.store.sql_files import SqlFileStore
@@ -125,7 +134,14 @@ def create_app(
         engine_factory = functools.partial(default_engine, native=native)
     engines = {spec.id: engine_factory(spec, settings) for spec in registry.specs}
     store = open_store(settings)
-    blobs = LocalBlobStore(settings.data_dir / "files")
+    # One registry per app (never prometheus_client's global one); None: metrics are off.
+    metrics = (
+        Metrics(tenant_label=settings.metrics_tenant_label) if settings.metrics_enabled else None
+    )
+    if metrics is not None:
+        metrics.watch_engines(engines)
+        store.on_write = metrics.observe_store_write
+    blobs = open_blob_store(settings)
     files_service = FileService(
         SqlFileStore(store),
         blobs,
@@ -134,6 +150,8 @@ def create_app(
         upload_timeout=timedelta(seconds=settings.upload_timeout_seconds),
     )
     transcriber = make_transcriber(settings)
+    if transcriber is not None and metrics is not None:
+        transcriber.on_transcribed = metrics.observe_transcription
     media = MediaPipeline(
         files_service,
         settings.limits,
@@ -148,7 +166,9 @@ def create_app(
     )
     signing_key = _signing_key(settings)
     # One turn pipeline under every API surface; each surface is an adapter onto it.
-    turns = TurnPipeline(registry, engines, settings.limits, media, ThoughtSigner(signing_key))
+    turns = TurnPipeline(
+        registry, engines, settings.limits, media, ThoughtSigner(signing_key), metrics=metrics
+    )
     replica = Replica(
         SqlReplicaStore(store),
         lease_seconds=settings.replica_lease_seconds,
@@ -195,6 +215,7 @@ def create_app(
         caches=caches,
         batches=batches,
         embeddings=EmbeddingService(turns, settings.limits),
+        metrics=metrics,
     )
 
     @contextlib.asynccontextmanager
@@ -202,7 +223,12 @@ def create_app(
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         await store.start()
         try:
-            await replica.join({"thought_signing_key": fingerprint(signing_key)})
+            await replica.join(
+                {
+                    "thought_signing_key": fingerprint(signing_key),
+                    "blob_store": _blob_store_identity(settings),
+                }
+            )
         except ClusterConfigError as exc:
             log.critical("refusing to start: %s", exc)
             raise
@@ -216,6 +242,7 @@ def create_app(
         sweeps = [
             ("interactions", lambda: sweep_once(store)),
             ("files", files_service.sweep),
+            ("orphaned blobs", files_service.collect_orphans),
             ("cached contents", caches.sweep),
             ("batches", batches.sweep),
         ]
@@ -256,6 +283,8 @@ def create_app(
     app = Starlette(
         routes=[
             *health.routes,
+            *metrics_routes.routes,
+            *openapi_routes.routes,
             *playground_routes.routes,
             *interactions.routes,
             *classic.routes,
@@ -271,6 +300,8 @@ def create_app(
             GemserveError: gemserve_error_handler,
             ClientDisconnect: client_gone_handler,
             HTTPException: http_error_handler,
+            SQLAlchemyError: store_error_handler,
+            OSError: store_error_handler,
             Exception: unhandled_error_handler,
         },
         lifespan=lifespan,
@@ -278,9 +309,46 @@ def create_app(
     # A trailing slash is another path, as on Google's API: a 404 in the envelope, not a 307
     # to a route where the method may not even exist.
     app.router.redirect_slashes = False
-    app.add_middleware(RequestLogMiddleware)
+    if metrics is not None:
+        app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Outermost but for tracing: its request id is on every log line.
+    if not _add_tracing(app):
+        app.add_middleware(RequestLogMiddleware)
     app.state.ctx = ctx
     return app
+
+
+def _add_tracing(app: Starlette) -> bool:
+    """A span per request through OpenTelemetry's ASGI middleware, only where the
+    ``opentelemetry`` extra is installed (exported as the process's tracer provider says,
+    e.g. under ``opentelemetry-instrument``); the access log then takes its ids."""
+    try:
+        from opentelemetry import trace  # type: ignore[import-not-found,unused-ignore]
+        from opentelemetry.instrumentation.asgi import (  # type: ignore[import-not-found,unused-ignore]
+            OpenTelemetryMiddleware,
+        )
+    except ImportError:
+        return False
+
+    def current_span() -> TraceContext | None:
+        context = trace.get_current_span().get_span_context()
+        if not context.is_valid:
+            return None
+        trace_id, span_id = f"{context.trace_id:032x}", f"{context.span_id:016x}"
+        return TraceContext(trace_id, "", span_id, f"{int(context.trace_flags):02x}")
+
+    app.add_middleware(RequestLogMiddleware, current_span=current_span)
+    app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
+    return True
+
+
+def _blob_store_identity(settings: Settings) -> str:
+    """Where files live, as replicas must agree on it: a bucket (and its endpoint), or a
+    folder on one host (so replicas on two hosts, each with its own folder, disagree)."""
+    if settings.blob_url:
+        return f"{settings.blob_url} at {settings.s3_endpoint or 'AWS'}"[:512]
+    folder = (settings.data_dir / "files").resolve()
+    return f"file://{socket.gethostname()}{folder}"[:512]
 
 
 def _signing_key(settings: Settings) -> bytes:
@@ -310,6 +378,7 @@ async def _load_engines(
     never at the first user)."""
     order = sorted(engines, key=lambda model_id: model_id != registry.default_id)
     for model_id in order:
+        started = time.monotonic()
         try:
             await engines[model_id].start()
         except Exception as exc:
@@ -318,7 +387,11 @@ async def _load_engines(
             if on_fatal is not None:
                 on_fatal(reason)
             return
-        log.info("model %s is loaded and decoded its start-up batch", model_id)
+        log.info(
+            "model %s is loaded and decoded its start-up batch in %.1f s",
+            model_id,
+            time.monotonic() - started,
+        )
     if transcriber is not None:
         try:
             await transcriber.start()

@@ -1,11 +1,11 @@
-"""``gemserve`` command line: ``gemserve serve [--host] [--port] [--data-dir] [--config]``."""
+"""``gemserve`` command line: ``gemserve serve [--host] [--port] [--data-dir] [--config]``,
+``keys``, ``chat``, ``models list|pull``, ``doctor``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import faulthandler
-import logging
 import sys
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import uvicorn
 
 from gemserve.config import Settings, load_settings
 from gemserve.hosts import is_loopback
+from gemserve.logs import configure_logging
 
 
 def _add_storage_flags(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, help="llama.cpp threads")
     serve.add_argument("--log-level", help="critical|error|warning|info|debug")
     serve.add_argument(
+        "--log-format", choices=["text", "json"], help="text (default) or one JSON object per line"
+    )
+    serve.add_argument(
         "--require-keys",
         action="store_true",
         default=None,
@@ -49,7 +53,39 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
     _add_storage_flags(revoke)
+    _add_terminal_commands(commands)
+    doctor = commands.add_parser(
+        "doctor", help="versions, CPU, models, database and blob store, for bug reports"
+    )
+    doctor.add_argument("--json", action="store_true", help="JSON instead of text")
+    _add_storage_flags(doctor)
     return parser
+
+
+def _add_terminal_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`gemserve chat` and `gemserve models list|pull` (gemserve/terminal)."""
+    chat = commands.add_parser("chat", help="chat with a model in the terminal")
+    chat.add_argument("--url", help="a running server (default http://127.0.0.1:8080)")
+    chat.add_argument("--api-key", help="API key (default $GEMINI_API_KEY, else any: open mode)")
+    chat.add_argument(
+        "--embedded", action="store_true", help="start a server of its own for this session"
+    )
+    chat.add_argument("--model", help="model name (default gemini-flash-latest: the default)")
+    _add_storage_flags(chat)
+    models = commands.add_parser("models", help="configured models; download GGUF files")
+    actions = models.add_subparsers(dest="models_command", required=True)
+    listing = actions.add_parser("list", help="the configured models and their GGUF files")
+    listing.add_argument("--json", action="store_true", help="JSON instead of text")
+    _add_storage_flags(listing)
+    pull = actions.add_parser("pull", help="download a GGUF from the Hugging Face Hub")
+    pull.add_argument(
+        "ref", metavar="REPO/FILE.gguf", help="e.g. owner/repo-GGUF/model-Q4_K_M.gguf"
+    )
+    pull.add_argument("--revision", help="branch, tag or commit (default main)")
+    pull.add_argument(
+        "--write", type=Path, metavar="CONFIG.toml", help="append the [[models]] entry to this file"
+    )
+    _add_storage_flags(pull)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             "slots": args.slots,
             "threads": args.threads,
             "log_level": args.log_level,
+            "log_format": args.log_format,
             "require_keys": args.require_keys,
         }
     try:
@@ -75,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "keys":
         return asyncio.run(_keys(args, settings))
+    if args.command == "doctor":
+        from gemserve.doctor import doctor
+
+        return doctor(settings, as_json=args.json)
+    if args.command in ("chat", "models"):
+        return _terminal(args, settings)
     if not is_loopback(settings.host) and not settings.require_keys:
         print(
             f"gemserve: refusing to listen on {settings.host} without --require-keys: open mode "
@@ -82,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     # A fatal native signal (an instruction the CPU traps, a crash in llama.cpp) writes every
     # thread's Python stack to stderr before the process dies by that signal.
     faulthandler.enable()
@@ -124,15 +167,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    floor = max(logging.WARNING, logging.root.level)
-    # Its debug lines carry every SQL parameter, request bodies included.
-    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.root.level))
-    # Alembic narrates every plugin and migration at INFO; the store logs one line instead.
-    logging.getLogger("alembic").setLevel(floor)
+def _terminal(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "chat":
+        from gemserve.terminal.chat import run_chat
+
+        return run_chat(
+            settings,
+            url=args.url,
+            api_key=args.api_key,
+            embedded=args.embedded,
+            model=args.model,
+            data_dir=args.data_dir,
+        )
+    if args.models_command == "list":
+        from gemserve.terminal.models import list_models
+
+        return list_models(settings, as_json=args.json)
+    from gemserve.terminal.pull import pull
+
+    return pull(settings, args.ref, revision=args.revision, write=args.write)
 
 
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:

@@ -11,6 +11,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.support.postgres import fresh_database
+from tests.support.s3 import REGION, moto_s3
 from tests.support.server import LiveServer, start_server, stop_server
 
 
@@ -29,9 +30,14 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("cluster")
-    with fresh_database() as database_url:
+    with fresh_database() as database_url, moto_s3() as s3:
         env = {
             "GEMSERVE_DATABASE_URL": database_url,
+            "GEMSERVE_BLOB_URL": f"s3://{s3.new_bucket()}/files",
+            "GEMSERVE_S3_ENDPOINT": s3.endpoint,
+            "GEMSERVE_S3_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
             "GEMSERVE_THOUGHT_SIGNING_KEY": Fernet.generate_key().decode(),
             "GEMSERVE_REPLICA_LEASE_SECONDS": "3",
             "GEMSERVE_DRAIN_SECONDS": "2",

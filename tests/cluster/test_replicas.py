@@ -1,9 +1,12 @@
-"""Any replica answers any request: the guide's conversation spread over three replicas, a
-stream resumed on another replica, a cancel sent to another replica, and a replica killed
-with its interaction running."""
+"""Any replica answers any request: the guide's conversation spread over three replicas, an
+upload whose chunks go to three replicas, a stream resumed on another replica, a cancel sent
+to another replica, a replica with another signing key refused, and a replica killed with its
+interaction running."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import signal
 import time
@@ -12,11 +15,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from cryptography.fernet import Fernet
 from google import genai
 
 from tests.cluster.conftest import Cluster
 from tests.support.contract import API_KEY, MODEL
-from tests.support.server import LiveServer, wait_status
+from tests.support.server import LiveServer, start_server, wait_status
 
 pytestmark = [pytest.mark.live]
 
@@ -86,6 +90,60 @@ def test_the_guides_conversation_with_each_turn_on_another_replica(cluster: Clus
     assert chunks[-1].event_type == "interaction.completed"
     third = chunks[-1].interaction.id
     assert a.interactions.get(third).previous_interaction_id == second.id
+
+
+def test_an_upload_spread_over_replicas_is_one_file_any_replica_serves(cluster: Cluster) -> None:
+    a, b, c = cluster.replicas
+    data = bytes(range(256)) * 4096 * 3  # 3 MiB
+    started = httpx.post(
+        a.base_url + "/upload/v1beta/files",
+        json={"file": {"display_name": "spread", "mime_type": "text/plain"}},
+        headers={
+            **HEADERS,
+            "X-Goog-Upload-Protocol": "resumable",
+            "X-Goog-Upload-Command": "start",
+            "X-Goog-Upload-Header-Content-Length": str(len(data)),
+            "X-Goog-Upload-Header-Content-Type": "text/plain",
+        },
+        timeout=60,
+    )
+    assert started.status_code == 200, started.text
+    path = started.headers["x-goog-upload-url"].split("/upload/", 1)[1]
+    third = len(data) // 3
+    answers = []
+    for i, server in enumerate((a, b, c)):
+        last = i == 2
+        chunk = data[i * third :] if last else data[i * third : (i + 1) * third]
+        answers.append(
+            httpx.post(
+                f"{server.base_url}/upload/{path}",
+                content=chunk,
+                headers={
+                    "X-Goog-Upload-Command": "upload, finalize" if last else "upload",
+                    "X-Goog-Upload-Offset": str(i * third),
+                },
+                timeout=60,
+            )
+        )
+    assert [r.status_code for r in answers] == [200, 200, 200], answers[-1].text
+    file = answers[-1].json()["file"]
+    assert file["sizeBytes"] == str(len(data))
+    assert base64.b64decode(file["sha256Hash"]).hex() == hashlib.sha256(data).hexdigest()
+    for server in (a, b):
+        got = httpx.get(
+            f"{server.base_url}/v1beta/{file['name']}:download",
+            params={"alt": "media"},
+            headers=HEADERS,
+            timeout=60,
+        )
+        assert got.content == data
+
+
+def test_a_replica_with_another_signing_key_refuses_to_start(cluster: Cluster) -> None:
+    env = {**cluster.env, "GEMSERVE_THOUGHT_SIGNING_KEY": Fernet.generate_key().decode()}
+    (cluster.root / "stranger").mkdir()
+    with pytest.raises(RuntimeError, match="thought-signing key"):
+        start_server(cluster.root / "stranger", env=env)
 
 
 def test_a_stream_cut_on_one_replica_resumes_on_another(cluster: Cluster) -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from gemserve.config import ModelRegistry, load_settings
+from gemserve.config import ModelRegistry, Settings, load_settings
 from gemserve.config.models import DEFAULT_MODEL_ID, GEMINI_MODEL_NAMES
 from gemserve.errors import NotFound
 
@@ -67,3 +67,18 @@ def test_configured_models_and_aliases(tmp_path: Path) -> None:
     assert registry.resolve("gemini-2.5-flash").spec.id == DEFAULT_MODEL_ID
     with pytest.raises(ValueError, match="unknown model"):
         ModelRegistry.from_config([], {"x": "missing"}, DEFAULT_MODEL_ID)
+
+
+def test_log_format_and_metrics_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings()
+    assert (defaults.log_format, defaults.metrics_enabled, defaults.metrics_tenant_label) == (
+        "text",
+        True,
+        False,
+    )
+    monkeypatch.setenv("GEMSERVE_LOG_FORMAT", "JSON")
+    monkeypatch.setenv("GEMSERVE_METRICS_ENABLED", "false")
+    configured = Settings()
+    assert (configured.log_format, configured.metrics_enabled) == ("json", False)
+    with pytest.raises(ValueError, match="unknown log format"):
+        Settings(log_format="xml")

@@ -98,3 +98,25 @@ async def test_concurrent_requests_are_served_one_after_another(transcriber: Tra
     assert_heard(texts[0])
     assert texts[1] == ""
     assert texts[2] == texts[0]
+
+
+class _Segment:
+    text = " hello "
+
+
+class _FakeWhisper:
+    def transcribe(self, samples: object, **options: object) -> tuple[list[_Segment], None]:
+        return [_Segment()], None
+
+
+async def test_each_transcription_reports_its_time(tmp_path: Path) -> None:
+    whisper = Transcriber(tmp_path, threads=1)
+    whisper._model = _FakeWhisper()  # no model load: only the hook is under test
+    seen: list[float] = []
+    whisper.on_transcribed = seen.append
+    try:
+        assert await whisper.transcribe(np.zeros(16, dtype=np.float32)) == "hello"
+    finally:
+        await whisper.close()
+    assert len(seen) == 1
+    assert seen[0] >= 0

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from gemserve.store import SqlStore
 from gemserve.store.blobs import new_blob_key
-from gemserve.store.files import FileRecord, NameTaken, UploadRecord
+from gemserve.store.files import FileRecord, NameTaken, QuotaExceeded, Segment, UploadRecord
+from gemserve.store.schema import uploads
+from gemserve.store.sql import MIGRATIONS
 from gemserve.store.sql_files import SqlFileStore
+from tests.support.postgres import async_url, fresh_database
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 TTL = timedelta(hours=48)
@@ -130,15 +140,141 @@ async def test_expired_holders_do_not_take_a_name(files: SqlFileStore) -> None:
     assert old_file.id not in {f.id for f in listed}
 
 
-async def test_advance_upload_records_bytes_and_pushes_the_deadline(files: SqlFileStore) -> None:
+def segment(start: int, size: int) -> Segment:
+    return Segment(start, size, f"partial/{new_blob_key()}-{start:020d}-{secrets.token_hex(8)}")
+
+
+async def test_add_segment_accepts_the_next_offset_only(files: SqlFileStore) -> None:
     upload = new_upload()
     await files.create_upload(upload, NOW)
     later = upload.expires_at + timedelta(minutes=30)
-    await files.advance_upload(upload.id, 512, later)
+    first, second = segment(0, 512), segment(512, 100)
+    assert await files.add_segment(upload.id, first, later)
     loaded = await files.get_upload(upload.id, upload.expires_at)
     assert loaded is not None
     assert (loaded.received, loaded.expires_at) == (512, later)
     assert await files.get_upload(upload.id, later) is None
+    # A retried first chunk, or one from the future: refused, nothing changes.
+    assert not await files.add_segment(upload.id, segment(0, 512), later + UPLOAD_TIMEOUT)
+    assert not await files.add_segment(upload.id, segment(600, 10), later + UPLOAD_TIMEOUT)
+    assert await files.add_segment(upload.id, second, later)
+    # No bytes: only the deadline moves (at the right offset), and nothing is recorded.
+    assert await files.add_segment(upload.id, Segment(612, 0, ""), later + UPLOAD_TIMEOUT)
+    assert not await files.add_segment(upload.id, Segment(0, 0, ""), later + UPLOAD_TIMEOUT)
+    loaded = await files.get_upload(upload.id, NOW)
+    assert loaded is not None
+    assert (loaded.received, loaded.expires_at) == (612, later + UPLOAD_TIMEOUT)
+    assert await files.segments(upload.id) == [first, second]
+    assert await files.segment_keys() == {first.key, second.key}
+    assert not await files.add_segment("no-such-session", segment(0, 1), later)
+
+
+async def test_of_many_requests_racing_one_offset_exactly_one_is_accepted(
+    files: SqlFileStore,
+) -> None:
+    """Concurrent transactions (separate connections on PostgreSQL): one wins the offset."""
+    upload = new_upload()
+    await files.create_upload(upload, NOW)
+    racers = [segment(0, 10 + i) for i in range(8)]
+    accepted = await asyncio.gather(
+        *(files.add_segment(upload.id, racer, NOW + UPLOAD_TIMEOUT) for racer in racers)
+    )
+    assert sum(accepted) == 1
+    (winner,) = [racer for racer, won in zip(racers, accepted, strict=True) if won]
+    assert await files.segments(upload.id) == [winner]
+    loaded = await files.get_upload(upload.id, NOW)
+    assert loaded is not None
+    assert loaded.received == winner.size
+
+
+async def test_ending_a_session_hands_back_its_segment_keys(files: SqlFileStore) -> None:
+    cancelled, finished = new_upload(), new_upload()
+    for upload in (cancelled, finished):
+        await files.create_upload(upload, NOW)
+    parts = [segment(0, 5), segment(5, 5)]
+    for part in parts:
+        assert await files.add_segment(cancelled.id, part, NOW + UPLOAD_TIMEOUT)
+    kept = segment(0, 10)
+    assert await files.add_segment(finished.id, kept, NOW + UPLOAD_TIMEOUT)
+    assert sorted(await files.delete_upload(cancelled.id)) == sorted(p.key for p in parts)
+    assert await files.delete_upload(cancelled.id) == []
+    assert await files.segments(cancelled.id) == []
+    assert await files.segment_keys() == {kept.key}
+    await files.complete_upload(finished.id, file_of(finished, size_bytes=10))
+    assert await files.segment_keys() == set()
+
+
+async def test_create_upload_reserves_the_declared_size_within_the_quota(
+    files: SqlFileStore,
+) -> None:
+    await add_file(files, "q", size_bytes=600)
+    await files.create_upload(new_upload("q", declared_size=300), NOW, quota=1000)
+    with pytest.raises(QuotaExceeded) as over:
+        await files.create_upload(new_upload("q", declared_size=101), NOW, quota=1000)
+    assert over.value.total == 1001
+    assert await files.tenant_bytes("q", NOW) == 900
+    # Without a size nothing is reserved; it passes while the tenant is within the quota.
+    await files.create_upload(new_upload("q", declared_size=None), NOW, quota=1000)
+    await files.create_upload(new_upload("other", declared_size=1000), NOW, quota=1000)
+
+
+async def test_enforce_quota_drops_an_undeclared_upload_over_the_quota(
+    files: SqlFileStore,
+) -> None:
+    await add_file(files, "q", size_bytes=600)
+    undeclared = new_upload("q", declared_size=None)
+    await files.create_upload(undeclared, NOW, quota=1000)
+    part = segment(0, 401)
+    assert await files.add_segment(undeclared.id, part, NOW + UPLOAD_TIMEOUT)
+    with pytest.raises(QuotaExceeded) as over:
+        await files.enforce_quota(undeclared.id, 1000, NOW)
+    assert (over.value.total, over.value.dropped) == (1001, [part.key])
+    assert await files.get_upload(undeclared.id, NOW) is None
+    assert await files.segment_keys() == set()
+    fits = new_upload("q", declared_size=None)
+    await files.create_upload(fits, NOW, quota=1000)
+    assert await files.add_segment(fits.id, segment(0, 400), NOW + UPLOAD_TIMEOUT)
+    await files.enforce_quota(fits.id, 1000, NOW)
+    await files.complete_upload(fits.id, file_of(fits, size_bytes=400))
+    assert await files.tenant_bytes("q", NOW) == 1000
+    await files.enforce_quota("gone", 1000, NOW)  # a session gone: completing it says so
+
+
+async def test_of_two_undeclared_uploads_over_the_quota_together_one_fits(
+    files: SqlFileStore,
+) -> None:
+    """Both hold 600 of 1000 bytes when they finalize at once: the first checked is refused
+    and dropped in the same step, so the second, counted without it, fits."""
+    racers = [new_upload("pair", declared_size=None) for _ in range(2)]
+    for racer in racers:
+        await files.create_upload(racer, NOW, quota=1000)
+        assert await files.add_segment(racer.id, segment(0, 600), NOW + UPLOAD_TIMEOUT)
+
+    async def finalize(upload: UploadRecord) -> bool:
+        try:
+            await files.enforce_quota(upload.id, 1000, NOW)
+        except QuotaExceeded:
+            return False
+        return True
+
+    assert sorted(await asyncio.gather(*(finalize(r) for r in racers))) == [False, True]
+    assert await files.tenant_bytes("pair", NOW) == 600
+
+
+async def test_concurrent_starts_cannot_pass_the_quota_together(files: SqlFileStore) -> None:
+    """Check and insert are one step per tenant: of eight 300-byte uploads racing for 1000
+    bytes, three get in, on separate connections (PostgreSQL: the advisory lock)."""
+
+    async def start() -> bool:
+        try:
+            await files.create_upload(new_upload("racer", declared_size=300), NOW, quota=1000)
+        except QuotaExceeded:
+            return False
+        return True
+
+    outcomes = await asyncio.gather(*(start() for _ in range(8)))
+    assert sum(outcomes) == 3
+    assert await files.tenant_bytes("racer", NOW) == 900
 
 
 async def test_complete_upload_turns_the_session_into_the_file(files: SqlFileStore) -> None:
@@ -208,7 +344,7 @@ async def test_tenant_bytes_counts_files_and_pending_uploads(files: SqlFileStore
     # Without a declared size, what has arrived so far counts.
     undeclared = new_upload("quota", declared_size=None)
     await files.create_upload(undeclared, NOW)
-    await files.advance_upload(undeclared.id, 30, NOW + UPLOAD_TIMEOUT)
+    assert await files.add_segment(undeclared.id, segment(0, 30), NOW + UPLOAD_TIMEOUT)
     # Expired files and sessions, and other tenants, do not count.
     await add_file(files, "quota", size_bytes=10**6, expires_at=NOW)
     await files.create_upload(new_upload("quota", declared_size=10**6, expires_at=NOW), NOW)
@@ -254,3 +390,39 @@ async def test_pending_and_stored_blob_keys(files: SqlFileStore) -> None:
     assert await files.all_file_ids() == {stored.id, expired_file.id}
     await files.delete_upload(pending.id)
     assert await files.pending_file_ids() == {expired_pending.file_id}
+
+
+def _migrate_to(connection: sa.Connection, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_an_upload_in_progress_before_0005_resumes_from_its_partial_blob(
+    backend: str, tmp_path: Path
+) -> None:
+    """An older server kept an upload's bytes in one blob, partial/<file id>: the migration
+    makes it the session's first segment, of the bytes the session acknowledged."""
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+        else:
+            url = async_url(stack.enter_context(fresh_database()))
+        midway, untouched = new_upload(received=700), new_upload(received=0)
+        engine = create_async_engine(url)
+        async with engine.begin() as conn:
+            await conn.run_sync(_migrate_to, "0004")
+            for upload in (midway, untouched):
+                await conn.execute(uploads.insert().values(**vars(upload)))
+        await engine.dispose()
+        store = SqlStore(url)
+        await store.start()
+        try:
+            files = SqlFileStore(store)
+            assert await files.segments(midway.id) == [Segment(0, 700, f"partial/{midway.file_id}")]
+            assert await files.segments(untouched.id) == []
+            assert await files.add_segment(midway.id, segment(700, 322), NOW + UPLOAD_TIMEOUT)
+        finally:
+            await store.close()

@@ -141,6 +141,32 @@ async def test_delete_removes_row_and_events(store: SqlStore) -> None:
     assert not await store.delete_interaction("t1", record.id)
 
 
+async def test_conversations_are_listed_by_their_last_turn_newest_first(store: SqlStore) -> None:
+    def at(minutes: int, **overrides: Any) -> InteractionRecord:
+        return new_record(created_at=NOW + timedelta(minutes=minutes), **overrides)
+
+    first = at(0)  # a conversation of three turns
+    second = at(1, previous_interaction_id=first.id)
+    third = at(4, previous_interaction_id=second.id)
+    alone = at(2)  # one turn
+    forked = at(3, previous_interaction_id=first.id)  # a second branch from the first turn
+    expired = at(5, expires_at=NOW - timedelta(seconds=1))
+    foreign = at(6, tenant="t2", previous_interaction_id=alone.id)  # another tenant's turn
+    for record in (first, second, third, alone, forked, expired, foreign):
+        await store.create_interaction(record, [])
+
+    listed = await store.list_conversations("t1", NOW, 0, 10)
+    assert [r.id for r in listed] == [third.id, forked.id, alone.id]
+    assert listed[0] == third
+    assert [r.id for r in await store.list_conversations("t1", NOW, 1, 1)] == [forked.id]
+    assert await store.list_conversations("t1", NOW, 3, 10) == []
+    assert [r.id for r in await store.list_conversations("t2", NOW, 0, 10)] == [foreign.id]
+    # Deleting the last turn makes the one before it the conversation's last.
+    assert await store.delete_interaction("t1", third.id)
+    listed = await store.list_conversations("t1", NOW, 0, 10)
+    assert [r.id for r in listed] == [forked.id, alone.id, second.id]
+
+
 async def test_unfinished_interactions_are_the_running_ones_of_every_tenant(
     store: SqlStore,
 ) -> None:

@@ -27,7 +27,9 @@ def parse_sse(body: str) -> list[SseEvent]:
     events = []
     for block in re.split(r"\r?\n\r?\n", body):
         fields: dict[str, list[str]] = {}
-        for line in block.splitlines():
+        # Only CR and LF end a line (str.splitlines also splits at U+2028, NEL, \x1c…,
+        # which JSON leaves unescaped inside a string).
+        for line in re.split(r"\r\n|\r|\n", block):
             if not line or line.startswith(":"):
                 continue
             name, _, value = line.partition(":")

@@ -17,6 +17,7 @@ from gemserve.service.embeddings import EmbeddingService
 from gemserve.service.files import FileService
 from gemserve.service.interactions import InteractionService
 from gemserve.service.keys import Authenticator
+from gemserve.service.metrics import Metrics
 from gemserve.service.models import ModelCatalog
 from gemserve.service.openai import ChatCompletionService
 from gemserve.service.turn import TurnPipeline
@@ -39,6 +40,7 @@ class AppContext:
     caches: CacheService
     batches: BatchService
     embeddings: EmbeddingService
+    metrics: Metrics | None = None  # None: metrics_enabled is false
 
     @staticmethod
     def of(request: Request) -> AppContext:

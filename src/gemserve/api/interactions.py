@@ -62,6 +62,21 @@ async def get_interaction(request: Request) -> Response:
     )
 
 
+async def list_conversations(request: Request) -> Response:
+    """gemserve's own: the last turn of each of the caller's conversations (the playground's
+    list); ``pageSize`` (20, at most 100) and ``pageToken`` as on the other lists."""
+    check_version(request)
+    tenant = await authenticate(request)
+    query = request.query_params
+    return json_response(
+        await AppContext.of(request).interactions.conversations(
+            tenant,
+            query.get("pageSize") or query.get("page_size"),
+            query.get("pageToken") or query.get("page_token"),
+        )
+    )
+
+
 async def cancel_interaction(request: Request) -> Response:
     check_version(request)
     tenant = await authenticate(request)
@@ -78,6 +93,7 @@ async def delete_interaction(request: Request) -> Response:
 
 routes = [
     Route("/{version}/interactions", create_interaction, methods=["POST"]),
+    Route("/{version}/interactions", list_conversations, methods=["GET"]),
     Route("/{version}/interactions/{id}", get_interaction, methods=["GET"]),
     Route("/{version}/interactions/{id}", delete_interaction, methods=["DELETE"]),
     Route("/{version}/interactions/{id}/cancel", cancel_interaction, methods=["POST"]),

@@ -10,6 +10,7 @@ arrive labelled ``application/json`` and are never parsed. Every answer to a chu
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -102,7 +103,7 @@ async def _continue(request: Request, token: str) -> Response:
     if raw_offset is None or not is_decimal_count(raw_offset):
         raise InvalidArgument("Invalid value at 'X-Goog-Upload-Offset': a byte offset is required.")
     outcome = await files.upload_chunk(
-        token, int(raw_offset), request.stream(), finalize="finalize" in commands
+        token, int(raw_offset), _counted(request), finalize="finalize" in commands
     )
     if outcome.file is None:
         return _status("active", outcome.received)
@@ -111,6 +112,15 @@ async def _continue(request: Request, token: str) -> Response:
     response = json_response({"file": resource})
     response.headers["X-Goog-Upload-Status"] = "final"
     return response
+
+
+async def _counted(request: Request) -> AsyncIterator[bytes]:
+    """The chunk's body, its bytes counted in the app's metrics as they arrive."""
+    metrics = AppContext.of(request).metrics
+    async for piece in request.stream():
+        if metrics is not None and piece:
+            metrics.count_upload(len(piece))
+        yield piece
 
 
 def _status(status: str, received: int | None = None) -> Response:

@@ -7,6 +7,7 @@ The TOML file may hold a ``[server]`` table (these settings), a ``[limits]`` tab
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,15 @@ class Settings(BaseSettings):
     file_ttl_hours: float = Field(default=48.0, gt=0)
     # An upload that receives nothing for this long is abandoned and its bytes deleted.
     upload_timeout_seconds: float = Field(default=3600.0, gt=0)
+    # Where file bytes live: empty, the folder data_dir/files; "s3://bucket/prefix", an
+    # S3-compatible bucket, which replicas sharing a database must share. Credentials come
+    # from the environment as for the AWS tools (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+    blob_url: str = ""
+    # Another S3-compatible service than AWS (MinIO, Ceph, R2, …), and the bucket's region.
+    # A plain http:// endpoint is taken on loopback, elsewhere only with s3_allow_http.
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_allow_http: bool = False
     # A cachedContent created without ttl or expireTime lives this long (Gemini: one hour).
     cache_default_ttl_seconds: float = Field(default=3600.0, gt=0)
     # Batch requests decoding at once, server-wide (each takes an engine slot; at most
@@ -134,6 +144,13 @@ class Settings(BaseSettings):
     # are cancelled.
     drain_seconds: float = Field(default=10.0, ge=0)
     log_level: str = "info"
+    # "text" (one human-readable line per record) or "json" (one JSON object per line).
+    log_format: str = "text"
+    # GET /metrics (Prometheus text, no API key: keep it off public networks); false removes
+    # the route and every instrument.
+    metrics_enabled: bool = True
+    # Token counters get a tenant label too (one series per tenant: mind the cardinality).
+    metrics_tenant_label: bool = False
     limits: Limits = Field(default_factory=Limits)
     # Raw [[models]] and [aliases] tables; parsed by ModelRegistry.
     models: list[dict[str, Any]] = Field(default_factory=list)
@@ -146,6 +163,20 @@ class Settings(BaseSettings):
         if level not in {"critical", "error", "warning", "info", "debug"}:
             raise ValueError(f"unknown log level {value!r}")
         return level
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value.lower() not in {"text", "json"}:
+            raise ValueError(f"unknown log format {value!r}: expected text or json")
+        return value.lower()
+
+    @field_validator("blob_url")
+    @classmethod
+    def _blob_url(cls, value: str) -> str:
+        if value and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,62}(/[^?#]*)?", value):
+            raise ValueError(f"blob_url {value!r}: expected s3://bucket or s3://bucket/prefix")
+        return value
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -13,6 +13,8 @@ import importlib.util
 import logging
 import os
 import shutil
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,8 @@ class Transcriber:
         self._language = language
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gemserve-whisper")
         self._model: Any = None
+        # Called with each transcription's seconds (the app's metrics), on Whisper's thread.
+        self.on_transcribed: Callable[[float], None] | None = None
 
     @property
     def ready(self) -> bool:
@@ -107,10 +111,14 @@ class Transcriber:
         return await loop.run_in_executor(self._executor, self._run, samples)
 
     def _run(self, samples: npt.NDArray[np.float32]) -> str:
+        started = time.perf_counter()
         segments, _info = self._model.transcribe(
             samples, beam_size=5, language=self._language, vad_filter=True
         )
-        return " ".join(segment.text.strip() for segment in segments).strip()
+        text = " ".join(segment.text.strip() for segment in segments).strip()
+        if self.on_transcribed is not None:
+            self.on_transcribed(time.perf_counter() - started)
+        return text
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

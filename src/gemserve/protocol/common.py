@@ -50,10 +50,15 @@ def invalid_argument(exc: ValidationError, prefix: str = "") -> InvalidArgument:
     return InvalidArgument(" ".join(messages))
 
 
+# ``int`` refuses a longer digit string (Python's default ``sys.get_int_max_str_digits``).
+MAX_DECIMAL_DIGITS = 4300
+
+
 def is_decimal_count(text: str) -> bool:
     """ASCII digits only, as proto3 JSON writes a 64-bit integer. ``str.isdigit`` also accepts
-    "²", which ``int`` then refuses (a 500), and full-width digits, which ``int`` reads."""
-    return text.isascii() and text.isdigit()
+    "²", which ``int`` then refuses (a 500), and full-width digits, which ``int`` reads. More
+    than ``MAX_DECIMAL_DIGITS`` digits is no count either: ``int`` would raise (a 500)."""
+    return text.isascii() and text.isdigit() and len(text) <= MAX_DECIMAL_DIGITS
 
 
 def _not_a_boolean(value: Any) -> Any:

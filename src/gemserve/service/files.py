@@ -1,29 +1,51 @@
 """The Files API: resumable uploads into the blob store, file metadata, expiry and quotas.
 
-An upload is a session in the database plus a partial blob; its URL carries a random token
-(the capability: chunk requests need no API key, as the SDKs send none) whose hash is the
-session id. Bytes are hashed while they stream in; finalizing moves the blob into place and
-turns the session into a file row in one transaction.
+An upload is a session in the database; its URL carries a random token (the capability: chunk
+requests need no API key, as the SDKs send none) whose hash is the session id. Nothing about
+an upload lives in a process, so replicas behind a load balancer take its requests in any
+order: chunk 1 on one, chunk 2 on another, finalize on a third.
+
+- A chunk request streams its bytes into a blob of its own, ``partial/<file id>-<offset>-
+  <nonce>`` (one PUT, or a multipart upload when longer than a part), and only then asks the
+  database to accept it: ``received`` moves from the chunk's offset to its end only if it is
+  still that offset, and the segment is recorded in the same transaction. Of two replicas
+  racing one offset (a retried chunk) exactly one wins; the other deletes its blob and answers
+  the 400 a wrong offset gets. The nonce keeps the racers' blobs apart: with ``<offset>``
+  alone, the loser would overwrite the winner's bytes and then delete them. A chunk is
+  all-or-nothing: a request cut short stores nothing, and ``query`` (the database's
+  ``received``) tells the client where to resume.
+- Finalize reads the segments in order into one blob, ``blobs/<file id>`` (a multipart
+  upload), hashing while it copies: the SHA-256 is exact whichever replicas took the chunks,
+  and costs no extra read (the copy reads every byte anyway), so no replica keeps a running
+  hash. The file row replaces the session in one transaction; the segments are deleted.
+- The quota is checked with the write it allows under a per-tenant lock of the database
+  (see SqlFileStore), so concurrent uploads on any replicas never pass it together: the
+  declared size is reserved at start; an upload without one is checked at finalize.
+- Blobs nobody owns (a crash between a blob and its row, a losing racer that died) are
+  collected by age: only those older than ``orphan_age``, so a blob that another replica has
+  just written and whose row is on its way is never taken for an orphan.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
 import string
-import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from gemserve.config import Limits
 from gemserve.errors import (
     AlreadyExists,
     GemserveError,
+    Internal,
     InvalidArgument,
     NotFound,
     PayloadTooLarge,
@@ -33,15 +55,21 @@ from gemserve.protocol.common import is_decimal_count
 from gemserve.protocol.files import UploadStart, check_mime_type, file_id_from_name
 from gemserve.service.clock import Clock, utc_now
 from gemserve.service.paging import page_window
-from gemserve.store.blobs import BlobStore, new_blob_key
-from gemserve.store.files import FileRecord, FileStore, NameTaken, UploadGone, UploadRecord
+from gemserve.store.blobs import BlobNotFound, BlobStore, new_blob_key
+from gemserve.store.files import (
+    FileRecord,
+    FileStore,
+    NameTaken,
+    QuotaExceeded,
+    Segment,
+    UploadGone,
+    UploadRecord,
+)
 
 log = logging.getLogger("gemserve.files")
 
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100
-# Bytes gathered before one write to disk (a chunk request streams in ~64 KiB pieces).
-WRITE_BUFFER = 1 << 20
 _NAME_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -51,6 +79,16 @@ def _new_file_name() -> str:
 
 def _gb(n: int) -> str:
     return f"{n / 1e9:.3g} GB"
+
+
+def blob_key(file_id: str) -> str:
+    """The blob of a complete file."""
+    return f"blobs/{file_id}"
+
+
+def segment_key(file_id: str, offset: int) -> str:
+    """A new blob for the chunk of ``file_id``'s upload starting at ``offset``."""
+    return f"partial/{file_id}-{offset:020d}-{secrets.token_hex(8)}"
 
 
 @dataclass(frozen=True)
@@ -70,6 +108,7 @@ class FileService:
         *,
         ttl: timedelta = timedelta(hours=48),
         upload_timeout: timedelta = timedelta(hours=1),
+        orphan_age: timedelta | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._files = files
@@ -77,15 +116,9 @@ class FileService:
         self._limits = limits
         self._ttl = ttl
         self._upload_timeout = upload_timeout
+        # Far longer than any blob waits for its row (a finalize's copy, then one commit).
+        self._orphan_age = upload_timeout if orphan_age is None else orphan_age
         self._clock = clock
-        # Per upload session: a lock (one chunk at a time) and the running hash.
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._hashes: dict[str, tuple[int, Any]] = {}
-        # Per tenant, while a quota check and the write it allows run: without it, concurrent
-        # uploads all see the same bytes held and together pass the quota.
-        self._quota_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
 
     # ----- upload ----------------------------------------------------------------------------
 
@@ -139,30 +172,25 @@ class FileService:
             expires_at=now + self._upload_timeout,
         )
         try:
-            async with self._quota_lock(tenant):
-                await self._check_quota(tenant, size or 0, now)
-                expired = await self._files.create_upload(record, now)
+            # The declared size is reserved (checked and inserted as one step, cluster-wide).
+            expired = await self._files.create_upload(
+                record, now, self._limits.max_tenant_file_bytes
+            )
         except NameTaken:
             raise AlreadyExists(f"A file named 'files/{name}' already exists.") from None
-        for key in expired:
-            await self._blobs.delete(key)
+        except QuotaExceeded as exc:
+            raise self._over_quota(exc.total) from None
+        for file_id in expired:
+            await self._blobs.delete(blob_key(file_id))
         return token
 
-    def _quota_lock(self, tenant: str) -> asyncio.Lock:
-        lock = self._quota_locks.get(tenant)
-        if lock is None:
-            lock = self._quota_locks[tenant] = asyncio.Lock()
-        return lock
-
-    async def _check_quota(self, tenant: str, adding: int, now: datetime) -> None:
-        held = await self._files.tenant_bytes(tenant, now)
+    def _over_quota(self, total: int) -> ResourceExhausted:
         quota = self._limits.max_tenant_file_bytes
-        if held + adding > quota:
-            raise ResourceExhausted(
-                f"The files of this project would take {held + adding} bytes; the quota is "
-                f"{quota} bytes ({_gb(quota)}). Delete files or wait for them to expire.",
-                retry_after=60,
-            )
+        return ResourceExhausted(
+            f"The files of this project would take {total} bytes; the quota is "
+            f"{quota} bytes ({_gb(quota)}). Delete files or wait for them to expire.",
+            retry_after=60,
+        )
 
     async def _session(self, token: str) -> UploadRecord:
         session = await self._files.get_upload(_session_id(token), self._clock())
@@ -171,66 +199,68 @@ class FileService:
         return session
 
     async def upload_status(self, token: str) -> int:
-        """Bytes received so far (``X-Goog-Upload-Command: query``)."""
-        session = await self._session(token)
-        return await self._blobs.partial_size(session.file_id)
+        """Bytes received so far (``X-Goog-Upload-Command: query``): the database's count,
+        the same on every replica."""
+        return (await self._session(token)).received
 
     async def cancel_upload(self, token: str) -> None:
         session = await self._session(token)
         await self._discard(session)
 
     async def upload_chunk(
-        self, token: str, offset: int, chunks: AsyncIterator[bytes], *, finalize: bool
+        self, token: str, offset: int, chunks: AsyncIterable[bytes], *, finalize: bool
     ) -> UploadOutcome:
-        """Append one chunk request's body at ``offset``; finalize if asked."""
+        """Store one chunk request's body at ``offset``; finalize if asked."""
         session = await self._session(token)
-        lock = self._locks.setdefault(session.id, asyncio.Lock())
-        async with lock:
-            try:
-                # Read again under the lock: a concurrent request (a retried final chunk)
-                # may have finalized or cancelled the session meanwhile.
-                session = await self._session(token)
-                return await self._append(session, offset, chunks, finalize)
-            finally:
-                if finalize or session.id not in self._hashes:
-                    self._locks.pop(session.id, None)
+        if offset != session.received:
+            raise _wrong_offset(offset, session.received)
+        received = await self._append(session, offset, chunks)
+        if not finalize:
+            return UploadOutcome(received)
+        return UploadOutcome(received, await self._finalize(session, received))
 
     async def _append(
-        self, session: UploadRecord, offset: int, chunks: AsyncIterator[bytes], finalize: bool
-    ) -> UploadOutcome:
-        received, hasher = await self._running_hash(session)
-        if offset != received:
-            raise InvalidArgument(
-                f"Invalid value at 'X-Goog-Upload-Offset': {offset}; the upload has received "
-                f"{received} bytes, so the next chunk starts there."
-            )
+        self, session: UploadRecord, offset: int, chunks: AsyncIterable[bytes]
+    ) -> int:
+        """The chunk as a segment blob, then accepted if ``received`` is still ``offset``."""
         limit = session.declared_size
         if limit is None or limit > self._limits.max_file_bytes:
             limit = self._limits.max_file_bytes
-        buffer = bytearray()
-        try:
-            async for piece in chunks:
-                size = received + len(buffer) + len(piece)
-                if size > limit:
-                    raise self._too_long(session, size)
-                buffer += piece
-                if len(buffer) >= WRITE_BUFFER:
-                    received = await self._write(session, hasher, buffer)
-                    buffer = bytearray()
-            if buffer:
-                received = await self._write(session, hasher, buffer)
-        finally:
-            self._hashes[session.id] = (received, hasher)
-        now = self._clock()
-        if not finalize:
-            await self._files.advance_upload(session.id, received, now + self._upload_timeout)
-            return UploadOutcome(received)
-        return UploadOutcome(received, await self._finalize(session, received, hasher, now))
+        stream = aiter(chunks)
+        first = b""
+        async for piece in stream:
+            if piece:
+                first = piece
+                break
+        deadline = self._clock() + self._upload_timeout
+        if not first:  # no bytes: the offset is checked again and the deadline pushed back
+            if not await self._files.add_segment(session.id, Segment(offset, 0, ""), deadline):
+                raise await self._lost(session, offset)
+            return offset
 
-    async def _write(self, session: UploadRecord, hasher: Any, data: bytearray) -> int:
-        size = await self._blobs.append(session.file_id, bytes(data))
-        hasher.update(data)  # after the write, so the hash never covers bytes not on disk
-        return size
+        async def limited() -> AsyncIterator[bytes]:
+            size = 0
+            async for piece in _prepend(first, stream):
+                size += len(piece)
+                if offset + size > limit:
+                    raise self._too_long(session, offset + size)
+                yield piece
+
+        key = segment_key(session.file_id, offset)
+        size = await self._blobs.write(key, limited())
+        deadline = self._clock() + self._upload_timeout
+        if not await self._files.add_segment(session.id, Segment(offset, size, key), deadline):
+            await self._blobs.delete(key)
+            raise await self._lost(session, offset)
+        return offset + size
+
+    async def _lost(self, session: UploadRecord, offset: int) -> GemserveError:
+        """Why a chunk at ``offset`` was not accepted: another request took the offset first
+        (a retried chunk), or the session ended meanwhile."""
+        current = await self._files.get_upload(session.id, self._clock())
+        if current is None:
+            return NotFound("The upload session was not found; it may have expired.")
+        return _wrong_offset(offset, current.received)
 
     def _too_long(self, session: UploadRecord, size: int) -> GemserveError:
         if session.declared_size is not None and size > session.declared_size:
@@ -242,75 +272,101 @@ class FileService:
             f"The file exceeds the per-file limit of {limit} bytes ({_gb(limit)})."
         )
 
-    async def _running_hash(self, session: UploadRecord) -> tuple[int, Any]:
-        """The hash of what is on disk; rebuilt from the partial blob after a restart."""
-        on_disk = await self._blobs.partial_size(session.file_id)
-        known = self._hashes.get(session.id)
-        if known is not None and known[0] == on_disk:
-            return known
-        hasher = hashlib.sha256()
-        size = 0
-        async for chunk in self._blobs.read_partial(session.file_id):
-            hasher.update(chunk)
-            size += len(chunk)
-        return size, hasher
-
-    async def _finalize(
-        self, session: UploadRecord, received: int, hasher: Any, now: datetime
-    ) -> FileRecord:
-        self._hashes.pop(session.id, None)
+    async def _finalize(self, session: UploadRecord, received: int) -> FileRecord:
         if session.declared_size is not None and received != session.declared_size:
             await self._discard(session)
             raise InvalidArgument(
                 f"The upload was finalized after {received} bytes, but {session.declared_size} "
                 "were declared."
             )
-        # The check and the write it allows, as one step for this tenant (see _quota_locks).
-        async with self._quota_lock(session.tenant):
-            if session.declared_size is None:
-                # Nothing was reserved at start: check the quota against what arrived (the
-                # session counts with the bytes stored at its last chunk, replaced by all of them).
-                held = await self._files.tenant_bytes(session.tenant, now) - session.received
-                if held + received > self._limits.max_tenant_file_bytes:
-                    await self._discard(session)
-                    await self._check_quota(session.tenant, received, now)
-            record = FileRecord(
-                id=session.file_id,
-                tenant=session.tenant,
-                name=session.name,
-                display_name=session.display_name,
-                mime_type=session.mime_type,
-                size_bytes=received,
-                sha256=hasher.hexdigest(),
-                state="ACTIVE",
-                source="UPLOADED",
-                created_at=now,
-                updated_at=now,
-                expires_at=now + self._ttl,
-            )
-            await self._blobs.commit(session.file_id)
+        if session.declared_size is None:
+            # Nothing was reserved at start. Every byte is in by now and counted with the
+            # session (as the file will be): check before copying, the session deleted with
+            # a refusal, cluster-wide in one step.
             try:
-                await self._files.complete_upload(session.id, record)
-            except UploadGone:
-                # Cancelled or expired while this chunk streamed (or, with several processes,
-                # finalized by another): the blob is kept only if a file row owns it.
-                owner = await self._files.get_file(session.tenant, session.name, now)
-                if owner is None or owner.id != session.file_id:
-                    await self._blobs.delete(session.file_id)
-                raise NotFound("The upload session was not found; it may have expired.") from None
-            except NameTaken:
-                await self._blobs.delete(session.file_id)
-                raise AlreadyExists(
-                    f"A file named 'files/{session.name}' already exists."
-                ) from None
+                await self._files.enforce_quota(
+                    session.id, self._limits.max_tenant_file_bytes, self._clock()
+                )
+            except QuotaExceeded as exc:
+                for key in exc.dropped:
+                    await self._blobs.delete(key)
+                raise self._over_quota(exc.total) from None
+        chain = await self._chain(session, received)
+        hasher = hashlib.sha256()
+
+        async def composed() -> AsyncIterator[bytes]:
+            for segment in chain:
+                async for chunk in self._blobs.read(segment.key, 0, segment.size):
+                    # hashlib lets go of the GIL: the loop serves others meanwhile.
+                    await anyio.to_thread.run_sync(hasher.update, chunk)
+                    yield chunk
+
+        target = blob_key(session.file_id)
+        try:
+            written = await self._blobs.write(target, composed())
+        except BlobNotFound:
+            # A segment went: the session was cancelled, swept, or finalized by a duplicate
+            # request meanwhile. This copy wrote nothing.
+            raise NotFound("The upload session was not found; it may have expired.") from None
+        if written != received:
+            await self._blobs.delete(target)
+            raise Internal(f"upload {session.file_id}: {written} bytes composed, not {received}")
+        now = self._clock()
+        record = FileRecord(
+            id=session.file_id,
+            tenant=session.tenant,
+            name=session.name,
+            display_name=session.display_name,
+            mime_type=session.mime_type,
+            size_bytes=received,
+            sha256=hasher.hexdigest(),
+            state="ACTIVE",
+            source="UPLOADED",
+            created_at=now,
+            updated_at=now,
+            expires_at=now + self._ttl,
+        )
+        try:
+            await self._files.complete_upload(session.id, record)
+        except UploadGone:
+            # Cancelled or expired while this chunk streamed (or finalized by a duplicate
+            # request): the blob is kept only if a file row owns it.
+            owner = await self._files.get_file(session.tenant, session.name, now)
+            if owner is None or owner.id != session.file_id:
+                await self._blobs.delete(target)
+            raise NotFound("The upload session was not found; it may have expired.") from None
+        except NameTaken:
+            # The session expired while its last chunk streamed and another upload took the
+            # name: this one can never finish.
+            await self._blobs.delete(target)
+            await self._discard(session)
+            raise AlreadyExists(f"A file named 'files/{session.name}' already exists.") from None
+        for segment in chain:
+            await self._blobs.delete(segment.key)
         log.info("file %s stored (%d bytes)", record.id, received)
         return record
 
+    async def _chain(self, session: UploadRecord, received: int) -> list[Segment]:
+        """The accepted segments covering ``[0, received)``, checked to follow each other."""
+        chain: list[Segment] = []
+        position = 0
+        for segment in await self._files.segments(session.id):
+            if segment.start >= received:
+                break  # a chunk accepted after this finalize's own (a confused client)
+            if segment.start != position:
+                break
+            chain.append(segment)
+            position += segment.size
+        if position == received:
+            return chain
+        if await self._files.get_upload(session.id, self._clock()) is None:
+            # Finalized by a duplicate request (or cancelled) since this one's chunk.
+            raise NotFound("The upload session was not found; it may have expired.")
+        raise Internal(f"upload {session.file_id}: {position} of {received} bytes stored in order")
+
     async def _discard(self, session: UploadRecord) -> None:
-        self._hashes.pop(session.id, None)
-        self._locks.pop(session.id, None)
-        await self._files.delete_upload(session.id)
-        await self._blobs.discard_partial(session.file_id)
+        for key in await self._files.delete_upload(session.id):
+            await self._blobs.delete(key)
 
     # ----- files -----------------------------------------------------------------------------
 
@@ -333,16 +389,17 @@ class FileService:
         file_id = file_id_from_name(name)
         record = await self._files.delete_file(tenant, file_id)
         if record is not None:
-            await self._blobs.delete(record.id)
+            await self._blobs.delete(blob_key(record.id))
         if record is None or record.expires_at <= self._clock():
             raise NotFound(f"File 'files/{file_id}' was not found.")
 
     def content(self, record: FileRecord) -> AsyncIterator[bytes]:
-        return self._blobs.read(record.id)
+        return self._blobs.read(blob_key(record.id))
 
-    def local_path(self, record: FileRecord) -> Path:
-        """Where decoders read the file (a path of the server's own making)."""
-        return self._blobs.path(record.id)
+    def local_file(self, record: FileRecord) -> AbstractAsyncContextManager[Path]:
+        """A local file of the record's bytes for decoders (named by the file's id), valid
+        inside the block: the blob itself on a local store, a private download otherwise."""
+        return self._blobs.local_file(blob_key(record.id))
 
     # ----- sweeping --------------------------------------------------------------------------
 
@@ -351,8 +408,8 @@ class FileService:
         now = self._clock()
         removed = 0
         while expired := await self._files.delete_expired_files(now, batch):
-            for key in expired:
-                await self._blobs.delete(key)
+            for file_id in expired:
+                await self._blobs.delete(blob_key(file_id))
             removed += len(expired)
             if len(expired) < batch:
                 break
@@ -365,16 +422,36 @@ class FileService:
         return removed
 
     async def collect_orphans(self) -> int:
-        """At start: delete blobs without a row and partial blobs without a session."""
-        known = await self._files.all_file_ids()
-        orphans = (await self._blobs.keys()) - known
-        for key in orphans:
-            await self._blobs.delete(key)
-        pending = await self._files.pending_file_ids()
-        stale = (await self._blobs.partial_keys()) - pending
-        for key in stale:
-            await self._blobs.discard_partial(key)
-        return len(orphans) + len(stale)
+        """Delete blobs that no row owns, once older than ``orphan_age``: complete blobs without
+        a file row or a session (a crash between blob and row), segments no session recorded
+        (a racer that lost and died, a crash before acceptance). Ages are the store's own
+        (its clock wrote them), compared with the real time. Safe on every replica at once."""
+        cutoff = utc_now() - self._orphan_age
+        complete = [info async for info in self._blobs.list("blobs") if info.modified < cutoff]
+        partial = [info async for info in self._blobs.list("partial") if info.modified < cutoff]
+        # Read after listing: a row written meanwhile is seen (and rows never come back).
+        owned = {blob_key(i) for i in await self._files.all_file_ids()}
+        owned |= {blob_key(i) for i in await self._files.pending_file_ids()}
+        owned |= await self._files.segment_keys()
+        removed = 0
+        for info in [*complete, *partial]:
+            if info.key not in owned:
+                await self._blobs.delete(info.key)
+                removed += 1
+        return removed
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for piece in rest:
+        yield piece
+
+
+def _wrong_offset(offset: int, received: int) -> InvalidArgument:
+    return InvalidArgument(
+        f"Invalid value at 'X-Goog-Upload-Offset': {offset}; the upload has received "
+        f"{received} bytes, so the next chunk starts there."
+    )
 
 
 def _session_id(token: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import logging
 import re
@@ -53,6 +54,7 @@ from gemserve.service.turn_input import (
     Message,
     TextPart,
 )
+from gemserve.store.blobs import BlobNotFound
 
 log = logging.getLogger("gemserve.media")
 transcripts_log = logging.getLogger("gemserve.media.transcripts")
@@ -183,7 +185,14 @@ class MediaPipeline:
         ctx.budget.parts -= 1
         if part.kind is not None:
             self._check_capability(part.kind, ctx)
-        source, mime, label = await self._load(part, ctx)
+        # A stored file's local copy (from a remote blob store) lasts while the part decodes.
+        async with contextlib.AsyncExitStack() as held:
+            source, mime, label = await self._load(part, ctx, held)
+            return await self._decode_part(part, ctx, source, mime, label)
+
+    async def _decode_part(
+        self, part: MediaPart, ctx: _PartContext, source: bytes | Path, mime: str, label: str
+    ) -> RenderedPart:
         kind = part.kind or kind_of_mime(mime)
         if part.kind is None:  # a file named without a MIME type: its own says what it is
             self._check_capability(kind, ctx)
@@ -219,8 +228,11 @@ class MediaPipeline:
             f"input; {alternatives}"
         )
 
-    async def _load(self, part: MediaPart, ctx: _PartContext) -> tuple[bytes | Path, str, str]:
-        """The part's bytes (or a stored file's path), its MIME type and a label for prompts."""
+    async def _load(
+        self, part: MediaPart, ctx: _PartContext, held: contextlib.AsyncExitStack
+    ) -> tuple[bytes | Path, str, str]:
+        """The part's bytes (or a stored file's path, valid while ``held`` is open), its MIME
+        type and a label for prompts."""
         if (part.data is None) == (part.uri is None):
             raise InvalidArgument(
                 f"Invalid value at '{ctx.where}': a {part.kind or 'media'} part needs exactly "
@@ -256,13 +268,14 @@ class MediaPipeline:
             )
         try:
             record = await self._files.get(ctx.tenant, name)
-        except NotFound:
+            mime = self._mime(part.mime_type or record.mime_type, part.kind, ctx)
+            path = await held.enter_async_context(self._files.local_file(record))
+        except (NotFound, BlobNotFound):  # the blob: deleted since the row was read
             raise InvalidArgument(
                 f"Invalid value at '{ctx.where}.{part.uri_field}': file 'files/{name}' was not "
                 "found; it may have expired (files are kept 48 hours) or been deleted."
             ) from None
-        mime = self._mime(part.mime_type or record.mime_type, part.kind, ctx)
-        return self._files.local_path(record), mime, record.display_name or part.kind or "file"
+        return path, mime, record.display_name or part.kind or "file"
 
     @staticmethod
     def _mime(raw: str, kind: str | None, ctx: _PartContext) -> str:

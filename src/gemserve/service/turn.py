@@ -15,6 +15,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from gemserve.config import Limits, ModelRegistry, ModelSpec
 from gemserve.engine import (
@@ -58,6 +59,9 @@ from gemserve.service.turn_events import (
 from gemserve.service.turn_input import EnumOutput, TurnInput
 from gemserve.service.usage import InputAccounting
 
+if TYPE_CHECKING:
+    from gemserve.service.metrics import Metrics, TurnMeter
+
 
 class TurnPipeline:
     def __init__(
@@ -67,12 +71,14 @@ class TurnPipeline:
         limits: Limits,
         media: MediaPipeline,
         signer: ThoughtSigner,
+        metrics: Metrics | None = None,
     ) -> None:
         self._registry = registry
         self._engines = engines
         self._limits = limits
         self._media = media
         self._signer = signer
+        self._metrics = metrics  # every surface's turns are observed here, once
 
     @property
     def limits(self) -> Limits:
@@ -111,7 +117,9 @@ class TurnPipeline:
         request = GenerationRequest(
             chat, sampling, constraint=self._constraint(turn, spec), tools=tools
         )
-        return PreparedTurn(spec, engine, request, plan, accounting, self._signer, turn)
+        return PreparedTurn(
+            spec, engine, request, plan, accounting, self._signer, turn, tenant, self._metrics
+        )
 
     def _constraint(self, turn: TurnInput, spec: ModelSpec) -> Constraint | None:
         output = turn.output
@@ -140,6 +148,8 @@ class PreparedTurn:
     accounting: InputAccounting
     signer: ThoughtSigner
     turn: TurnInput
+    tenant: str = ""
+    metrics: Metrics | None = None
 
     @property
     def messages(self) -> tuple[ChatMessage, ...]:
@@ -182,6 +192,7 @@ class PreparedTurn:
             tools=self.request.tools,
             affinity=conversation_affinity(self.request.messages),
         )
+        meter = None if self.metrics is None else self.metrics.turn(self.spec.id, self.tenant)
         try:
             stream = await start_turn(self.engine, request, self.plan)
         except InvalidConstraint as exc:
@@ -198,7 +209,9 @@ class PreparedTurn:
                 ) from None
             raise
         sealer = ThoughtSealer(self.signer, self.spec.id, request_id)
-        return StartedTurn(stream, self.accounting, sealer, summaries=self.plan.summaries)
+        return StartedTurn(
+            stream, self.accounting, sealer, summaries=self.plan.summaries, meter=meter
+        )
 
 
 class StartedTurn:
@@ -212,8 +225,10 @@ class StartedTurn:
         sealer: ThoughtSealer,
         *,
         summaries: bool,
+        meter: TurnMeter | None = None,
     ) -> None:
         self._stream = stream
+        self._meter = meter
         self._accounting = accounting
         self._sealer = sealer
         self.summaries = summaries  # the client asked for the thought text, not only a signature
@@ -233,8 +248,11 @@ class StartedTurn:
         answering = False
         finished: Finished | None = None
         ids: dict[int, str] = {}
+        meter = self._meter
         try:
             async for event in self._stream:
+                if meter is not None and not isinstance(event, Finished | TokenLogprob):
+                    meter.piece()
                 if isinstance(event, ToolCallStart | ToolCallArguments | ToolCallEnd):
                     if thought is not None:
                         yield ThoughtEnd(self._sealer.seal("".join(thought).strip()))
@@ -263,7 +281,10 @@ class StartedTurn:
             assert finished is not None
             if thought is not None:
                 yield ThoughtEnd(self._sealer.seal("".join(thought).strip()))
-            yield TurnDone(finished.reason, self._usage(finished), finished.error)
+            usage = self._usage(finished)
+            if meter is not None:
+                meter.done(finished.reason, usage)
+            yield TurnDone(finished.reason, usage, finished.error)
         finally:
             # Closing this generator early must stop generation.
             self._stream.cancel()

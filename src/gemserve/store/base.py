@@ -86,6 +86,12 @@ class Store(Protocol):
 
     async def get_events(self, interaction_id: str, after_seq: int) -> list[Event]: ...
 
+    async def list_conversations(
+        self, tenant: str, now: datetime, offset: int, limit: int
+    ) -> list[InteractionRecord]:
+        """The last turn of each of the tenant's conversations, newest first: its unexpired
+        interactions that no stored interaction continues (``previous_interaction_id``)."""
+
     async def delete_interaction(self, tenant: str, interaction_id: str) -> bool: ...
 
     async def unfinished_interactions(self) -> list[InteractionRecord]:

@@ -31,7 +31,7 @@ class FileRecord:
 class UploadRecord:
     id: str  # SHA-256 of the upload token (the token itself is never stored)
     tenant: str
-    file_id: str  # the blob key of the file to be; the partial blob is kept under it
+    file_id: str  # the file's id to be (its blob: blobs/<file_id>)
     name: str
     display_name: str | None
     mime_type: str
@@ -39,6 +39,15 @@ class UploadRecord:
     received: int
     created_at: datetime
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One accepted chunk of an upload: bytes ``[start, start + size)`` in blob ``key``."""
+
+    start: int
+    size: int
+    key: str
 
 
 class NameTaken(Exception):
@@ -49,11 +58,26 @@ class UploadGone(Exception):
     """The upload session no longer exists (finalized, cancelled or expired meanwhile)."""
 
 
+class QuotaExceeded(Exception):
+    """The tenant's files would take ``total`` bytes, more than the quota; ``dropped``: the
+    segment keys of a session deleted with the refusal (see ``enforce_quota``)."""
+
+    def __init__(self, total: int, dropped: list[str] | None = None) -> None:
+        super().__init__(total)
+        self.total = total
+        self.dropped = dropped or []
+
+
 class FileStore(Protocol):
     # --- upload sessions ---------------------------------------------------------------------
 
-    async def create_upload(self, record: UploadRecord, now: datetime) -> list[str]:
-        """Insert a session; raises :class:`NameTaken` if the name is in use by the tenant.
+    async def create_upload(
+        self, record: UploadRecord, now: datetime, quota: int | None = None
+    ) -> list[str]:
+        """Insert a session; raises :class:`NameTaken` if the name is in use by the tenant,
+        and with a ``quota``, :class:`QuotaExceeded` if the tenant's bytes (``tenant_bytes``)
+        plus the declared size would pass it. Check and insert are one step for the tenant
+        across every process on the database (no two uploads pass the quota together).
 
         An expired file of the same name (not swept yet) is deleted: its blob key is returned.
         """
@@ -61,20 +85,37 @@ class FileStore(Protocol):
     async def get_upload(self, upload_id: str, now: datetime) -> UploadRecord | None:
         """The session, or None if missing or expired."""
 
-    async def advance_upload(self, upload_id: str, received: int, expires_at: datetime) -> None:
-        """Record bytes received so far and push the idle deadline back."""
+    async def add_segment(self, upload_id: str, segment: Segment, expires_at: datetime) -> bool:
+        """Accept a chunk: if the session has received exactly ``segment.start`` bytes, record
+        the segment, advance ``received`` past it and push the idle deadline back, atomically;
+        False (nothing written) if another request got there first or the session is gone.
+        A segment of no bytes only pushes the deadline back (nothing is recorded)."""
+
+    async def segments(self, upload_id: str) -> list[Segment]:
+        """The session's accepted segments, in offset order."""
+
+    async def enforce_quota(self, upload_id: str, quota: int, now: datetime) -> None:
+        """At the finalize of a session that declared no size (every byte of it received, so
+        counted in ``tenant_bytes``): if the tenant's bytes pass the quota, delete the session
+        in the same step and raise :class:`QuotaExceeded` with its segment keys. One step per
+        tenant across processes, as in create_upload: of two such uploads that together pass
+        the quota, the first checked fails and the second, counted without it, fits."""
 
     async def complete_upload(self, upload_id: str, file: FileRecord) -> None:
-        """Delete the session and insert the file, atomically; :class:`UploadGone` if the
-        session was already gone."""
+        """Delete the session (and its segment rows) and insert the file, atomically;
+        :class:`UploadGone` if the session was already gone."""
 
-    async def delete_upload(self, upload_id: str) -> None: ...
+    async def delete_upload(self, upload_id: str) -> list[str]:
+        """Delete the session; returns the keys of its segments (the caller deletes them)."""
 
     async def expired_uploads(self, now: datetime, limit: int) -> list[UploadRecord]:
-        """Sessions past their deadline (their partial blobs are swept with them)."""
+        """Sessions past their deadline (their segments are swept with them)."""
 
     async def pending_file_ids(self) -> set[str]:
-        """Blob keys of every upload session, for collecting orphaned partial blobs."""
+        """File ids of every upload session (a finalize may be writing its blob)."""
+
+    async def segment_keys(self) -> set[str]:
+        """The blob key of every recorded segment, for collecting orphaned ones."""
 
     # --- files -------------------------------------------------------------------------------
 

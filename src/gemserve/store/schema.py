@@ -140,6 +140,24 @@ uploads = sa.Table(
     sa.Column("expires_at", Stamp, nullable=False, index=True),
 )
 
+# The bytes of an upload in progress: one blob per accepted chunk request, in offset order.
+# A chunk's row is written in the transaction that advances uploads.received from its offset
+# (only if received is still that offset), so of two replicas racing one offset exactly one
+# records its segment; the other deletes its own blob (segment keys carry a nonce).
+upload_segments = sa.Table(
+    "upload_segments",
+    metadata,
+    sa.Column(
+        "upload_id",
+        sa.String(64),
+        sa.ForeignKey("uploads.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("start_byte", sa.BigInteger, primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("blob_key", sa.String(160), nullable=False),
+)
+
 cached_contents = sa.Table(
     "cached_contents",
     metadata,

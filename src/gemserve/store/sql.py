@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ class SqlStore:
         self._sqlite = url.startswith("sqlite")
         self._engine: AsyncEngine | None = None
         self._write_lock = asyncio.Lock()
+        # Called with each write transaction's seconds (the app's metrics; no dependency here).
+        self.on_write: Callable[[float], None] | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -86,12 +89,17 @@ class SqlStore:
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (serialised on SQLite, whose writers would otherwise collide)."""
-        if self._sqlite:
-            async with self._write_lock, self.engine.begin() as conn:
-                yield conn
-        else:
-            async with self.engine.begin() as conn:
-                yield conn
+        started = time.perf_counter()
+        try:
+            if self._sqlite:
+                async with self._write_lock, self.engine.begin() as conn:
+                    yield conn
+            else:
+                async with self.engine.begin() as conn:
+                    yield conn
+        finally:
+            if self.on_write is not None:
+                self.on_write(time.perf_counter() - started)
 
     @contextlib.asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[bool]:
@@ -197,6 +205,34 @@ class SqlStore:
         async with self.engine.connect() as conn:
             result = await conn.execute(query)
         return [row[0] for row in result]
+
+    async def list_conversations(
+        self, tenant: str, now: datetime, offset: int, limit: int
+    ) -> list[InteractionRecord]:
+        # An anti-join (no later turn names this one): one pass over the tenant's rows, on
+        # SQLite through an automatic index, on PostgreSQL a hash anti-join.
+        later = interactions.alias("later")
+        query = (
+            sa.select(interactions)
+            .outerjoin(
+                later,
+                sa.and_(
+                    later.c.previous_interaction_id == interactions.c.id,
+                    later.c.tenant == interactions.c.tenant,
+                ),
+            )
+            .where(
+                interactions.c.tenant == tenant,
+                interactions.c.expires_at > now,
+                later.c.id.is_(None),
+            )
+            .order_by(interactions.c.created_at.desc(), interactions.c.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [InteractionRecord(**dict(row)) for row in rows]
 
     async def delete_interaction(self, tenant: str, interaction_id: str) -> bool:
         async with self.write() as conn:

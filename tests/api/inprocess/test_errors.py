@@ -226,7 +226,7 @@ async def test_a_body_over_the_limit_is_413(make_api: MakeApi) -> None:
 async def test_unknown_paths_and_methods(api: InProcessApi) -> None:
     assert_envelope(await api.client.get("/v1beta/nothing"), 404, "NOT_FOUND")
     assert_envelope(
-        await api.client.get("/v1beta/interactions", headers=api.headers), 405, "UNIMPLEMENTED"
+        await api.client.put("/v1beta/interactions", headers=api.headers), 405, "UNIMPLEMENTED"
     )
     trailing = await api.client.post("/v1beta/interactions/", json={}, headers=api.headers)
     assert_envelope(trailing, 404, "NOT_FOUND")

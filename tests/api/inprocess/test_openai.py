@@ -182,3 +182,14 @@ async def test_client_errors_name_the_field(
     response = await complete(api, **body)
     assert_openai_error(response, 400, "invalid_request_error", *fragments)
     assert api.engine.requests == []
+
+
+async def test_an_unsupported_method_is_answered_in_openais_envelope(api: InProcessApi) -> None:
+    """Found by the fuzzer: routing errors on this surface were in Google's envelope."""
+    for method, path in (("TRACE", "/v1beta/openai/models"), ("GET", "/v1beta/openai/embeddings")):
+        response = await api.client.request(method, path, headers=api.headers)
+        assert response.status_code == 405
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error"
+        assert method in error["message"]
+        assert "status" not in error

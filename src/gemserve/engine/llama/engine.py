@@ -490,6 +490,10 @@ class LlamaEngine:
                 "decode_threads": float(scheduler.threads_now),
                 "grammars_cached": float(len(self._grammars)),
                 "prompts_shared": float(scheduler.prompts_shared),
+                "prefix_hit_tokens": float(scheduler.prefix_hit_tokens),
+                "kv_cells_used": float(scheduler.kv_cells_used()),
+                "step_seconds": scheduler.step_seconds,
+                "steps_timed": float(scheduler.steps_timed),
                 **self._embedding_stats(),
             },
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -171,6 +172,9 @@ class Scheduler:
         self.images_encoded = 0
         self.peak_active = 0
         self.prompts_shared = 0  # admissions whose prompt KV was copied from a sequence in flight
+        self.prefix_hit_tokens = 0  # prompt tokens found in the KV cache, not prefilled
+        self.step_seconds = 0.0  # time in llama_decode of text steps, and their count
+        self.steps_timed = 0
 
     def forget_traffic(self) -> None:
         """Forget the start-up check: its counters and the prompts its slots keep for reuse,
@@ -178,6 +182,8 @@ class Scheduler:
         ``decode_steps`` keeps counting (slots are ordered by it): read it as a difference."""
         self.tokens_generated = self.requests_finished = self.requests_cancelled = 0
         self.images_encoded = self.peak_active = self.prompts_shared = 0
+        self.prefix_hit_tokens = self.steps_timed = 0
+        self.step_seconds = 0.0
         for slot in self._free_slots:
             llama.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
             slot.tokens = []
@@ -210,6 +216,13 @@ class Scheduler:
     def counts(self) -> tuple[int, int]:
         with self._cond:
             return len(self._active), len(self._waiting)
+
+    def kv_cells_used(self) -> int:
+        """KV cells holding tokens: the active sequences' and the prompts idle slots keep."""
+        with self._cond:
+            return sum(s.n_past for s in self._active) + sum(
+                len(slot.tokens) for slot in self._free_slots
+            )
 
     def stop(self) -> None:
         """Cancel everything, wait for the native thread to let go, and free native state.
@@ -330,6 +343,7 @@ class Scheduler:
         self._slot_of[best.seq_id] = best
         seq.seq_id = best.seq_id
         seq.n_past = seq.cached = reuse
+        self.prefix_hit_tokens += reuse
         grammar = seq.grammars.for_gate(seq.output.gate) if seq.grammars is not None else None
         model = self._model
         seq.sampler = make_sampler(
@@ -465,7 +479,10 @@ class Scheduler:
             return
         self.peak_active = max(self.peak_active, len(decoding) + len(chunks))
         self._batch.n_tokens = n
+        started = time.perf_counter()
         rc = llama.llama_decode(self._ctx, self._batch)
+        self.step_seconds += time.perf_counter() - started
+        self.steps_timed += 1
         self.decode_steps += 1
         if rc != 0:
             log.error("llama_decode returned %d for a batch of %d tokens", rc, n)

@@ -89,6 +89,27 @@ def interaction_view(
     return out
 
 
+PREVIEW_CHARS = 200
+
+
+def conversation_item(record: StoredInteraction) -> dict[str, Any]:
+    """One entry of ``GET /interactions`` (a gemserve extension: the playground's list of
+    conversations): the header and status of a conversation's last turn, and the start of
+    that turn's input text as ``input_preview``."""
+    out = interaction_header(record)
+    out["updated"] = iso_utc(record.updated_at)
+    out["status"] = record.status
+    texts: list[str] = []
+    for step in record.input:
+        if step.get("type") == "function_result":
+            texts.append(f"[result of {step.get('name') or step.get('call_id')}]")
+        for part in step.get("content") or []:
+            if isinstance(part, dict) and part.get("type") == "text":
+                texts.append(str(part.get("text", "")))
+    out["input_preview"] = " ".join(texts)[:PREVIEW_CHARS]
+    return out
+
+
 def usage_dict(
     input_tokens: int,
     output_tokens: int,
