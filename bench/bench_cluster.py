@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -234,11 +234,42 @@ class Balancer:
         return self.servers[next(self._turn) % len(self.servers)].base_url
 
 
-async def client_loop(lb: Balancer, until: float, stats: Counter[str], ids: set[str]) -> None:
+async def upload_across(lb: Balancer, client: httpx.AsyncClient) -> str:
+    """A 3-chunk upload, each request to the next replica; the file's name."""
+    data = random.randbytes(3 * 256 * 1024)
+    started = await client.post(
+        lb.next() + "/upload/v1beta/files",
+        json={"file": {"mime_type": "application/octet-stream"}},
+        headers={
+            **HEADERS,
+            "X-Goog-Upload-Protocol": "resumable",
+            "X-Goog-Upload-Command": "start",
+            "X-Goog-Upload-Header-Content-Length": str(len(data)),
+        },
+    )
+    started.raise_for_status()
+    path = started.headers["x-goog-upload-url"].split("/upload/", 1)[1]
+    third = len(data) // 3
+    for i in range(3):
+        response = await client.post(
+            f"{lb.next()}/upload/{path}",
+            content=data[i * third : (i + 1) * third],
+            headers={
+                "X-Goog-Upload-Command": "upload, finalize" if i == 2 else "upload",
+                "X-Goog-Upload-Offset": str(i * third),
+            },
+        )
+        response.raise_for_status()
+    return str(response.json()["file"]["name"])
+
+
+async def client_loop(
+    lb: Balancer, until: float, stats: Counter[str], ids: set[str], files: set[str]
+) -> None:
     previous: str | None = None
     async with httpx.AsyncClient(timeout=120) as client:
         while time.monotonic() < until:
-            kind = random.choices(["stream", "continue", "background"], [5, 3, 2])[0]
+            kind = random.choices(["stream", "continue", "background", "upload"], [5, 3, 2, 1])[0]
             body: dict[str, Any] = {
                 "model": MODEL_ID,
                 "input": random.choice(["Say hi.", "Name a colour.", "Count to three."]),
@@ -247,6 +278,10 @@ async def client_loop(lb: Balancer, until: float, stats: Counter[str], ids: set[
             if kind == "continue" and previous:
                 body["previous_interaction_id"] = previous
             try:
+                if kind == "upload":
+                    files.add(await upload_across(lb, client))
+                    stats["upload completed"] += 1
+                    continue
                 if kind == "background":
                     body["background"] = True
                     created = await client.post(
@@ -278,8 +313,9 @@ async def client_loop(lb: Balancer, until: float, stats: Counter[str], ids: set[
 async def drive(lb: Balancer, clients: int, seconds: float, kill_at: float, back_at: float):  # type: ignore[no-untyped-def]
     stats: Counter[str] = Counter()
     ids: set[str] = set()
+    files: set[str] = set()
     until = time.monotonic() + seconds
-    loops = [asyncio.create_task(client_loop(lb, until, stats, ids)) for _ in range(clients)]
+    loops = [asyncio.create_task(client_loop(lb, until, stats, ids, files)) for _ in range(clients)]
     await asyncio.sleep(kill_at)
     victim = lb.servers[2]
     os.kill(victim.pid, signal.SIGKILL)
@@ -288,10 +324,14 @@ async def drive(lb: Balancer, clients: int, seconds: float, kill_at: float, back
     await asyncio.to_thread(victim.start)
     print(f"  t={back_at:.0f}s: replica 2 restarted on port {victim.port}", flush=True)
     await asyncio.gather(*loops)
-    return stats, ids
+    return stats, ids, files
 
 
-async def check_database(database_url: str) -> dict[str, int]:
+async def check_database(
+    database_url: str,
+    files: Collection[str] = (),
+    blob_dir: Path | None = None,
+) -> dict[str, int]:
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch("SELECT status, count(*) AS n FROM interactions GROUP BY status")
@@ -299,6 +339,7 @@ async def check_database(database_url: str) -> dict[str, int]:
             "SELECT interaction_id, array_agg(seq ORDER BY seq) AS seqs "
             "FROM interaction_events GROUP BY interaction_id"
         )
+        file_rows = await conn.fetch("SELECT id, name FROM files")
     finally:
         await conn.close()
     gaps = 0
@@ -309,6 +350,15 @@ async def check_database(database_url: str) -> dict[str, int]:
     counts = {f"status {row['status']}": int(row["n"]) for row in rows}
     counts["event logs"] = len(seqs)
     counts["event logs with a gap"] = gaps
+    stored = {row["name"] for row in file_rows}
+    counts["uploads finalized by clients"] = len(files)
+    counts["uploads lost (finalized, no row)"] = len(
+        {f.removeprefix("files/") for f in files} - stored
+    )
+    if blob_dir is not None:
+        blobs = {p.name for p in (blob_dir / "blobs").iterdir()}
+        counts["blobs without a file row"] = len(blobs - {row["id"] for row in file_rows})
+        counts["file rows without a blob"] = len({row["id"] for row in file_rows} - blobs)
     return counts
 
 
@@ -322,22 +372,32 @@ def load(clients: int, seconds: float) -> None:
                 stack.enter_context(server)
             lb = Balancer(servers)
             began = time.perf_counter()
-            stats, ids = asyncio.run(drive(lb, clients, seconds, seconds / 3, seconds / 2))
+            stats, ids, files = asyncio.run(drive(lb, clients, seconds, seconds / 3, seconds / 2))
             elapsed = time.perf_counter() - began
             # Background work still running, and the killed replica's lease expiring.
             deadline = time.monotonic() + 120
-            counts = asyncio.run(check_database(database_url))
+            blob_dir = Path(tmp) / "shared" / "files"
+            counts = asyncio.run(check_database(database_url, files, blob_dir))
             while counts.get("status in_progress") and time.monotonic() < deadline:
                 time.sleep(1)
-                counts = asyncio.run(check_database(database_url))
+                counts = asyncio.run(check_database(database_url, files, blob_dir))
     print(md_table(["client outcome", "count"], sorted(stats.items())))
     print()
     print(md_table(["in the database afterwards", "count"], sorted(counts.items())))
     done = sum(n for key, n in stats.items() if key.endswith("completed"))
     print(f"\n{done} streamed turns completed in {elapsed:.0f} s ({done / elapsed:.1f}/s); "
           f"{len(ids)} interaction ids seen by clients.")  # fmt: skip
-    ok = not counts.get("status in_progress") and counts["event logs with a gap"] == 0
-    print(f"Invariants (all terminal, no gaps): {'PASS' if ok else 'FAIL'}\n")
+    ok = (
+        not counts.get("status in_progress")
+        and counts["event logs with a gap"] == 0
+        and counts["uploads lost (finalized, no row)"] == 0
+        and counts.get("blobs without a file row", 0) == 0
+        and counts.get("file rows without a blob", 0) == 0
+    )
+    print(
+        "Invariants (all terminal, no log gaps, no upload lost, no orphaned blob): "
+        f"{'PASS' if ok else 'FAIL'}\n"
+    )
 
 
 def main() -> int:

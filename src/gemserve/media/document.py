@@ -106,8 +106,16 @@ class _TextOfHtml(HTMLParser):
 
 def _html_text(html: str) -> str:
     parser = _TextOfHtml()
-    parser.feed(html)
-    parser.close()
+    try:
+        parser.feed(html)
+        parser.close()
+    except AssertionError as exc:
+        # The standard library's parser asserts on some malformed markup ("<![x[", "<![<"):
+        # a client's data, so a 400, never a 500.
+        log.info("HTML parsing failed: %r", exc)
+        raise MediaError(
+            "The text/html data could not be parsed: its markup is malformed."
+        ) from None
     lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
     return "\n".join(line for line in lines if line)
 
@@ -158,6 +166,10 @@ def _render(source: bytes | Path, count: int, max_side: int) -> list[DecodedImag
             out.append(
                 DecodedImage(image.width, image.height, rgb, hashlib.sha256(rgb).hexdigest())
             )
+    except pypdfium2.PdfiumError as exc:
+        # pypdf read the page tree, yet PDFium cannot load a page (found by bench/fuzz_media.py).
+        log.info("PDF rendering failed: %r", exc)
+        raise MediaError("The PDF's pages could not be rendered: it is corrupt.") from None
     finally:
         pdf.close()
     return out
