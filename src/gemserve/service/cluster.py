@@ -20,6 +20,7 @@ from datetime import timedelta
 
 from gemserve.service.clock import Clock, utc_now
 from gemserve.store.base import InteractionRecord
+from gemserve.store.errors import is_store_unavailable
 from gemserve.store.replicas import ReplicaRecord, ReplicaStore, SettingMismatch
 
 log = logging.getLogger("gemserve.cluster")
@@ -146,5 +147,9 @@ class Replica:
 async def _attempt(what: str, duty: Duty) -> None:
     try:
         await duty()
-    except Exception:
-        log.exception("cluster duty failed: %s", what)
+    except Exception as exc:
+        if is_store_unavailable(exc):
+            # Every poll (0.1 s) while the database is down: one line each, no traceback.
+            log.warning("cluster duty skipped: %s: the store is unavailable (%s)", what, exc)
+        else:
+            log.exception("cluster duty failed: %s", what)

@@ -27,6 +27,11 @@ from gemserve.protocol.interactions.views import interaction_view
 from gemserve.service.clock import Clock
 from gemserve.service.journal import EventJournal
 from gemserve.store import InteractionRecord, Store
+from gemserve.store.errors import is_store_unavailable
+
+# How long a finished run retries its final write while the store is unreachable; after that
+# the row stays ``in_progress`` until the next start fails it ("stopped").
+FINAL_WRITE_RETRY_SECONDS = 300.0
 
 log = logging.getLogger("gemserve.interactions")
 
@@ -63,7 +68,10 @@ class LiveInteraction:
         self.log: list[Event] = []
         self._fold = InteractionFold()
         self._changed = asyncio.Event()
-        self.done = asyncio.Event()
+        self.done = asyncio.Event()  # over and stored (or given up on): out of the registry
+        # Over: streams end and waiters return. Set with ``done``, or earlier when the final
+        # write waits for the store to come back.
+        self.ended = asyncio.Event()
         self.persisted = 0  # events already in the store
         self.finishing = False  # the final write has begun
         self._task: asyncio.Task[None] | None = None
@@ -82,7 +90,7 @@ class LiveInteraction:
         self._cancel()
 
     async def wait(self) -> None:
-        await self.done.wait()
+        await self.ended.wait()
 
     @property
     def status(self) -> str:
@@ -109,7 +117,7 @@ class LiveInteraction:
             while index < len(self.log):
                 event, index = next_event(self.log, index)
                 yield event
-            if self.done.is_set():
+            if self.ended.is_set():
                 return
             self._changed.clear()
             if idle_seconds is None:
@@ -156,13 +164,40 @@ class LiveInteraction:
             if self._store is not None:
                 if self._journal is not None:
                     await self._journal.settle(self)
-                await self._write_final_state()
+                await self._store_final_state()
         except Exception:
             log.exception("interaction %s: could not store the final state", self.id)
         finally:
             self._on_done(self)
             self.done.set()
+            self.ended.set()
             self._changed.set()
+
+    async def _store_final_state(self) -> None:
+        """The final write; while the store is unreachable (PostgreSQL restarting), retried
+        for up to ``FINAL_WRITE_RETRY_SECONDS``, the run staying in the registry (GET answers
+        from memory) while its streams end and its waiters return."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FINAL_WRITE_RETRY_SECONDS
+        delay = 0.5
+        while True:
+            try:
+                await self._write_final_state()
+                return
+            except Exception as exc:
+                if not is_store_unavailable(exc) or loop.time() + delay > deadline:
+                    raise
+                if not self.ended.is_set():
+                    log.warning(
+                        "interaction %s: the store is unavailable; its final state is written "
+                        "once it returns (retrying for up to %g s)",
+                        self.id,
+                        FINAL_WRITE_RETRY_SECONDS,
+                    )
+                    self.ended.set()
+                    self._changed.set()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def _write_final_state(self) -> None:
         assert self._store is not None
@@ -220,7 +255,7 @@ class LiveRegistry:
             await asyncio.wait(
                 [asyncio.ensure_future(run.wait()) for run in runs], timeout=drain_seconds
             )
-            runs = [run for run in runs if not run.done.is_set()]
+            runs = [run for run in runs if not run.ended.is_set()]
         for run in runs:
             run.cancel()
         if runs:
