@@ -24,13 +24,12 @@ import itertools
 import json
 import os
 import random
-import secrets
 import signal
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ from common import (
     md_table,
     median,
     percentile,
+    postgres_database,
     print_preamble,
     ratio,
 )
@@ -57,22 +57,8 @@ HEADERS = {"x-goog-api-key": API_KEY}
 RECOVERY_SEQ = 900_000_000  # protocol/interactions/events.py: a recovered log's verdict ids
 
 
-@contextlib.contextmanager
-def pg_database() -> Iterator[str]:
-    name = "gemserve_bench_" + secrets.token_hex(4)
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+def pg_database() -> contextlib.AbstractContextManager[str]:
+    return postgres_database(ADMIN_URL)
 
 
 def replica(name: str, data_dir: Path, env: dict[str, str], *, threads: int = 1) -> Server:

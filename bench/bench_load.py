@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import random
-import secrets
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ from bench.common import (
     gemserve_argv,
     md_table,
     percentile,
+    postgres_database,
     print_preamble,
 )
 
@@ -331,26 +331,6 @@ async def verify(http: httpx.AsyncClient, ids: set[str], deleted: set[str]) -> d
         if (await http.get(f"/v1beta/interactions/{iid}", headers=HEADERS)).status_code != 404:
             result["deleted but found"] += 1
     return {"counts": result, "problems": problems[:10]}
-
-
-@contextlib.contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    import asyncpg  # type: ignore[import-untyped]
-
-    name = "gemserve_bench_" + secrets.token_hex(4)
-
-    async def admin(statement: str) -> None:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @contextlib.contextmanager

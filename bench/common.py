@@ -372,6 +372,31 @@ def gemserve_server(
 
 
 @contextlib.contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A new empty PostgreSQL database on the server of ``admin_url`` (plain postgresql://),
+    dropped when the block ends."""
+    import asyncio
+    import secrets
+
+    import asyncpg  # type: ignore[import-untyped]
+
+    name = "gemserve_bench_" + secrets.token_hex(4)
+
+    async def admin(statement: str) -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.contextmanager
 def git_worktree(ref: str) -> Iterator[Path]:
     """A detached checkout of ``ref`` in a temporary directory, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="gemserve-baseline-") as parent:
