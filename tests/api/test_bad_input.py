@@ -186,7 +186,7 @@ def test_key_query_parameter_is_accepted(live_server: LiveServer) -> None:
 def test_unknown_paths_versions_and_methods(client: httpx.Client) -> None:
     assert_envelope(client.get("/v1beta/nothing"), 404, "NOT_FOUND")
     assert_envelope(post(client, OK_BODY, "/latest/interactions"), 404, "NOT_FOUND")
-    assert_envelope(client.get("/v1beta/interactions"), 405, "UNIMPLEMENTED")
+    assert_envelope(client.put("/v1beta/interactions"), 405, "UNIMPLEMENTED")
 
 
 def test_unknown_model_get_is_404(client: httpx.Client) -> None:
