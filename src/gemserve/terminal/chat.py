@@ -183,17 +183,10 @@ class ChatSession:
         if self.thinking is not None:
             request["generation_config"] = {"thinking_level": self.thinking}
         started = time.monotonic()
-        try:
-            stream = self.client.interactions.create(**request)
-        except KeyboardInterrupt:
-            self.screen.note("[cancelled]")
-            return
-        except Exception as exc:
-            self.screen.note(f"error: {_describe(exc)}")
-            return
-        self.attachments.clear()
         turn = _Turn(self.screen)
         try:
+            stream = self.client.interactions.create(**request)
+            self.attachments.clear()  # sent: the next turn starts without them
             with stream:
                 for event in stream:
                     turn.on(event.model_dump(mode="json", exclude_none=True))
