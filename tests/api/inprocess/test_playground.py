@@ -105,3 +105,10 @@ async def test_the_conversation_list_names_each_last_turn(api: InProcessApi) -> 
     other = await api.client.get("/v1beta/interactions", headers={"x-goog-api-key": "other"})
     assert other.json() == {"interactions": []}
     assert (await api.client.get("/v1beta/interactions")).status_code == 403
+
+
+async def test_the_conversation_list_refuses_bad_paging(api: InProcessApi) -> None:
+    for params in ({"pageSize": "abc"}, {"pageSize": "1.5"}, {"pageToken": "x"}):
+        response = await api.client.get("/v1beta/interactions", params=params, headers=api.headers)
+        assert response.status_code == 400, (params, response.text)
+        assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
