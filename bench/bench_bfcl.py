@@ -60,6 +60,7 @@ import jsonschema
 from common import (
     API_KEY,
     LLAMA_SERVER_BIN,
+    LLAMA_SERVER_DIR,
     MODEL_ID,
     OUT_DIR,
     REPEAT_LAST_N,
@@ -89,8 +90,8 @@ DEFAULT_SYSTEMS = "gemserve,llama-server,llama-server-qwen,gemserve-required"
 # A tool-aware ChatML template for llama-server-qwen: Qwen 2.5's, as the llama.cpp sources
 # that build_llama_server.sh unpacks ship it (SmolLM2's own template has no tool section).
 QWEN_TEMPLATE = (
-    OUT_DIR / "src" / "llama_cpp_python-0.3.36" / "vendor" / "llama.cpp" / "models" / "templates"
-    / "Qwen-Qwen2.5-7B-Instruct.jinja"
+    LLAMA_SERVER_DIR / "src" / "llama_cpp_python-0.3.36" / "vendor" / "llama.cpp" / "models"
+    / "templates" / "Qwen-Qwen2.5-7B-Instruct.jinja"
 )  # fmt: skip
 # BFCL's hint for Python categories (bfcl_eval/utils.py, _get_language_specific_hint).
 PYTHON_HINT = " Note that the provided function is in Python 3 syntax."

@@ -48,6 +48,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scrape-interval", type=float, default=15.0)
+    parser.add_argument(
+        "--server-log-level",
+        default="warning",
+        help="debug shows the thread governor's decisions in bench/out/logs/",
+    )
+    parser.add_argument(
+        "--fixed-threads",
+        action="store_true",
+        help="adaptive_threads = false on both servers: the thread governor gives a core back "
+        "when other work (the server's event loop, this client) passes half a core, so a small "
+        "cost near that line can flip a step's thread count; this takes the governor out",
+    )
     add_omp_argument(parser)
     return parser.parse_args()
 
@@ -106,10 +118,23 @@ async def main() -> None:
     aggregate: dict[str, list[float]] = {n: [] for n in names}
     streams: dict[str, list[float]] = {n: [] for n in names}
     scrapes = 0
+    fixed = "adaptive_threads = false\n" if args.fixed_threads else ""
+    on_toml = f"[server]\n{fixed}" if fixed else ""
+    off_toml = OFF_TOML + fixed
     with (
-        gemserve_server(slots=args.streams, threads=args.threads, name="metrics-on") as on,
         gemserve_server(
-            slots=args.streams, threads=args.threads, name="metrics-off", config_toml=OFF_TOML
+            slots=args.streams,
+            threads=args.threads,
+            name="metrics-on",
+            config_toml=on_toml,
+            log_level=args.server_log_level,
+        ) as on,
+        gemserve_server(
+            slots=args.streams,
+            threads=args.threads,
+            name="metrics-off",
+            config_toml=off_toml,
+            log_level=args.server_log_level,
         ) as off,
     ):
         servers = {"on": on, "off": off}

@@ -32,7 +32,22 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 OUT_DIR = BENCH_DIR / "out"
 LOG_DIR = OUT_DIR / "logs"
-LLAMA_SERVER_BIN = OUT_DIR / "llama.cpp-build" / "bin" / "llama-server"
+
+
+def _llama_server_dir() -> Path:
+    """Where build_llama_server.sh put llama-server and the llama.cpp sources: the tests'
+    build in the engine cache (GEMSERVE_ENGINE_CACHE moves it) when there is one, so one build
+    serves both; else bench/out, the script's default."""
+    from gemserve.engine.cpu.build import cache_root
+
+    cached = cache_root() / "llama-server" / "llama-cpp-python-0.3.36"
+    if (cached / "llama.cpp-build" / "bin" / "llama-server").exists():
+        return cached
+    return OUT_DIR
+
+
+LLAMA_SERVER_DIR = _llama_server_dir()
+LLAMA_SERVER_BIN = LLAMA_SERVER_DIR / "llama.cpp-build" / "bin" / "llama-server"
 
 MODEL_ID = "smollm2-135m-instruct"
 API_KEY = "any"
