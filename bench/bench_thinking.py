@@ -42,9 +42,9 @@ from common import (
 from gemserve.config import Limits, ModelRegistry
 from gemserve.engine import ChatMessage, Finished, GenerationRequest, TextDelta, ThoughtDelta
 from gemserve.engine.llama import LlamaEngine
-from gemserve.protocol.interactions import GenerationConfig
 from gemserve.service.sampling import sampling_params
 from gemserve.service.thinking import plan_thinking, start_turn
+from gemserve.service.turn_input import GenerationKnobs, ThinkingRequest
 
 QUESTIONS = (
     "How many paws do two dogs have?",
@@ -114,17 +114,14 @@ async def via_http(client: httpx.AsyncClient, base_url: str, question: str, leve
 
 async def via_engine(engine: LlamaEngine, question: str, level: str) -> Run:
     spec = ModelRegistry.from_config([], {}, MODEL_ID).resolve(MODEL_ID).spec
-    config = GenerationConfig(
-        thinking_level=level,  # type: ignore[arg-type]
-        temperature=0,
-        max_output_tokens=MAX_OUTPUT_TOKENS,
-    )
+    knobs = GenerationKnobs(temperature=0, max_output_tokens=MAX_OUTPUT_TOKENS)
     request = GenerationRequest(
-        (ChatMessage("user", question),), sampling_params(config, spec, Limits())
+        (ChatMessage("user", question),), sampling_params(knobs, spec, Limits())
     )
+    thinking = ThinkingRequest(level=level)  # type: ignore[arg-type]
     run = Run()
     start = time.perf_counter()
-    stream = await start_turn(engine, request, plan_thinking(config, spec))
+    stream = await start_turn(engine, request, plan_thinking(thinking, spec))
     async for event in stream:
         now = time.perf_counter() - start
         if isinstance(event, ThoughtDelta) and math.isnan(run.t_thought):
