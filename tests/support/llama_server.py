@@ -29,18 +29,20 @@ BUILD_TIMEOUT_S = 1800
 
 
 def ensure_built() -> Path:
-    """The binary, built first if missing (the script is idempotent)."""
-    if not BINARY.is_file():
-        subprocess.run(
-            ["bash", str(BUILD_SCRIPT)],
-            check=True,
-            timeout=BUILD_TIMEOUT_S,
-            env={
-                **os.environ,
-                "PYTHON": str(ROOT / ".venv" / "bin" / "python"),
-                "LLAMA_SERVER_OUT": str(CACHE),
-            },
-        )
+    """The binary, built first if missing or built with other CPU flags than the engine's
+    (the script checks both, in well under a second when nothing is to be done: a binary
+    built natively elsewhere in this cache can die by SIGILL here)."""
+    subprocess.run(
+        ["bash", str(BUILD_SCRIPT)],
+        check=True,
+        timeout=BUILD_TIMEOUT_S,
+        stdout=subprocess.DEVNULL,
+        env={
+            **os.environ,
+            "PYTHON": str(ROOT / ".venv" / "bin" / "python"),
+            "LLAMA_SERVER_OUT": str(CACHE),
+        },
+    )
     return BINARY
 
 
@@ -59,6 +61,10 @@ class LlamaServer:
         """Whether each slot is decoding (``/slots``)."""
         slots = httpx.get(self.root + "/slots", timeout=10).json()
         return [bool(slot.get("is_processing")) for slot in slots]
+
+    def decoding(self) -> bool:
+        """Whether any slot is decoding."""
+        return any(self.slot_states())
 
 
 def start_llama_server(
