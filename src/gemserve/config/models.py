@@ -195,9 +195,22 @@ class ModelSpec(BaseModel):
     thinking: ThinkingProfile = Field(default_factory=ThinkingProfile)
     # A GBNF grammar every output of this model must match (llama.cpp's grammar sampler).
     grammar: str | None = None
-    # How the model writes tool calls: "hermes" (Qwen 2.5/3, Hermes templates) or
-    # "json_array" (SmolLM2, and any template without tools). None: read off the template.
-    tool_format: Literal["hermes", "json_array"] | None = None
+    # How the model writes tool calls: "hermes" (Qwen 2.5/3, Hermes templates), "llama3"
+    # (Llama 3.1-3.3), "mistral_json", "mistral_args" or "mistral_call_id" (Mistral's
+    # [TOOL_CALLS] forms), "qwen3_coder" (XML calls), or "json_array" (SmolLM2, and any
+    # template without tools). None: read off the template (engine/tools/formats.py).
+    tool_format: (
+        Literal[
+            "hermes",
+            "json_array",
+            "llama3",
+            "mistral_json",
+            "mistral_args",
+            "mistral_call_id",
+            "qwen3_coder",
+        ]
+        | None
+    ) = None
     # Embeddings: how the final hidden states of a text become one vector ("mean" over its
     # tokens, the first token's "cls", or the "last" token's, for decoder embedding models
     # such as Qwen3-Embedding), and the text each task type embeds (keys: lower-case task

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import llguidance
@@ -36,10 +36,10 @@ from gemserve.engine.llama.scheduler import Scheduler, Sequence
 from gemserve.engine.llama.selfcheck import SelfCheckResult, decode_one_batch, injected_fault
 from gemserve.engine.output import SequenceOutput
 from gemserve.engine.reasoning import Phase
+from gemserve.engine.tools.base import ToolCallStage
 from gemserve.engine.tools.formats import FORMATS, JSON_ARRAY, ToolFormat
 from gemserve.engine.tools.formats import detect as detect_tool_format
-from gemserve.engine.tools.grammar import single_tool_grammar, tool_constraint
-from gemserve.engine.tools.parser import ToolCallParser
+from gemserve.engine.tools.grammar import tool_constraint
 from gemserve.errors import (
     InvalidArgument,
     InvalidConstraint,
@@ -117,6 +117,7 @@ class LlamaEngine:
         native: NativeThread | None = None,
         tool_format: str | None = None,
         embedding_pooling: Pooling = "mean",
+        load_progress: Callable[[float], None] | None = None,
     ) -> None:
         # Every engine of a process should share one NativeThread (see native_thread.py);
         # an engine built alone gets its own.
@@ -138,6 +139,8 @@ class LlamaEngine:
         self._tool_format: ToolFormat = JSON_ARRAY
         self._projector: Projector | None = None
         self._embedding_pooling: Pooling = embedding_pooling
+        # Hears the weights' load (gemserve/progress.py: a bar or log lines at start).
+        self._load_progress = load_progress
         self._embedder: EmbeddingScheduler | None = None
         # What the configuration promises until the projector is loaded and says.
         self._modalities = frozenset({"text", "image"} if mmproj_path else {"text"})
@@ -181,7 +184,7 @@ class LlamaEngine:
         self.self_check_result = result
 
     def _load(self) -> None:
-        model = LoadedModel(self._path)
+        model = LoadedModel(self._path, progress=self._load_progress)
         if self._context_length > model.n_ctx_train:
             self._context_length = model.n_ctx_train
         bos, eos = model.bos_eos_text()
@@ -336,9 +339,13 @@ class LlamaEngine:
 
     def _output_rules(
         self, request: GenerationRequest
-    ) -> tuple[Constraint | None, ToolCallParser | None]:
+    ) -> tuple[Constraint | None, ToolCallStage | None]:
         """The request's constraint with its tools folded in, and the parser of its calls."""
         constraint, tools = request.constraint, request.tools
+        # The answer to function results must not echo the markup they came wrapped in.
+        after_results = bool(request.messages) and request.messages[-1].role == "tool"
+        if tools is None and after_results and constraint is None:
+            tools = ToolUse((), "none")  # results sent without their declarations
         if tools is None:
             return constraint, None
         if constraint is not None and constraint.syntax != "json_schema":
@@ -348,10 +355,11 @@ class LlamaEngine:
             )
         fmt = self._tool_format
         json_answer = constraint.grammar if constraint is not None else None
-        combined = tool_constraint(fmt, tools, json_answer)
+        combined = tool_constraint(fmt, tools, json_answer, after_results=after_results)
         if combined is None:
             combined = constraint
-        stage = ToolCallParser(fmt.opener, fmt.closer, fmt.args_key) if tools.callable() else None
+        callable_tools = tools.callable()
+        stage = fmt.parser(callable_tools) if callable_tools else None
         return combined, stage
 
     def _plan(
@@ -365,9 +373,7 @@ class LlamaEngine:
             # Name the tool: compile each one alone.
             for tool in tools.callable():
                 grammar = Grammar(
-                    llguidance.LLMatcher.grammar_from_lark(
-                        single_tool_grammar(tool, self._tool_format.args_key)
-                    ),
+                    llguidance.LLMatcher.grammar_from_lark(self._tool_format.tool_grammar(tool)),
                     syntax="llguidance",
                 )
                 error = self._grammar_error(grammar)

@@ -1,102 +1,89 @@
 """The grammar that holds a model's tool calls to the declared tools (llguidance Lark).
 
-Each call is one JSON object, ``{"name": <one of the callable names>, "arguments": <that
-tool's parameters schema>}``, laid out by the format (blocks or an array). Names are limited
-to the callable tools and each call's arguments to its own tool's schema, through one
-``%json`` rule per tool. The result is a :class:`~gemserve.engine.base.Constraint`:
+The format writes the rules of its call block after the opener (``calls_body``: names
+limited to the callable tools, each call's arguments to its own tool's schema); this module
+decides where they apply. The result is a :class:`~gemserve.engine.base.Constraint`:
 
 - ``auto`` / ``validated``: lazy. Free text until the format's opener, then the grammar.
+- ``auto`` after function results: from the first answer token, text in which the markup the
+  results came wrapped in (``<tool_response``, ``[TOOL_RESULTS``) cannot appear, or text up
+  to the opener (one lazy lexeme, so the text ends exactly there) and the calls. A small model
+  echoes the wrapper of what it just read; a lazy grammar cannot stop that. Kept from the
+  wrapper, SmolLM2 makes the call it just made again instead: for its format
+  (``text_first_after_results``) the answer to results opens with words, not markup, and a
+  call can only follow some text.
+- ``auto`` for an anchored format (Llama 3): from the first answer token, either the calls or
+  text that does not start like one.
 - ``any`` (``allowed`` included): the calls from the first answer token.
 - ``auto`` with a JSON answer schema: from the first answer token, either the calls or the
   JSON answer.
-- ``none``: text in which the opener cannot appear.
+- ``none``: text in which the opener (and, after results, their wrapper) cannot appear; the
+  same after results sent without declarations (SmolLM2's answer then opens with words too).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from gemserve.engine.base import Constraint, ToolSpec, ToolUse
-from gemserve.engine.tools.formats import ToolFormat
-
-# JSON on one line with json.dumps's separators (see guidance._LAYOUT for why).
-_LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-
-
-def lark_literal(text: str) -> str:
-    return json.dumps(text)
-
-
-def call_schema(tool: ToolSpec, args_key: str) -> dict[str, Any]:
-    """One call to ``tool`` as a JSON object, name first."""
-    return {
-        "type": "object",
-        "properties": {"name": {"const": tool.name}, args_key: json.loads(tool.parameters)},
-        "required": ["name", args_key],
-        "additionalProperties": False,
-        "x-guidance": _LAYOUT,
-    }
-
-
-def call_rules(fmt: ToolFormat, tools: tuple[ToolSpec, ...], *, parallel: bool = True) -> str:
-    """Lark rules ``calls`` (the whole call block or blocks) and one ``call_<i>`` per tool."""
-    alternatives = " | ".join(f"call_{i}" for i in range(len(tools)))
-    opener, closer = lark_literal(fmt.opener), lark_literal(fmt.closer)
-    if fmt.layout == "array":
-        more = ' ("," SP? NL? call)*' if parallel else ""
-        calls = f'calls: {opener} NL? "[" NL? call{more} NL? "]" {closer}'
-    else:
-        more = " (NL block)*" if parallel else ""
-        calls = f"calls: block{more}\nblock: {opener} NL? call NL? {closer}"
-    rules = [calls, f"call: {alternatives}"]
-    rules += [
-        f"call_{i}: %json {json.dumps(call_schema(tool, fmt.args_key))}"
-        for i, tool in enumerate(tools)
-    ]
-    rules += ['NL: "\\n"', 'SP: " "']
-    return "\n".join(rules)
+from gemserve.engine.base import Constraint, ToolUse
+from gemserve.engine.tools.base import ToolFormat
+from gemserve.engine.tools.lark import LAYOUT, free_text, literal
 
 
 def tool_constraint(
-    fmt: ToolFormat, tools: ToolUse, json_answer: str | None = None
+    fmt: ToolFormat,
+    tools: ToolUse,
+    json_answer: str | None = None,
+    *,
+    after_results: bool = False,
 ) -> Constraint | None:
     """The constraint for a request's tools (None: nothing to hold the output to).
-    ``json_answer``: a JSON Schema (as text) the answer must match when it is not a call."""
+    ``json_answer``: a JSON Schema (as text) the answer must match when it is not a call.
+    ``after_results``: the conversation ends with function results (the answer to them)."""
     callable_tools = tools.callable()
+    echo = fmt.result_markers if after_results else ()
     if not callable_tools:
-        ban = f"start: TEXT\nTEXT: /(?s:.*)/ & ~/(?s:.*){_regex_literal(fmt.opener)}(?s:.*)/"
         if json_answer is not None:
             return None  # the JSON answer's own constraint already keeps the opener out
-        return Constraint(ban, scope="answer", syntax="lark")
-    rules = call_rules(fmt, callable_tools, parallel=tools.parallel)
+        markup = (fmt.opener, *echo)
+        first = sorted({m[0] for m in markup}) if echo and fmt.text_first_after_results else ()
+        return _full(f"start: TEXT\nTEXT: {free_text(anywhere=markup, at_start=first)}")
+    opener = literal(fmt.opener)
+    calls = "calls: calls_body" if fmt.anchored else f"calls: {opener} calls_body"
+    rules = f"{calls}\n{fmt.body_rules(callable_tools, parallel=tools.parallel)}"
     if json_answer is not None:
         body = json.loads(json_answer)
         if isinstance(body, dict):
-            body = {**body, "x-guidance": _LAYOUT}
+            body = {**body, "x-guidance": LAYOUT}
         start = "start: calls" if tools.mode == "any" else "start: calls | answer"
-        return Constraint(
-            f"{start}\nanswer: %json {json.dumps(body)}\n{rules}", scope="answer", syntax="lark"
-        )
+        return _full(f"{start}\nanswer: %json {json.dumps(body)}\n{rules}")
     if tools.mode == "any":
-        return Constraint(f"start: calls\n{rules}", scope="answer", syntax="lark")
+        return _full(f"start: calls\n{rules}")
+    if fmt.anchored:
+        text = free_text(anywhere=echo, at_start=fmt.banned_at_start())
+        return _full(f"start: calls | TEXT\nTEXT: {text}\n{rules}")
+    if echo:
+        return _full(_after_results(fmt, echo, rules))
     return Constraint(
         f"start: calls\n{rules}", scope="answer", triggers=(fmt.opener,), syntax="lark"
     )
 
 
-def single_tool_grammar(tool: ToolSpec, args_key: str) -> str:
-    """One tool's call alone: compiled by itself, its error names that tool."""
-    return f"start: %json {json.dumps(call_schema(tool, args_key))}"
+def _after_results(fmt: ToolFormat, echo: tuple[str, ...], rules: str) -> str:
+    """``auto`` answering results: text without the wrapper, or text up to the opener (one
+    lazy lexeme: the text ends exactly there) and the calls. ``text_first_after_results``:
+    the answer cannot open like the markup either (its first characters), and the text before
+    a call holds words."""
+    markup = (fmt.opener, *echo)
+    start = f"start: TEXT | lead calls_body\n{rules}"
+    if not fmt.text_first_after_results:
+        text = free_text(anywhere=markup)
+        return f"{start}\nlead[lazy]: TEXT {literal(fmt.opener)}\nTEXT: {text}"
+    text = free_text(anywhere=markup, at_start=sorted({m[0] for m in markup}))
+    words = "TEXT & /(?s:.*)[^ \\t\\r\\n](?s:.*)/"
+    return f"{start}\nlead[lazy]: WORDS {literal(fmt.opener)}\nWORDS: {words}\nTEXT: {text}"
 
 
-def _regex_literal(text: str) -> str:
-    out = []
-    for ch in text:
-        if ch.isalnum() or ch in "_<>=: \t":
-            out.append(ch)
-        elif ch == "/":
-            out.append("\\/")
-        else:
-            out.append("\\" + ch)
-    return "".join(out)
+def _full(grammar: str) -> Constraint:
+    """A grammar on from the answer's first token."""
+    return Constraint(grammar, scope="answer", syntax="lark")

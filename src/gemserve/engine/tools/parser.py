@@ -1,5 +1,6 @@
-"""Tool calls out of the answer text, as they are written: the answer stage of
-``engine/output.py`` for a request with tools.
+"""Tool calls written as JSON objects, read out of the answer text as they are written: the
+answer stage of ``engine/output.py`` for the JSON formats (Hermes, SmolLM2's array, Llama 3,
+Mistral's ``[TOOL_CALLS][…]``).
 
 Text before the format's opener passes on as text, except a tail that could be the start of
 the opener, which waits for the next piece: no part of a marker ever reaches a text delta, and
@@ -7,7 +8,11 @@ no text before a call is lost. From the opener on, each call object is read as i
 once its name is complete the call starts (:class:`ToolCallStart`), the text of its arguments
 object follows piece by piece (:class:`ToolCallArguments`, joining to exactly the arguments),
 and the object's end closes it (:class:`ToolCallEnd`, arguments checked to be a JSON object).
-Layout between calls (brackets, commas, the closer, blank lines) is dropped.
+Layout between calls (brackets, commas, semicolons, the closer, blank lines) is dropped. Keys
+after the arguments (Mistral's ``id``) are read and dropped.
+
+Anchored (Llama 3): a call can only open the answer, after whitespace, either with the opener
+(``<|python_tag|>``) or directly with ``{``; an answer that starts otherwise is text to its end.
 
 A call whose keys come in another order than ``name`` then arguments (possible only without a
 grammar) is read whole when it ends, then reported at once.
@@ -31,26 +36,69 @@ _HEAD = re.compile(r'\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"([A-Za-z_]+
 
 
 class _State(Enum):
+    START = "start"  # anchored only: the answer's first characters decide
     TEXT = "text"  # free text, watching for the opener
+    PLAIN = "plain"  # anchored only: text to the end, no call can follow
     BETWEEN = "between"  # inside a call block, outside any call object
     CALL = "call"  # inside a call object
 
 
-class ToolCallParser:
-    def __init__(self, opener: str, closer: str, args_key: str = "arguments") -> None:
-        self._opener = opener
-        self._closer = closer
-        self._args_key = args_key
-        self._state = _State.TEXT
-        self._held = ""  # text that may be the start of the opener
-        self._calls = 0  # calls completed
-        # The call being read: its text so far, JSON nesting, and where its arguments start.
-        self._object = ""
+class JsonDepth:
+    """Where a JSON object or array ends, read piece by piece (strings and escapes aware)."""
+
+    __slots__ = ("_depth", "_escaped", "_in_string")
+
+    def __init__(self) -> None:
         self._depth = 0
         self._in_string = False
         self._escaped = False
+
+    def end_in(self, text: str) -> int | None:
+        """The index just past the value's last character in ``text``, or None: not yet."""
+        for i, ch in enumerate(text):
+            if self._in_string:
+                if self._escaped:
+                    self._escaped = False
+                elif ch == "\\":
+                    self._escaped = True
+                elif ch == '"':
+                    self._in_string = False
+            elif ch == '"':
+                self._in_string = True
+            elif ch in "{[":
+                self._depth += 1
+            elif ch in "}]":
+                self._depth -= 1
+                if self._depth == 0:
+                    return i + 1
+        return None
+
+
+class ToolCallParser:
+    def __init__(
+        self,
+        opener: str,
+        closer: str,
+        args_key: str = "arguments",
+        *,
+        anchored: bool = False,
+        layout: str = "[],",
+    ) -> None:
+        self._opener = opener
+        self._closer = closer
+        self._args_key = args_key
+        self._anchored = anchored
+        self._layout = layout  # characters dropped between calls, besides whitespace
+        self._state = _State.START if anchored else _State.TEXT
+        self._held = ""  # text that may be the start of a marker
+        self._calls = 0  # calls completed
+        # The call being read: its text so far, and where its arguments start and end.
+        self._object = ""
+        self._object_end = JsonDepth()
         self._name: str | None = None
         self._args_from: int | None = None
+        self._args_end: int | None = None
+        self._args_depth = JsonDepth()
         self._sent = ""  # the arguments' text already emitted
 
     @property
@@ -66,8 +114,13 @@ class ToolCallParser:
         events: list[EngineEvent] = []
         rest = text
         while rest:
-            if self._state is _State.TEXT:
+            if self._state is _State.START:
+                rest = self._start(rest)
+            elif self._state is _State.TEXT:
                 rest = self._text(rest, events)
+            elif self._state is _State.PLAIN:
+                self._emit_text(rest, events)
+                rest = ""
             elif self._state is _State.BETWEEN:
                 rest = self._between(rest)
             else:
@@ -76,12 +129,29 @@ class ToolCallParser:
 
     def flush(self) -> list[EngineEvent]:
         events: list[EngineEvent] = []
-        if self._state is _State.TEXT and self._held:
+        if self._state in (_State.START, _State.TEXT) and self._held:
             self._emit_text(self._held, events)
         self._held = ""
         return events
 
     # ----- states ----------------------------------------------------------------------
+
+    def _start(self, text: str) -> str:
+        """Anchored: hold the answer's start until it is a call or text."""
+        buf = self._held + text
+        self._held = ""
+        lead = buf.lstrip()
+        if not lead or (self._opener.startswith(lead) and lead != self._opener):
+            self._held = buf
+            return ""
+        if lead.startswith(self._opener):
+            self._state = _State.BETWEEN
+            return lead[len(self._opener) :]
+        if lead.startswith("{"):
+            self._state = _State.BETWEEN
+            return lead
+        self._state = _State.PLAIN
+        return buf
 
     def _text(self, text: str, events: list[EngineEvent]) -> str:
         buf = self._held + text
@@ -91,7 +161,7 @@ class ToolCallParser:
             self._emit_text(buf[:at], events)
             self._state = _State.BETWEEN
             return buf[at + len(self._opener) :]
-        keep = _partial_suffix(buf, self._opener)
+        keep = partial_suffix(buf, self._opener)
         self._emit_text(buf[: len(buf) - keep], events)
         self._held = buf[len(buf) - keep :]
         return ""
@@ -111,7 +181,7 @@ class ToolCallParser:
             if ch == "{":
                 self._start_object()
                 return buf[i:]
-            if ch.isspace() or ch in "[],":
+            if ch.isspace() or ch in self._layout:
                 continue
             if closer and buf.startswith(closer, i):
                 self._state = _State.TEXT
@@ -119,50 +189,37 @@ class ToolCallParser:
             if closer and closer.startswith(buf[i:]):
                 self._held = buf[i:]  # the closer, cut by the end of this piece
                 return ""
-            self._state = _State.TEXT  # not layout: the block is over
+            # Not layout: the block is over.
+            self._state = _State.PLAIN if self._anchored else _State.TEXT
             return buf[i:]
         return ""
 
     def _start_object(self) -> None:
         self._state = _State.CALL
         self._object = ""
-        self._depth = 0
-        self._in_string = False
-        self._escaped = False
+        self._object_end = JsonDepth()
         self._name = None
         self._args_from = None
+        self._args_end = None
+        self._args_depth = JsonDepth()
         self._sent = ""
 
     def _call(self, text: str, events: list[EngineEvent]) -> str:
-        end = None
-        for i, ch in enumerate(text):
-            if self._in_string:
-                if self._escaped:
-                    self._escaped = False
-                elif ch == "\\":
-                    self._escaped = True
-                elif ch == '"':
-                    self._in_string = False
-            elif ch == '"':
-                self._in_string = True
-            elif ch in "{[":
-                self._depth += 1
-            elif ch in "}]":
-                self._depth -= 1
-                if self._depth == 0:
-                    end = i
-                    break
+        end = self._object_end.end_in(text)
         if end is None:
             self._object += text
-            self._stream_arguments(events, final=False)
+            self._stream_arguments(events, len(text))
             return ""
-        self._object += text[: end + 1]
-        self._stream_arguments(events, final=True)
+        self._object += text[:end]
+        self._stream_arguments(events, end, final=True)
         self._finish_call(events)
         self._state = _State.BETWEEN
-        return text[end + 1 :]
+        return text[end:]
 
-    def _stream_arguments(self, events: list[EngineEvent], *, final: bool) -> None:
+    def _stream_arguments(
+        self, events: list[EngineEvent], added: int, *, final: bool = False
+    ) -> None:
+        """``added``: how many characters this piece put at the end of the object."""
         if self._args_from is None:
             match = _HEAD.match(self._object)
             if match is None or match.group(2) != self._args_key:
@@ -170,12 +227,19 @@ class ToolCallParser:
             self._name = json.loads(f'"{match.group(1)}"')
             self._args_from = match.end()
             events.append(ToolCallStart(self._calls, self._name))
-        # The arguments run to the call object's closing brace (not yet read unless
-        # ``final``); trailing whitespace waits, in case the object ends there.
-        body = self._object[self._args_from :]
-        if final:
-            body = body[: body.rstrip().rfind("}")]
-        body = body.rstrip()
+            added = len(self._object) - self._args_from
+        if self._args_end is None:
+            new = self._object[len(self._object) - added :]
+            end = self._args_depth.end_in(new)
+            if end is not None:
+                self._args_end = len(self._object) - added + end
+        if self._args_end is not None:
+            body = self._object[self._args_from : self._args_end]
+        else:
+            # Trailing whitespace waits, in case the arguments end there.
+            body = self._object[self._args_from :].rstrip()
+            if final:
+                body = body[: body.rfind("}")]
         if len(body) > len(self._sent):
             events.append(ToolCallArguments(self._calls, body[len(self._sent) :]))
             self._sent = body
@@ -209,7 +273,7 @@ def _parses_to(text: str, value: object) -> bool:
         return False
 
 
-def _partial_suffix(text: str, marker: str) -> int:
+def partial_suffix(text: str, marker: str) -> int:
     """The length of the longest end of ``text`` that is a proper start of ``marker``."""
     for n in range(min(len(marker) - 1, len(text)), 0, -1):
         if marker.startswith(text[-n:]):
