@@ -36,8 +36,8 @@ from gemserve.api.metrics import MetricsMiddleware
 from gemserve.config import ModelRegistry, ModelSpec, Settings
 from gemserve.engine import Engine
 from gemserve.errors import GemserveError
-from gemserve.logs import TraceContext
 from gemserve.media.transcribe import Transcriber, whisper_model_dir
+from gemserve.progress import LoadProgress
 from gemserve.service.classic import GenerateContentService
 from gemserve.service.classic.batches import BatchService
 from gemserve.service.classic.caches import CacheService
@@ -60,8 +60,11 @@ from gemserve.store.sql_batches import SqlBatchStore
 from gemserve.store.sql_caches import SqlCacheStore
 from gemserve.store.sql_files import SqlFileStore
 from gemserve.store.sql_replicas import SqlReplicaStore
+from gemserve.tracing import add_tracing
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from gemserve.engine.llama.native_thread import NativeThread
 
 log = logging.getLogger("gemserve")
@@ -90,6 +93,7 @@ def llama_engine(spec: ModelSpec, settings: Settings, native: NativeThread | Non
         native=native,
         tool_format=spec.tool_format,
         embedding_pooling=spec.embedding_pooling,
+        load_progress=LoadProgress(f"loading {spec.id}"),
     )
 
 
@@ -118,10 +122,12 @@ def create_app(
     settings: Settings,
     engine_factory: EngineFactory | None = None,
     on_fatal: FatalHandler | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> Starlette:
     """The app; by default every model runs where its entry says (``default_engine``), the
     llama.cpp ones all on one native thread.
-    A model that fails to load or to decode its start-up batch is reported to ``on_fatal``."""
+    A model that fails to load or to decode its start-up batch is reported to ``on_fatal``.
+    ``tracer_provider``: spans go there instead of to OpenTelemetry's global provider."""
     registry = ModelRegistry.from_config(settings.models, settings.aliases, settings.default_model)
     native: NativeThread | None = None
     if engine_factory is None:
@@ -188,6 +194,7 @@ def create_app(
         default_ttl=timedelta(seconds=settings.cache_default_ttl_seconds),
     )
     generate_content = GenerateContentService(turns, caches)
+    embedding_service = EmbeddingService(turns, settings.limits)
     batches = BatchService(
         generate_content,
         turns,
@@ -200,6 +207,7 @@ def create_app(
         ttl=timedelta(hours=settings.batch_ttl_hours),
         lease=timedelta(seconds=settings.batch_lease_seconds),
         replica_id=replica.id,
+        embeddings=embedding_service,
     )
     ctx = AppContext(
         settings=settings,
@@ -214,7 +222,7 @@ def create_app(
         auth=Authenticator(store, keys_required=settings.require_keys),
         caches=caches,
         batches=batches,
-        embeddings=EmbeddingService(turns, settings.limits),
+        embeddings=embedding_service,
         metrics=metrics,
     )
 
@@ -311,35 +319,12 @@ def create_app(
     app.router.redirect_slashes = False
     if metrics is not None:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
-    # Outermost but for tracing: its request id is on every log line.
-    if not _add_tracing(app):
+    # Outermost but for tracing: its request id is on every log line. With the opentelemetry
+    # extra and a tracer provider, a span per request wraps it (gemserve/tracing.py).
+    if not add_tracing(app, tracer_provider):
         app.add_middleware(RequestLogMiddleware)
     app.state.ctx = ctx
     return app
-
-
-def _add_tracing(app: Starlette) -> bool:
-    """A span per request through OpenTelemetry's ASGI middleware, only where the
-    ``opentelemetry`` extra is installed (exported as the process's tracer provider says,
-    e.g. under ``opentelemetry-instrument``); the access log then takes its ids."""
-    try:
-        from opentelemetry import trace  # type: ignore[import-not-found,unused-ignore]
-        from opentelemetry.instrumentation.asgi import (  # type: ignore[import-not-found,unused-ignore]
-            OpenTelemetryMiddleware,
-        )
-    except ImportError:
-        return False
-
-    def current_span() -> TraceContext | None:
-        context = trace.get_current_span().get_span_context()
-        if not context.is_valid:
-            return None
-        trace_id, span_id = f"{context.trace_id:032x}", f"{context.span_id:016x}"
-        return TraceContext(trace_id, "", span_id, f"{int(context.trace_flags):02x}")
-
-    app.add_middleware(RequestLogMiddleware, current_span=current_span)
-    app.add_middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"])
-    return True
 
 
 def _blob_store_identity(settings: Settings) -> str:

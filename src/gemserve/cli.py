@@ -131,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.enable()
     from gemserve.api.header_deadline import header_deadline_protocol
     from gemserve.app import create_app
+    from gemserve.tracing import TracingConfigError, start_tracing
+
+    try:
+        tracing = start_tracing()  # OTEL_* variables: OpenTelemetry's global tracer provider
+    except TracingConfigError as exc:
+        print(f"gemserve: invalid configuration: {exc}", file=sys.stderr)
+        return 2
 
     fatal: list[str] = []
     server: uvicorn.Server | None = None
@@ -159,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     server.run()
+    if tracing is not None:
+        tracing.shutdown()  # the last spans are exported before the process ends
     if fatal:
         print(f"gemserve: stopped: {fatal[0]}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """`gemserve doctor`: what a bug report needs, read without starting a server: versions, the
 CPU and the llama.cpp build in use, the configured models and their files, the database (its
-migration revision, never migrated here) and the blob store. Exits 1 only when something it
+migration revision, never migrated here), the blob store, and whether request spans are
+exported (the OTEL_* variables, as `serve` would read them). Exits 1 only when something it
 must reach is unreachable (the database, the blob store, a model's file)."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gemserve.config import Settings
+from gemserve.tracing import status as tracing_status
 
 LIBRARIES = (
     "llama-cpp-python",
@@ -39,6 +41,8 @@ LIBRARIES = (
     "prometheus-client",
     "httpx",
     "opentelemetry-sdk",
+    "opentelemetry-instrumentation-asgi",
+    "opentelemetry-exporter-otlp-proto-http",
 )
 
 # llama.cpp's own view of the CPU, in a child: a build that traps here must not take the
@@ -226,6 +230,7 @@ def report(settings: Settings) -> tuple[dict[str, Any], list[str]]:
         "models": rows,
         "database": database,
         "blobs": blobs,
+        "tracing": tracing_status(),
         "problems": problems,
     }
     return payload, problems
@@ -265,6 +270,7 @@ def _print_text(payload: dict[str, Any], out: TextIO) -> None:
     print(file=out)
     section("database", payload["database"])
     section("blobs", payload["blobs"])
+    section("tracing", payload["tracing"])
     if payload["problems"]:
         print("problems", file=out)
         for problem in payload["problems"]:

@@ -201,9 +201,12 @@ async def serve_in_process(
     engines: Mapping[str, ScriptedEngine] | None = None,
     *,
     transcriber: ScriptedTranscriber | None = None,
+    tracer_provider: Any = None,
 ) -> AsyncIterator[InProcessApi]:
     """The app for ``settings`` with a scripted engine per model (``engines`` by model id,
-    the others made here), its lifespan entered, and a client with an API key."""
+    the others made here), its lifespan entered, and a client with an API key;
+    ``tracer_provider``: an OpenTelemetry provider for its spans (tests/api/inprocess/
+    test_tracing.py)."""
     scripted: dict[str, ScriptedEngine] = dict(engines or {})
 
     def factory(spec: ModelSpec, _settings: Settings) -> Engine:
@@ -215,7 +218,7 @@ async def serve_in_process(
         return engine
 
     with mock.patch("gemserve.app.make_transcriber", return_value=transcriber):
-        app = create_app(settings, engine_factory=factory)
+        app = create_app(settings, engine_factory=factory, tracer_provider=tracer_provider)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as client,

@@ -79,3 +79,22 @@ def test_a_missing_model_file_is_a_problem(
     report = json.loads(capsys.readouterr().out)
     assert report["problems"] == ["model gone: file not found: /nowhere/gone.gguf"]
     assert report["database"]["note"] == "not created yet"
+
+
+def test_the_report_says_whether_spans_are_exported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    assert main(["doctor", "--json", "--data-dir", str(tmp_path / "data")]) == 0
+    tracing = json.loads(capsys.readouterr().out)["tracing"]
+    assert tracing["active"] is True
+    assert (tracing["exporters"], tracing["endpoint"]) == (
+        "otlp_proto_http",
+        "http://127.0.0.1:4318/v1/traces",
+    )
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+    assert main(["doctor", "--data-dir", str(tmp_path / "data")]) == 0
+    text = capsys.readouterr().out
+    assert "tracing\n  active:             False\n  reason:" in text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +49,43 @@ def init_backend() -> None:
         llama.llama_backend_init()
 
 
-class LoadedModel:
-    """A GGUF model and its vocabulary; safe to tokenize from any thread."""
+def progress_hook(report: Callable[[float], None]) -> Any:
+    """llama.cpp's load-progress callback over ``report`` (a fraction, 0.0 to 1.0). It never
+    cancels the load: a reporter that raises is logged once and not called again (an
+    exception cannot cross the C frames, and ctypes would answer false, which aborts)."""
+    failed = False
 
-    def __init__(self, path: Path) -> None:
+    def call(fraction: float, _user_data: Any) -> bool:
+        nonlocal failed
+        if not failed:
+            try:
+                report(fraction)
+            except Exception:
+                failed = True
+                log.exception("load progress reporting failed; the load goes on without it")
+        return True
+
+    return llama.llama_progress_callback(call)
+
+
+class LoadedModel:
+    """A GGUF model and its vocabulary; safe to tokenize from any thread. ``progress`` hears
+    the weights' load as fractions up to 1.0 (from this thread, during the constructor)."""
+
+    def __init__(self, path: Path, progress: Callable[[float], None] | None = None) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"GGUF file not found: {path}")
         init_backend()
         params = llama.llama_model_default_params()
+        # Referenced here until the load returns: llama.cpp keeps only the C pointer, and a
+        # collected ctypes callback would be called after it was freed.
+        hook = None
+        if progress is not None:
+            hook = progress_hook(progress)
+            params.progress_callback = hook
+            hook(0.0, None)  # the clock starts with the file's metadata, before any tensor
         model = llama.llama_model_load_from_file(str(path).encode(), params)
+        del hook
         if not model:
             raise RuntimeError(f"llama.cpp could not load {path}")
         self.ptr = model
