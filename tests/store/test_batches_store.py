@@ -80,6 +80,17 @@ async def test_many_requests_go_in_chunks(batches: SqlBatchStore) -> None:
     assert [i.seq for i in items] == list(range(2500))
 
 
+async def test_a_batch_keeps_its_kind(batches: SqlBatchStore) -> None:
+    embed = await add_batch(batches, kind="embed")
+    generate = await add_batch(batches)
+    assert generate.kind == "generate"  # the default, as for rows older than the column
+    loaded = [await batches.get_batch("t1", r.id) for r in (embed, generate)]
+    assert [r.kind for r in loaded if r is not None] == ["embed", "generate"]
+    claimed = await batches.claim_batch("r1", now=NOW, lease_until=NOW + timedelta(seconds=30))
+    assert claimed is not None
+    assert claimed.kind == {embed.id: "embed", generate.id: "generate"}[claimed.id]
+
+
 async def test_finishing_requests_counts_them_once(batches: SqlBatchStore) -> None:
     record = await add_batch(batches)
     later = NOW + timedelta(seconds=5)

@@ -1,5 +1,6 @@
-"""Routes of batches: ``models/{model}:batchGenerateContent`` (dispatched by the classic
-surface's model route), and ``batches`` get, list, cancel and delete."""
+"""Routes of batches: ``models/{model}:batchGenerateContent`` and
+``:asyncBatchEmbedContent`` (dispatched by the classic surface's model route), and
+``batches`` get, list, cancel and delete (either kind)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,14 @@ async def batch_generate_content(request: Request, model: str) -> Response:
     limits = ctx.settings.limits
     body = await read_json(request, limits.max_body_bytes, max_depth=limits.max_json_depth)
     return json_response(await ctx.batches.create(model, body, tenant, own_hosts(request)))
+
+
+async def async_batch_embed_content(request: Request, model: str) -> Response:
+    tenant = await authenticate(request)
+    ctx = AppContext.of(request)
+    limits = ctx.settings.limits
+    body = await read_json(request, limits.max_body_bytes, max_depth=limits.max_json_depth)
+    return json_response(await ctx.batches.create_embeddings(model, body, tenant))
 
 
 async def list_batches(request: Request) -> Response:

@@ -29,6 +29,7 @@ from gemserve.protocol.classic.embed import (
     CountTokensRequest,
     EmbedContentRequest,
 )
+from gemserve.protocol.classic.embed_batches import AsyncBatchEmbedContent
 from gemserve.protocol.classic.request import GenerateContentRequest
 from gemserve.protocol.files import UploadStart
 from gemserve.protocol.interactions.request import CreateInteraction
@@ -165,6 +166,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "Create a batch",
         "batches",
         BatchGenerateContent,
+        extra_params=("model",),
+    ),
+    Operation(
+        "post",
+        _M + ":asyncBatchEmbedContent",
+        "asyncBatchEmbedContent",
+        "Create an embedding batch",
+        "batches",
+        AsyncBatchEmbedContent,
         extra_params=("model",),
     ),
     Operation(

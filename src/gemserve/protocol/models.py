@@ -28,6 +28,7 @@ def model_resource(name: str, spec: ModelSpec, *, alias_of: str | None = None) -
             "countTokens",
             "embedContent",
             "batchEmbedContents",
+            "asyncBatchEmbedContent",
             "createCachedContent",
             "batchGenerateContent",
         ],

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gemserve.config import Limits, ModelSpec
+from gemserve.engine import EmbeddingInput, Engine
 from gemserve.errors import InvalidArgument, InvalidEmbeddingInput
 from gemserve.service.turn import TurnPipeline
 
@@ -57,6 +58,22 @@ class EmbeddingService:
     async def embed(self, model: str, items: Sequence[EmbedItem], *, field: str) -> EmbedResult:
         """Every client error is raised before the engine starts: the number of inputs, their
         size, each dimensionality, and (from the engine) each input's tokens."""
+        spec, engine, inputs = self.check(model, items, field=field)
+        try:
+            result = await engine.embed(inputs)
+        except InvalidEmbeddingInput as exc:
+            raise InvalidArgument(
+                f"Invalid value at '{items[exc.index].where}': {exc.message}"
+            ) from None
+        vectors = [truncate(result.vectors[i], item.dimensions) for i, item in enumerate(items)]
+        return EmbedResult(spec, vectors, result.tokens)
+
+    def check(
+        self, model: str, items: Sequence[EmbedItem], *, field: str
+    ) -> tuple[ModelSpec, Engine, list[EmbeddingInput]]:
+        """What ``embed`` checks before the engine (the number of inputs, their size, the
+        model, each dimensionality): a batch checks its requests this way when it is created.
+        The model, its engine and the texts to embed, framed."""
         limit = self._limits.max_embedding_inputs
         if not items:
             raise InvalidArgument(f"Missing required field '{field}'.")
@@ -74,7 +91,7 @@ class EmbeddingService:
         size = engine.capabilities().embedding_dimensions
         if size is None:
             raise InvalidArgument(f"Model {spec.id!r} does not make embeddings.")
-        inputs: list[str | Sequence[int]] = []
+        inputs: list[EmbeddingInput] = []
         for item in items:
             if isinstance(item.text, str) and not item.text:
                 raise InvalidArgument(f"Invalid value at '{item.where}': the text is empty.")
@@ -84,14 +101,7 @@ class EmbeddingService:
                     f"dimensions asked, but model {spec.id!r} makes vectors of {size}."
                 )
             inputs.append(framed(item, spec))
-        try:
-            result = await engine.embed(inputs)
-        except InvalidEmbeddingInput as exc:
-            raise InvalidArgument(
-                f"Invalid value at '{items[exc.index].where}': {exc.message}"
-            ) from None
-        vectors = [truncate(result.vectors[i], item.dimensions) for i, item in enumerate(items)]
-        return EmbedResult(spec, vectors, result.tokens)
+        return spec, engine, inputs
 
 
 def framed(item: EmbedItem, spec: ModelSpec) -> str | Sequence[int]:

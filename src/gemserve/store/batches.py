@@ -48,6 +48,9 @@ class BatchRecord:
     expires_at: datetime | None = None  # set when it ends
     claimed_by: str | None = None  # the replica running it (see BatchStore.claim_batch)
     lease_until: datetime | None = None  # its claim holds until then
+    # What its requests are: "generate" (GenerateContentRequests) or "embed"
+    # (EmbedContentRequests); the wire's names, protocol/classic/batches.py.
+    kind: str = "generate"
 
     @property
     def pending(self) -> int:
@@ -62,7 +65,7 @@ class BatchRecord:
 class BatchItemRecord:
     batch_id: str
     seq: int  # 0-based, in input order
-    request: dict[str, Any]  # a GenerateContentRequest as sent
+    request: dict[str, Any]  # a GenerateContentRequest (or EmbedContentRequest) as sent
     metadata: Any = None
     state: str = ITEM_PENDING
     response: dict[str, Any] | None = None

@@ -201,6 +201,8 @@ batches = sa.Table(
     # ran out (its replica died) or was released (a clean shutdown) is claimed by another.
     sa.Column("claimed_by", sa.String(40), nullable=True),
     sa.Column("lease_until", Stamp, nullable=True),
+    # What the requests are: "generate" or "embed" (asyncBatchEmbedContent).
+    sa.Column("kind", sa.String(16), nullable=False, server_default="generate"),
 )
 
 batch_items = sa.Table(

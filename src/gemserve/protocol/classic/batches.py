@@ -1,6 +1,8 @@
 """Wire shapes of batches: the ``models/{model}:batchGenerateContent`` body (either casing)
 and the operation-like resource both SDKs read (``name``, ``metadata`` with ``state`` and
-``batchStats``, ``done``, and when done the output as ``inlinedResponses``).
+``batchStats``, ``done``, and when done the output as ``inlinedResponses``). Embedding batches
+(``protocol/classic/embed_batches.py``) share the input config and the operation; only the
+``@type`` names differ.
 
 Counts are int64, so strings (proto3 JSON); an error in a response is a ``google.rpc.Status``
 (``code`` is the RPC code, not the HTTP status).
@@ -19,8 +21,19 @@ from gemserve.errors import InvalidArgument
 from gemserve.protocol.classic.caches import rfc3339
 from gemserve.protocol.common import ProtoInt, WireModel, refuse_unserved, validate_body
 
-BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
-OUTPUT_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatchOutput"
+_TYPE_PREFIX = "type.googleapis.com/google.ai.generativelanguage.v1main."
+BATCH_TYPE = _TYPE_PREFIX + "GenerateContentBatch"
+OUTPUT_TYPE = _TYPE_PREFIX + "GenerateContentBatchOutput"
+EMBED_BATCH_TYPE = _TYPE_PREFIX + "EmbedContentBatch"
+EMBED_OUTPUT_TYPE = _TYPE_PREFIX + "EmbedContentBatchOutput"
+# What a batch runs (the store keeps it with the batch): generate or embedding requests.
+GENERATE_KIND = "generate"
+EMBED_KIND = "embed"
+# The operation's metadata and response ``@type`` by kind.
+_TYPES = {
+    GENERATE_KIND: (BATCH_TYPE, OUTPUT_TYPE),
+    EMBED_KIND: (EMBED_BATCH_TYPE, EMBED_OUTPUT_TYPE),
+}
 # The id after "batches/": gemserve makes 24 lowercase letters and digits.
 BATCH_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 REQUESTS_PATH = "batch.input_config.requests.requests"
@@ -90,21 +103,25 @@ class BatchGenerateContent(WireModel):
         if batch is None:
             raise InvalidArgument("Missing required field 'batch'.")
         refuse_unserved(batch, ("webhook_config",), "batch")
-        config = batch.input_config
-        if config is None:
-            raise InvalidArgument("Missing required field 'batch.input_config'.")
-        if config.file_name is not None:
-            if config.requests is not None:
-                raise InvalidArgument(
-                    "Invalid value at 'batch.input_config': set requests or file_name, not both."
-                )
-            return batch, config.file_name
-        if config.requests is None or not config.requests.requests:
-            raise InvalidArgument(f"Missing required field '{REQUESTS_PATH}'.")
-        for i, item in enumerate(config.requests.requests):
-            if item.request is None:
-                raise InvalidArgument(f"Missing required field '{REQUESTS_PATH}[{i}].request'.")
-        return batch, config.requests.requests
+        return batch, batch_source(batch.input_config)
+
+
+def batch_source(config: InputConfig | None) -> list[InlinedRequest] | str:
+    """A batch's inline requests (each with its ``request``), or the name of its input file."""
+    if config is None:
+        raise InvalidArgument("Missing required field 'batch.input_config'.")
+    if config.file_name is not None:
+        if config.requests is not None:
+            raise InvalidArgument(
+                "Invalid value at 'batch.input_config': set requests or file_name, not both."
+            )
+        return config.file_name
+    if config.requests is None or not config.requests.requests:
+        raise InvalidArgument(f"Missing required field '{REQUESTS_PATH}'.")
+    for i, item in enumerate(config.requests.requests):
+        if item.request is None:
+            raise InvalidArgument(f"Missing required field '{REQUESTS_PATH}[{i}].request'.")
+    return config.requests.requests
 
 
 class FileLine(WireModel):
@@ -169,6 +186,8 @@ class StoredBatch(Protocol):
     @property
     def id(self) -> str: ...
     @property
+    def kind(self) -> str: ...
+    @property
     def model(self) -> str: ...
     @property
     def display_name(self) -> str | None: ...
@@ -200,10 +219,12 @@ def batch_operation(
     record: StoredBatch, responses: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     """The batch as the operation both SDKs read; ``responses`` (one inlined response per
-    request, in input order) are shown once the batch is done."""
+    request, in input order) are shown once the batch is done. An embedding batch's output
+    has the same keys (its responses hold ``embedding``, which the SDKs look for)."""
     name = f"batches/{record.id}"
+    batch_type, output_type = _TYPES.get(record.kind, _TYPES[GENERATE_KIND])
     metadata: dict[str, Any] = {
-        "@type": BATCH_TYPE,
+        "@type": batch_type,
         "name": name,
         "model": record.model,
         "createTime": rfc3339(record.created_at),
@@ -231,7 +252,7 @@ def batch_operation(
     if output is not None:
         metadata["output"] = output
         if record.error is None:
-            operation["response"] = {"@type": OUTPUT_TYPE, **output}
+            operation["response"] = {"@type": output_type, **output}
     return operation
 
 

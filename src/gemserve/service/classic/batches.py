@@ -1,7 +1,9 @@
 """Batches: ``models/{model}:batchGenerateContent`` stores a batch of generate requests and
 returns at once; a server-owned runner decodes them in the background through the same
 classic pipeline as ``generateContent`` (``GenerateContentService.start``), and each result is
-stored as it finishes.
+stored as it finishes. ``models/{model}:asyncBatchEmbedContent`` stores a batch of embedding
+requests (kind ``embed``) that the same runner answers through the shared embedding service
+(``embed_batches.py``); everything else below holds for both kinds.
 
 - At most ``concurrency`` batch requests decode at once, server-wide, oldest batch first; the
   engine's other slots stay free for interactive requests. A request that meets a full engine
@@ -30,7 +32,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -44,8 +46,11 @@ from gemserve.errors import (
     Unavailable,
 )
 from gemserve.protocol.classic.batches import (
+    EMBED_KIND,
+    GENERATE_KIND,
     REQUESTS_PATH,
     BatchGenerateContent,
+    InlinedRequest,
     batch_id_from_name,
     batch_operation,
     inlined_response,
@@ -53,14 +58,17 @@ from gemserve.protocol.classic.batches import (
     parse_input_file,
     rpc_status,
 )
+from gemserve.protocol.classic.embed_batches import AsyncBatchEmbedContent
 from gemserve.protocol.classic.request import GenerateContentRequest
+from gemserve.service.classic.embed_batches import BatchEmbeddings
 from gemserve.service.classic.service import GenerateContentService
 from gemserve.service.classic.translate import whole_response
 from gemserve.service.classic.turns import turn_input
 from gemserve.service.clock import Clock, utc_now
+from gemserve.service.embeddings import EmbeddingService
 from gemserve.service.files import FileService
 from gemserve.service.paging import page_window
-from gemserve.service.turn import Candidates, TurnPipeline
+from gemserve.service.turn import TurnPipeline
 from gemserve.store.batches import (
     ACTIVE_STATES,
     CANCELLED,
@@ -100,6 +108,15 @@ UNANSWERED = {
 }
 
 Outcome = tuple[dict[str, Any] | None, dict[str, Any] | None]  # (response, error)
+# A request's body, metadata, and its name in errors.
+Parsed = tuple[dict[str, Any], Any, str]
+
+
+class Work(Protocol):
+    """A request in flight that a stop cuts short: a generation's candidates, an embedding's
+    task."""
+
+    def cancel(self) -> object: ...
 
 
 def new_batch_id() -> str:
@@ -120,7 +137,7 @@ class ActiveBatch:
     failure: dict[str, Any] | None = None  # why the whole batch failed
     dispatching: bool = True
     running: int = 0
-    turns: set[Candidates] = field(default_factory=set)
+    turns: set[Work] = field(default_factory=set)
     # Set once the runner let go of it (every request it dispatched has returned).
     released: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -394,9 +411,11 @@ class BatchService:
         clock: Clock = utc_now,
         replica_id: str | None = None,
         lease: timedelta = DEFAULT_LEASE,
+        embeddings: EmbeddingService | None = None,
     ) -> None:
         self._generate = generate
         self._turns = turns
+        self._embeddings = None if embeddings is None else BatchEmbeddings(embeddings)
         self._store = store
         self._limits = limits
         self._files = files
@@ -431,6 +450,40 @@ class BatchService:
             raise InvalidArgument(
                 f"Invalid value at 'batch.model': {batch.model!r} is not the model of the URL."
             )
+        input_file, requests = await self._requests(tenant, source)
+        for request, _metadata, where in requests:
+            self._check_request(name, spec.id, request, where)
+        return await self._store_batch(
+            GENERATE_KIND, name, batch.display_name, tenant, own_hosts, input_file, requests
+        )
+
+    async def create_embeddings(self, model: str, body: Any, tenant: str) -> dict[str, Any]:
+        """``asyncBatchEmbedContent``: validate every request as embedContent would (a 400
+        names the first bad one), store the batch (kind ``embed``), and wake the runner."""
+        if self._embeddings is None:
+            raise InvalidArgument("Embedding batches are not served.")
+        batch, source = AsyncBatchEmbedContent.parse(body)
+        name = model.removeprefix("models/")
+        spec = self._embeddings.model(name)  # an unknown or loading model fails first
+        if batch.model is not None and self._model_id(batch.model, "batch.model") != spec.id:
+            raise InvalidArgument(
+                f"Invalid value at 'batch.model': {batch.model!r} is not the model of the URL."
+            )
+        input_file, requests = await self._requests(tenant, source)
+        for request, _metadata, where in requests:
+            try:
+                self._embeddings.check(name, request)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"Invalid request at '{where}': {exc.message}") from None
+        return await self._store_batch(
+            EMBED_KIND, name, batch.display_name, tenant, frozenset(), input_file, requests
+        )
+
+    async def _requests(
+        self, tenant: str, source: list[InlinedRequest] | str
+    ) -> tuple[str | None, list[Parsed]]:
+        """The input file's name (None inline) and the requests, within
+        ``limits.max_batch_requests``."""
         input_file: str | None = None
         if isinstance(source, str):
             input_file, requests = await self._read_input_file(tenant, source)
@@ -446,20 +499,33 @@ class BatchService:
                 f"Invalid value at '{where}': {len(requests)} requests; a batch holds at "
                 f"most {limit} (limits.max_batch_requests)."
             )
-        for request, _metadata, where in requests:
-            self._check_request(name, spec.id, request, where)
+        return input_file, requests
+
+    async def _store_batch(
+        self,
+        kind: str,
+        name: str,
+        display_name: str | None,
+        tenant: str,
+        own_hosts: frozenset[str],
+        input_file: str | None,
+        requests: list[Parsed],
+    ) -> dict[str, Any]:
+        """Store the checked batch (within the tenant's ``limits.max_tenant_batches``) and
+        wake the runner; the operation as created."""
         now = self._clock()
         record = BatchRecord(
             id=new_batch_id(),
             tenant=tenant,
             model=f"models/{name}",
-            display_name=batch.display_name,
+            display_name=display_name,
             state=PENDING,
             request_count=len(requests),
             created_at=now,
             updated_at=now,
             own_hosts=sorted(own_hosts),
             input_file=input_file,
+            kind=kind,
         )
         rows = [
             BatchItemRecord(record.id, seq, request, metadata)
@@ -474,13 +540,11 @@ class BatchService:
                     retry_after=60,
                 )
             await self._store.create_batch(record, rows)
-        log.info("batch %s created (%d requests)", record.id, record.request_count)
+        log.info("%s batch %s created (%d requests)", kind, record.id, record.request_count)
         self.runner.wake()
         return batch_operation(record)
 
-    async def _read_input_file(
-        self, tenant: str, file_name: str
-    ) -> tuple[str, list[tuple[dict[str, Any], Any, str]]]:
+    async def _read_input_file(self, tenant: str, file_name: str) -> tuple[str, list[Parsed]]:
         """The requests of a JSONL file of the tenant's (``{"key", "request"}`` per line):
         each with its metadata (the key) and its name in errors."""
         if self._files is None:
@@ -663,6 +727,8 @@ class BatchService:
         loading is not a reason (its requests wait)."""
         try:
             self._turns.model(record.model.removeprefix("models/"))
+            if record.kind == EMBED_KIND and self._embeddings is None:
+                raise NotFound("Embedding batches are not served.")
         except NotFound as exc:
             return rpc_status(exc.rpc_status, exc.message)
         except Unavailable:
@@ -670,6 +736,8 @@ class BatchService:
         return None
 
     async def _execute(self, active: ActiveBatch, item: BatchItemRecord) -> Outcome | None:
+        if active.record.kind == EMBED_KIND:
+            return await self._execute_embed(active, item)
         record = active.record
         delay = RETRY_FIRST_SECONDS
         while True:
@@ -699,6 +767,38 @@ class BatchService:
             turn.cancel()
         if active.stop.is_set() or self.runner.closing:
             return None  # cut short: it stays pending (answered CANCELLED, or run again)
+        return response, None
+
+    async def _execute_embed(self, active: ActiveBatch, item: BatchItemRecord) -> Outcome | None:
+        """One request of an embedding batch, embedded alone; a full queue or a loading model
+        is waited out, as for generation. A stop cancels the embedding (it stays pending)."""
+        assert self._embeddings is not None  # _check fails the batch otherwise
+        model = active.record.model.removeprefix("models/")
+        delay = RETRY_FIRST_SECONDS
+        while True:
+            if active.stop.is_set() or self.runner.closing:
+                return None
+            work = asyncio.ensure_future(self._embeddings.embed(model, item.request))
+            active.turns.add(work)
+            try:
+                response = await work
+                break
+            except (ResourceExhausted, Unavailable):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(active.stop.wait(), delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+            except GemserveError as exc:
+                return None, rpc_status(exc.rpc_status, exc.message)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                return None  # stopped: the embedding was cancelled, the request stays pending
+            finally:
+                active.turns.discard(work)
+                work.cancel()
+        if active.stop.is_set() or self.runner.closing:
+            return None
         return response, None
 
 

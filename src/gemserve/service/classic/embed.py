@@ -26,18 +26,21 @@ class ClassicEmbeddings:
 
     async def embed_content(self, model: str, body: Any) -> dict[str, Any]:
         request = EmbedContentRequest.parse(body)
-        items = [self._item(model, request, "")]
+        items = [self.item(model, request, "")]
         result = await self._embeddings.embed(model, items, field="content")
         return embed_content_response(result.vectors[0], result.total_tokens)
 
     async def batch_embed_contents(self, model: str, body: Any) -> dict[str, Any]:
         batch = BatchEmbedContentsRequest.parse(body)
         requests = batch.requests or []
-        items = [self._item(model, r, f"requests[{i}]") for i, r in enumerate(requests)]
+        items = [self.item(model, r, f"requests[{i}]") for i, r in enumerate(requests)]
         result = await self._embeddings.embed(model, items, field="requests")
         return batch_embed_contents_response(result.vectors, result.total_tokens)
 
-    def _item(self, model: str, request: EmbedContentRequest, path: str) -> EmbedItem:
+    def item(self, model: str, request: EmbedContentRequest, path: str) -> EmbedItem:
+        """One request as the embedding service takes it; ``path`` prefixes the fields it
+        names in errors (empty: the request is the whole body)."""
+
         def at(name: str) -> str:
             return f"{path}.{name}" if path else name
 
