@@ -26,6 +26,11 @@ from tests.support.llama import (
     load_tiny_vlm_maker,
     make_engine,
 )
+from tests.support.llama_cpp_server import (
+    LlamaCppServer,
+    start_llama_cpp_server,
+    stop_llama_cpp_server,
+)
 from tests.support.llama_server import LlamaServer, start_llama_server, stop_llama_server
 from tests.support.server import LiveServer, start_server, stop_server
 
@@ -37,6 +42,7 @@ LIVE_FIXTURES = frozenset({"live_server", "limited_server", "vlm_server"})
 SLOW_FIXTURES = LIVE_FIXTURES | {
     "engine",
     "llama_server",
+    "llama_cpp_server",
     "tokenizer",
     "tiny_vlm",
     "tiny_audio_lm",
@@ -118,6 +124,15 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
     server = start_llama_server(tmp_path_factory.mktemp("llama-server"))
     yield server
     stop_llama_server(server)
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppServer]:
+    """llama-cpp-python's own OpenAI-compatible server on the bundled model: the second real
+    upstream of the remote engine's tests, another implementation than llama-server."""
+    server = start_llama_cpp_server(tmp_path_factory.mktemp("llama-cpp-python"))
+    yield server
+    stop_llama_cpp_server(server)
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,8 @@ Behaviour = Literal[
     "die_early",  # headers and a role-only chunk (no token yet), then a reset
     "tool_call",  # a call to get_weather streamed in pieces, as llama-server and vLLM do
     "drop",  # closes the connection without an answer (an idle keep-alive closed in a race)
+    "no_usage",  # "ok" without the usage chunk, as llama-cpp-python's server streams
+    "interrupted",  # headers and one chunk, then [DONE] without a finish reason
 ]
 
 WORDS = ("Hello", " world")
@@ -197,6 +199,10 @@ class FakeUpstream:
             return False
         if behaviour == "truncated":
             return False
+        if behaviour == "interrupted":
+            writer.write(b"data: [DONE]\n\n")
+            await writer.drain()
+            return False
         for word in WORDS[1:]:
             if self.delay and await self._hung_up(reader, self.delay):
                 self.disconnects += 1
@@ -204,7 +210,8 @@ class FakeUpstream:
             writer.write(chunk({"content": word}))
             await writer.drain()
         writer.write(chunk({}, finish="stop"))
-        writer.write(usage_chunk(7, len(WORDS)))
+        if behaviour != "no_usage":
+            writer.write(usage_chunk(7, len(WORDS)))
         writer.write(b"data: [DONE]\n\n")
         await writer.drain()
         return False

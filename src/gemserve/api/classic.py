@@ -14,12 +14,13 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from gemserve.api.auth import authenticate
-from gemserve.api.batches import batch_generate_content
+from gemserve.api.batches import async_batch_embed_content, batch_generate_content
 from gemserve.api.body import read_json
 from gemserve.api.context import AppContext, check_version, own_hosts
 from gemserve.api.disconnect import unless_disconnected
 from gemserve.api.embeddings import batch_embed_contents, embed_content
 from gemserve.api.responses import SSE_HEADERS, json_response
+from gemserve.api.usage_header import flag_estimate
 from gemserve.errors import NotFound
 from gemserve.service.classic.translate import stream_chunks, whole_response
 
@@ -44,7 +45,7 @@ async def generate_content(request: Request, model: str) -> Response:
     result = await unless_disconnected(
         request, lambda: whole_response(turn, shape), on_disconnect=turn.cancel
     )
-    return json_response(result)
+    return flag_estimate(json_response(result), result.get("usageMetadata"))
 
 
 async def stream_generate_content(request: Request, model: str) -> Response:
@@ -66,7 +67,7 @@ async def count_tokens(request: Request, model: str) -> Response:
     limits = ctx.settings.limits
     body = await read_json(request, limits.max_body_bytes, max_depth=limits.max_json_depth)
     counted = await ctx.generate_content.count_tokens(model, body, tenant, own_hosts(request))
-    return json_response(counted)
+    return flag_estimate(json_response(counted), counted)
 
 
 async def _data_frames(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
@@ -86,6 +87,7 @@ _METHODS = {
     "countTokens": count_tokens,
     "embedContent": embed_content,
     "batchEmbedContents": batch_embed_contents,
+    "asyncBatchEmbedContent": async_batch_embed_content,
 }
 
 routes = [Route("/{version}/models/{target:path}", model_method, methods=["POST"])]

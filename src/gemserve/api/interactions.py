@@ -14,6 +14,7 @@ from gemserve.api.body import read_json
 from gemserve.api.context import AppContext, check_version, own_hosts, query_flag
 from gemserve.api.disconnect import unless_disconnected
 from gemserve.api.responses import json_response, sse_response
+from gemserve.api.usage_header import flag_estimate
 from gemserve.service.live import LiveInteraction
 
 
@@ -30,7 +31,8 @@ async def create_interaction(request: Request) -> Response:
     if parsed.background:
         return json_response(run.view())
     await unless_disconnected(request, run.wait, on_disconnect=run.cancel)
-    return json_response(run.result())
+    result = run.result()
+    return flag_estimate(json_response(result), result.get("usage"))
 
 
 async def _follow(

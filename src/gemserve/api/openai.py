@@ -17,6 +17,7 @@ from gemserve.api.body import read_json
 from gemserve.api.context import AppContext, check_version, own_hosts
 from gemserve.api.disconnect import unless_disconnected
 from gemserve.api.responses import SSE_HEADERS, json_response
+from gemserve.api.usage_header import flag_estimate
 from gemserve.errors import GemserveError
 from gemserve.protocol.openai.response import error_body
 from gemserve.service.openai.translate import stream_chunks, whole_completion
@@ -60,7 +61,7 @@ async def chat_completions(request: Request) -> Response:
     result = await unless_disconnected(
         request, lambda: whole_completion(turn, shape), on_disconnect=turn.cancel
     )
-    return json_response(result)
+    return flag_estimate(json_response(result), result.get("usage"))
 
 
 async def _data_frames(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:

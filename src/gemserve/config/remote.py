@@ -1,5 +1,6 @@
 """The ``[[models]]`` fields of a model served by a pool of OpenAI-compatible engines
-(``engine = "openai"``): vLLM, SGLang, llama.cpp's ``llama-server``, Ollama.
+(``engine = "openai"``): vLLM, SGLang, llama.cpp's ``llama-server``, llama-cpp-python's
+server, Ollama.
 
 ::
 
@@ -20,11 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 EngineKind = Literal["llama", "openai"]
 # What serves the OpenAI API behind a URL: it decides the extensions gemserve may send
-# (grammars, thinking budgets, /tokenize). "auto": read off /v1/models and /props.
-UpstreamKind = Literal["auto", "llama-server", "vllm", "sglang", "ollama", "openai"]
+# (grammars, thinking budgets, /tokenize). "auto": read off /v1/models and /props (and, for
+# llama-cpp-python's server, the title of its /openapi.json).
+UpstreamKind = Literal[
+    "auto", "llama-server", "llama-cpp-python", "vllm", "sglang", "ollama", "openai"
+]
 UPSTREAM_KINDS: tuple[UpstreamKind, ...] = (
     "auto",
     "llama-server",
+    "llama-cpp-python",
     "vllm",
     "sglang",
     "ollama",

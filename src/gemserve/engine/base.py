@@ -221,6 +221,8 @@ class Finished:
     media_tokens: tuple[int, ...] = ()
     # Of output_tokens, those spent thinking (native reasoning), closing tags included.
     thought_tokens: int = 0
+    # The counts are gemserve's estimate, not the engine's: an upstream that sent no usage.
+    estimated: bool = False
 
 
 @dataclass(slots=True)
@@ -279,6 +281,8 @@ class PromptCount:
 
     tokens: int
     media_tokens: tuple[int, ...] = ()
+    # An estimate: the engine (an upstream) has no tokenizer endpoint for its own template.
+    estimated: bool = False
 
 
 # A text to embed, or its token ids (OpenAI's ``input`` may be tokens).

@@ -220,6 +220,7 @@ def _combined(first: Finished, second: Finished) -> Finished:
         cached_tokens=first.cached_tokens,
         media_tokens=first.media_tokens,
         thought_tokens=first.output_tokens,
+        estimated=first.estimated or second.estimated,
     )
 
 

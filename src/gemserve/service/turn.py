@@ -160,7 +160,9 @@ class PreparedTurn:
         modality, without generating; a prompt over the context is counted too."""
         counted = await self.engine.count_prompt(first_request(self.request, self.plan))
         return TurnCount(
-            counted.tokens, self.accounting.split(counted.tokens, counted.media_tokens)
+            counted.tokens,
+            self.accounting.split(counted.tokens, counted.media_tokens),
+            counted.estimated,
         )
 
     async def admit_candidates(self, request_id: str, count: int) -> Candidates:
@@ -330,6 +332,7 @@ class StartedTurn:
             thought_tokens=finished.thought_tokens,
             cached_tokens=finished.cached_tokens,
             input_by_modality=self._accounting.by_modality(finished),
+            estimated=finished.estimated,
         )
 
 
@@ -367,6 +370,7 @@ def _call_event(
 class TurnCount:
     tokens: int
     by_modality: dict[str, int]
+    estimated: bool = False  # the engine could not count on its own template
 
 
 class Candidates:

@@ -49,6 +49,8 @@ class TurnUsage:
     thought_tokens: int = 0
     cached_tokens: int = 0
     input_by_modality: dict[str, int] = field(default_factory=dict)
+    # The counts are an estimate (an upstream that cannot count): surfaces flag it.
+    estimated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

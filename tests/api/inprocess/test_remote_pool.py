@@ -103,3 +103,49 @@ async def test_every_upstream_busy_is_a_429(
     assert response.status_code == 429, response.text
     assert response.headers["retry-after"] == "1"
     assert response.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+
+
+async def test_estimated_usage_is_flagged_on_every_surface(
+    pool_api: InProcessApi, fakes: list[FakeUpstream]
+) -> None:
+    """The fake upstreams have no tokenizer endpoint and, with ``no_usage``, stream no usage
+    (as llama-cpp-python's server): every usage says ``estimated: true``, unary responses
+    carry the header; an answer with the upstream's own usage has neither."""
+    header = "x-gemserve-usage-estimated"
+    for fake in fakes:
+        fake.default = "no_usage"
+    unary = await pool_api.create(model=MODEL, input="Hi there")
+    assert unary.json()["usage"]["estimated"] is True
+    assert unary.headers[header] == "true"
+    stored = (await pool_api.get(unary.json()["id"])).json()
+    assert stored["usage"]["estimated"] is True
+    events = sse_data(await pool_api.create(model=MODEL, input="Hi there", stream=True))
+    assert events[-1]["interaction"]["usage"]["estimated"] is True
+    contents = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+    classic = await pool_api.client.post(
+        f"/v1beta/models/{MODEL}:generateContent", json=contents, headers=pool_api.headers
+    )
+    assert classic.json()["usageMetadata"]["estimated"] is True
+    assert classic.headers[header] == "true"
+    counted = await pool_api.client.post(
+        f"/v1beta/models/{MODEL}:countTokens", json=contents, headers=pool_api.headers
+    )
+    assert counted.json()["estimated"] is True
+    assert counted.json()["totalTokens"] > 0
+    assert counted.headers[header] == "true"
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}
+    openai = await pool_api.client.post(
+        "/v1beta/openai/chat/completions", json=chat, headers=pool_api.headers
+    )
+    assert openai.json()["usage"]["estimated"] is True
+    assert openai.headers[header] == "true"
+    for fake in fakes:
+        fake.default = "ok"
+    exact = await pool_api.create(model=MODEL, input="Hi there")
+    assert "estimated" not in exact.json()["usage"]
+    assert header not in exact.headers
+    classic = await pool_api.client.post(
+        f"/v1beta/models/{MODEL}:generateContent", json=contents, headers=pool_api.headers
+    )
+    assert "estimated" not in classic.json()["usageMetadata"]
+    assert header not in classic.headers

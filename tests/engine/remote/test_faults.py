@@ -304,3 +304,41 @@ async def test_a_connection_closed_before_the_answer_is_sent_again(
         assert engine.pool.upstreams[0].healthy
     finally:
         await engine.close()
+
+
+async def test_done_without_a_finish_reason_is_an_error(fakes: list[FakeUpstream]) -> None:
+    """An answer cut short but closed with [DONE] (llama-cpp-python's server does so when
+    another request arrives, with its default ``interrupt_requests``) is not complete."""
+    fakes[0].queue(["interrupted"])
+    engine = await started(remote_engine([fakes[0].url]))
+    try:
+        events, finished = await drain(await engine.generate(ask()))
+        assert text_of(events) == "Hello"
+        assert finished.reason is FinishReason.ERROR
+        assert "without a finish reason" in (finished.error or "")
+    finally:
+        await engine.close()
+
+
+async def test_counts_without_an_upstream_count_are_flagged_estimates(
+    fakes: list[FakeUpstream],
+) -> None:
+    """An upstream with no tokenizer endpoint (kind ``openai``) and a stream without usage:
+    countTokens and the answer's usage are gemserve's estimates, and say so; the upstream's
+    own usage is not."""
+    fakes[0].queue(["no_usage"])
+    engine = await started(remote_engine([fakes[0].url]))
+    try:
+        request = ask("Say hello to the whole wide world.")
+        counted = await engine.count_prompt(request)
+        assert counted.estimated
+        assert counted.tokens > 0
+        _, finished = await drain(await engine.generate(request))
+        assert finished.estimated
+        assert finished.prompt_tokens == counted.tokens  # the same estimate
+        assert finished.output_tokens == 2  # a chunk a token
+        _, exact = await drain(await engine.generate(request))
+        assert not exact.estimated
+        assert (exact.prompt_tokens, exact.output_tokens) == (7, 2)
+    finally:
+        await engine.close()

@@ -314,5 +314,73 @@ async def test_a_transport_stands_in_for_the_network() -> None:
         assert text_of(events) == "Hi there"
         assert finished.reason is FinishReason.STOP
         assert finished.output_tokens == 2  # no usage chunk: one token per chunk
+        assert finished.estimated
     finally:
         await engine.close()
+
+
+# ----- llama-cpp-python's server ------------------------------------------------------------
+
+
+def test_llama_cpp_python_body() -> None:
+    """Its knobs: ``top_k``, ``repeat_penalty`` always (its default is 1.1, not off), a GBNF
+    ``grammar``, and a JSON Schema as ``{"type": "json_object", "schema": …}`` (it answers
+    ``json_schema`` with a 422)."""
+    plain = body_for(ask(), "llama-cpp-python")
+    assert plain["repeat_penalty"] == 1.0
+    sampled = GenerationRequest(
+        ask().messages, ask().sampling.__class__(0.7, 0.9, 40, 10, repeat_penalty=1.3)
+    )
+    body = body_for(sampled, "llama-cpp-python")
+    assert (body["top_k"], body["repeat_penalty"]) == (40, 1.3)
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    request = ask(constraint=Constraint(json.dumps(schema), syntax="json_schema"))
+    assert body_for(request, "llama-cpp-python")["response_format"] == {
+        "type": "json_object",
+        "schema": schema,
+    }
+    gbnf = ask(constraint=Constraint('root ::= "yes" | "no"', scope="output"))
+    assert body_for(gbnf, "llama-cpp-python")["grammar"] == 'root ::= "yes" | "no"'
+    enum = ask(constraint=Constraint('start: "red" | "blue"', syntax="lark"))
+    assert body_for(enum, "llama-cpp-python")["grammar"] == 'root ::= "red" | "blue"'
+    thinking = body_for(ask(reasoning=ReasoningControl(budget=300)), "llama-cpp-python")
+    assert "chat_template_kwargs" not in thinking  # it takes none per request
+
+
+def test_a_name_repeated_in_every_chunk_is_one_name() -> None:
+    """llama-cpp-python streams a forced call with the function's name in every chunk."""
+    d = decoder()
+    head = {"index": 0, "id": "call_1", "type": "function"}
+    events = [
+        *d.feed(delta(tool_calls=[{**head, "function": {"name": "get_weather", "arguments": ""}}])),
+        *d.feed(
+            delta(tool_calls=[{**head, "function": {"name": "get_weather", "arguments": '{"c'}}])
+        ),
+        *d.feed(
+            delta(tool_calls=[{**head, "function": {"name": "get_weather", "arguments": '": 1}'}}])
+        ),
+        *d.feed(finish("tool_calls")),
+    ]
+    tail, _ = d.finish()
+    events += tail
+    assert events == [
+        ToolCallStart(0, "get_weather"),
+        ToolCallArguments(0, '{"c'),
+        ToolCallArguments(0, '": 1}'),
+        ToolCallEnd(0, "get_weather", '{"c":1}'),
+    ]
+
+
+def test_a_stream_without_usage_has_estimated_counts() -> None:
+    d = ChunkDecoder(None, max_output_tokens=100, context_length=4096, prompt_estimate=42)
+    d.feed(delta(content="Hello"))
+    d.feed(delta(content=" world"))
+    d.feed(finish("stop"))
+    _, finished = d.finish()
+    assert (finished.prompt_tokens, finished.output_tokens) == (42, 2)
+    assert finished.estimated
+    exact = ChunkDecoder(None, max_output_tokens=100, context_length=4096, prompt_estimate=42)
+    exact.feed(finish("stop"))
+    exact.feed({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 0}})
+    _, finished = exact.finish()
+    assert (finished.prompt_tokens, finished.estimated) == (9, False)

@@ -4,6 +4,12 @@ Everything goes through one ``httpx.AsyncClient`` whose transport is a parameter
 where tests inject faults. Besides streaming chat completions it speaks the extensions the
 engines have: ``/props`` (llama-server: context, modalities), ``/tokenize`` and
 ``/apply-template`` (llama-server, vLLM), ``/health``.
+
+llama-cpp-python's server runs one request at a time behind a lock that ``/v1/models`` and
+``/extras/tokenize`` take too: asked while it decodes, they wait for the answer to end, or
+(its default ``interrupt_requests``) cut that answer short. So it is told apart by its
+``/openapi.json`` (FastAPI's, outside the lock), probed for health there, and never asked to
+tokenize (``/extras/tokenize`` has no chat template either): its counts are estimates.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ Json = dict[str, Any]
 
 # An error body is read up to this many bytes (the message is all that is kept).
 _ERROR_BODY_LIMIT = 64 * 1024
+# The title of llama-cpp-python's FastAPI app ("🦙 llama.cpp Python API").
+_LLAMA_CPP_PYTHON_TITLE = "llama.cpp Python API"
 
 
 class UpstreamError(Exception):
@@ -229,6 +237,8 @@ class UpstreamClient:
                 kind = "sglang"
             elif owners & {"library", "ollama"}:
                 kind = "ollama"
+            elif await self._is_llama_cpp_python(timeout):
+                kind = "llama-cpp-python"
             else:
                 kind = "openai"
         context: int | None = None
@@ -256,12 +266,23 @@ class UpstreamClient:
                     context = int(settings["n_ctx"])
         return UpstreamInfo(kind, names, context, modalities)
 
+    async def _is_llama_cpp_python(self, seconds: float) -> bool:
+        """Whether the server's OpenAPI document is llama-cpp-python's (its ``/v1/models``
+        says ``owned_by: "me"``, which tells nothing)."""
+        document = await self._get_json(self.root + "/openapi.json", seconds)
+        info = document.get("info") if document is not None else None
+        title = info.get("title") if isinstance(info, dict) else None
+        return isinstance(title, str) and _LLAMA_CPP_PYTHON_TITLE in title
+
     async def health(self, kind: UpstreamKind) -> bool:
-        """``/health`` where the kind has one (200 once the model is loaded), else the model
-        list."""
+        """``/health`` where the kind has one (200 once the model is loaded), llama-cpp-python's
+        ``/openapi.json`` (it loads the model before it listens; its model list would wait for,
+        or interrupt, the answer it decodes), else the model list."""
         timeout = self._timeouts.health
         if kind in ("llama-server", "vllm", "sglang"):
             url = self.root + "/health"
+        elif kind == "llama-cpp-python":
+            url = self.root + "/openapi.json"
         else:
             url = self.url + "/models"
         try:
@@ -274,7 +295,7 @@ class UpstreamClient:
 
     async def count_chat(self, kind: UpstreamKind, body: Json) -> int | None:
         """The prompt tokens of a chat body on the upstream's own template; None where the
-        upstream cannot say."""
+        upstream cannot say (SGLang, Ollama, llama-cpp-python: gemserve then estimates)."""
         if kind == "llama-server":
             counted = await self._post_json(self.url + "/chat/completions/input_tokens", body)
             if counted is not None and isinstance(counted.get("input_tokens"), int):

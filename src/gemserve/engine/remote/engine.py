@@ -251,12 +251,14 @@ class RemoteEngine:
             return await self._open(bodies, affinity, tried)
 
         lease, response = await open_on(set())
+        prompt_estimate = estimate_prompt(request)
 
         def decoder() -> ChunkDecoder:
             return ChunkDecoder(
                 request.reasoning,
                 max_output_tokens=request.sampling.max_output_tokens,
                 context_length=self._context_length,
+                prompt_estimate=prompt_estimate,
             )
 
         stream = RemoteStream(lease, response, decoder, open_on, self.pool, self._counters)
@@ -315,7 +317,7 @@ class RemoteEngine:
 
     async def count_prompt(self, request: GenerationRequest) -> PromptCount:
         """The upstream's own count (its template and tokenizer) where it has one, else an
-        estimate of four characters per token."""
+        estimate (flagged ``estimated``)."""
         self._require()
         body = await self._body(request)
         upstream = self._any_upstream()
@@ -325,8 +327,7 @@ class RemoteEngine:
         counted = await upstream.client.count_chat(upstream.kind, full)
         if counted is not None:
             return PromptCount(counted)
-        chars = sum(len(m.text.replace(MEDIA_PLACEHOLDER, "")) for m in request.messages)
-        return PromptCount(math.ceil(chars / CHARS_PER_TOKEN) + 4 * len(request.messages))
+        return PromptCount(estimate_prompt(request), estimated=True)
 
     async def embed(self, inputs: Sequence[EmbeddingInput]) -> Embeddings:
         self._require()
@@ -412,6 +413,13 @@ class RemoteEngine:
                 **self.pool.stats(),
             },
         )
+
+
+def estimate_prompt(request: GenerationRequest) -> int:
+    """Four characters per token, and four tokens per message for the template's markup:
+    the prompt count where an upstream cannot count on its own template."""
+    chars = sum(len(m.text.replace(MEDIA_PLACEHOLDER, "")) for m in request.messages)
+    return math.ceil(chars / CHARS_PER_TOKEN) + 4 * len(request.messages)
 
 
 class _Bodies:

@@ -5,7 +5,9 @@
 ``ThinkingParser`` when the request has native reasoning, so a ``<think>`` the upstream left in
 the content (llama-server with ``--reasoning-format none``, vLLM without a reasoning parser)
 is a thought too; ``delta.tool_calls`` become ``ToolCallStart``/``ToolCallArguments``/
-``ToolCallEnd``; the usage chunk (``stream_options.include_usage``) gives the counts.
+``ToolCallEnd``; the usage chunk (``stream_options.include_usage``) gives the counts. An
+upstream that sends none (llama-cpp-python's server) gets estimated counts, flagged
+``Finished.estimated``: the prompt as the engine estimated it, one token per chunk.
 
 :class:`RemoteStream` reads the response in a task of its own and hands events over a queue:
 ``cancel()`` cancels that task, which closes the upstream connection (llama-server, vLLM and
@@ -77,6 +79,7 @@ class ChunkDecoder:
         *,
         max_output_tokens: int,
         context_length: int,
+        prompt_estimate: int = 0,
     ) -> None:
         self._parser = (
             ThinkingParser(reasoning.open_tag, reasoning.close_tag, phase=Phase.BEFORE)
@@ -85,6 +88,7 @@ class ChunkDecoder:
         )
         self._max_output = max_output_tokens
         self._context = context_length
+        self._prompt_estimate = prompt_estimate  # where the upstream sends no usage
         self._calls: dict[int, _Call] = {}  # by the upstream's index
         self._order: list[_Call] = []
         self.finish_reason: str | None = None
@@ -172,7 +176,8 @@ class ChunkDecoder:
         if not isinstance(function, dict):
             return out
         name = function.get("name")
-        if isinstance(name, str) and name:
+        if isinstance(name, str) and name and not call.started:
+            # Once started the name is settled: llama-cpp-python repeats it in every chunk.
             call.name += name
         arguments = function.get("arguments")
         if not call.started and call.name:
@@ -223,11 +228,16 @@ class ChunkDecoder:
         return out, finished
 
     def counts(self, reason: FinishReason, error: str | None = None) -> Finished:
-        """A :class:`Finished` with the upstream's usage, or counts of the chunks seen (one
-        token each, as llama-server, vLLM and SGLang stream) where it sent none."""
+        """A :class:`Finished` with the upstream's usage, or, where it sent none (an upstream
+        without ``include_usage``, a stream cut before its usage chunk), estimated counts:
+        the prompt estimate and one token per chunk (as llama-server, vLLM, SGLang and
+        llama-cpp-python stream)."""
         usage = self.usage or {}
         prompt = _int(usage.get("prompt_tokens"))
         output = _int(usage.get("completion_tokens"))
+        estimated = prompt is None or output is None
+        if prompt is None:
+            prompt = self._prompt_estimate
         if output is None:
             output = self.content_chunks + self.thought_chunks
         details = usage.get("prompt_tokens_details")
@@ -242,11 +252,12 @@ class ChunkDecoder:
             thought = min(self.thought_chunks, output)
         return Finished(
             reason,
-            prompt_tokens=prompt or 0,
+            prompt_tokens=prompt,
             output_tokens=output,
             error=error,
             cached_tokens=cached or 0,
             thought_tokens=thought,
+            estimated=estimated,
         )
 
 
@@ -423,7 +434,11 @@ class RemoteStream:
                     first = False
                     self._pool.succeeded(self._lease.upstream)
                 put(events)
-        if not decoder.done and decoder.finish_reason is None:
+        if decoder.finish_reason is None:
+            if decoder.done:
+                # No upstream ends a whole answer so; llama-cpp-python's server does when
+                # another request arrives (interrupt_requests), after the tokens so far.
+                raise StreamBroken("the upstream ended the stream without a finish reason")
             raise StreamBroken("the upstream closed the stream before the answer was complete")
         if first:
             self._pool.succeeded(self._lease.upstream)

@@ -37,7 +37,7 @@ _ENUM_LARK = re.compile(r'^start:\s*("(?:[^"\\]|\\.)*"(?:\s*\|\s*"(?:[^"\\]|\\.)
 _LARK_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 # Knobs each kind understands beyond the OpenAI set (others drop or reject them).
-_TAKES_TOP_K = frozenset({"llama-server", "vllm", "sglang", "ollama"})
+_TAKES_TOP_K = frozenset({"llama-server", "llama-cpp-python", "vllm", "sglang", "ollama"})
 _TAKES_REPEAT_PENALTY = frozenset({"llama-server", "vllm", "sglang"})
 _TAKES_TEMPLATE_KWARGS = frozenset({"llama-server", "vllm", "sglang"})
 
@@ -93,6 +93,17 @@ def for_upstream(
         out["repetition_penalty" if kind in ("vllm", "sglang") else "repeat_penalty"] = (
             sampling.repeat_penalty
         )
+    if kind == "llama-cpp-python":
+        # Its default is 1.1, not off: always say which.
+        out["repeat_penalty"] = sampling.repeat_penalty
+        response_format = out.get("response_format")
+        if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+            # It takes a schema as {"type": "json_object", "schema": …} and answers
+            # "json_schema" with a 422.
+            out["response_format"] = {
+                "type": "json_object",
+                "schema": response_format["json_schema"]["schema"],
+            }
     control = request.reasoning
     if control is not None:
         thinking = control.budget > 0
@@ -262,7 +273,7 @@ def _grammar(constraint: Constraint, kind: UpstreamKind, model_id: str, *, tools
         )
     if constraint.syntax == "lark":
         choices = enum_choices(constraint.grammar)
-        if choices is None or kind not in ("llama-server", "vllm", "sglang"):
+        if choices is None or kind not in ("llama-server", "llama-cpp-python", "vllm", "sglang"):
             raise InvalidArgument(
                 f"Model {model_id!r} is served by an upstream ({kind}) that cannot hold its "
                 "output to a grammar of this kind (enum output, text/x.enum); use JSON output "
@@ -271,9 +282,9 @@ def _grammar(constraint: Constraint, kind: UpstreamKind, model_id: str, *, tools
         if kind == "vllm":
             return {"structured_outputs": {"choice": choices}}
         gbnf = "root ::= " + " | ".join(_gbnf_literal(c) for c in choices)
-        return {"grammar": gbnf} if kind == "llama-server" else {"ebnf": gbnf}
+        return {"ebnf": gbnf} if kind == "sglang" else {"grammar": gbnf}
     # GBNF (a model-level grammar).
-    if kind == "llama-server":
+    if kind in ("llama-server", "llama-cpp-python"):
         return {"grammar": constraint.grammar}
     if kind == "vllm":
         return {"structured_outputs": {"grammar": constraint.grammar}}
@@ -281,5 +292,5 @@ def _grammar(constraint: Constraint, kind: UpstreamKind, model_id: str, *, tools
         return {"ebnf": constraint.grammar}
     raise InvalidArgument(
         f"Model {model_id!r} has a GBNF grammar, which its upstream ({kind}) cannot enforce "
-        "(llama-server, vLLM and SGLang can)."
+        "(llama-server, llama-cpp-python, vLLM and SGLang can)."
     )

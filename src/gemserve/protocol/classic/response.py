@@ -78,7 +78,11 @@ def usage_metadata(
     *,
     cached: int = 0,
     prompt_by_modality: Mapping[str, int] | None = None,
+    estimated: bool = False,
 ) -> dict[str, Any]:
+    """``estimated``: the counts are gemserve's estimate (an upstream that cannot count),
+    written as ``"estimated": true`` only then; the Python SDK drops fields it does not
+    know, so unary responses also carry the ``X-Gemserve-Usage-Estimated`` header."""
     by_modality = prompt_by_modality or {"text": prompt_tokens}
     usage: dict[str, Any] = {
         "promptTokenCount": prompt_tokens,
@@ -90,6 +94,8 @@ def usage_metadata(
         usage["thoughtsTokenCount"] = thought_tokens
     if cached:
         usage["cachedContentTokenCount"] = cached
+    if estimated:
+        usage["estimated"] = True
     return usage
 
 
@@ -102,5 +108,13 @@ def modality_counts(by_modality: Mapping[str, int]) -> list[dict[str, Any]]:
     ]
 
 
-def count_tokens_response(total: int, by_modality: Mapping[str, int]) -> dict[str, Any]:
-    return {"totalTokens": total, "promptTokensDetails": modality_counts(by_modality)}
+def count_tokens_response(
+    total: int, by_modality: Mapping[str, int], *, estimated: bool = False
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "totalTokens": total,
+        "promptTokensDetails": modality_counts(by_modality),
+    }
+    if estimated:
+        out["estimated"] = True
+    return out

@@ -117,7 +117,10 @@ def usage_dict(
     *,
     cached: int = 0,
     input_by_modality: Mapping[str, int] | None = None,
+    estimated: bool = False,
 ) -> dict[str, Any]:
+    """``estimated``: the counts are gemserve's estimate (an upstream that cannot count);
+    written as ``"estimated": true`` only then, an extra field the SDKs keep."""
     by_modality = input_by_modality or {"text": input_tokens}
     usage: dict[str, Any] = {
         "total_input_tokens": input_tokens,
@@ -133,4 +136,6 @@ def usage_dict(
     }
     if cached:
         usage["cached_tokens_by_modality"] = [{"modality": "text", "tokens": cached}]
+    if estimated:
+        usage["estimated"] = True
     return usage

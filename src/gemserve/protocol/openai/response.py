@@ -10,16 +10,21 @@ from gemserve.engine import TokenLogprob
 
 
 def completion_usage(
-    prompt: int, completion: int, reasoning: int = 0, cached: int = 0
+    prompt: int, completion: int, reasoning: int = 0, cached: int = 0, *, estimated: bool = False
 ) -> dict[str, Any]:
-    """OpenAI counts reasoning inside ``completion_tokens``."""
-    return {
+    """OpenAI counts reasoning inside ``completion_tokens``. ``estimated`` (gemserve's
+    estimate: an upstream that cannot count) adds ``"estimated": true``, an extra field the
+    openai SDK keeps (``usage.model_extra``)."""
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion + reasoning,
         "total_tokens": prompt + completion + reasoning,
         "prompt_tokens_details": {"cached_tokens": cached},
         "completion_tokens_details": {"reasoning_tokens": reasoning},
     }
+    if estimated:
+        usage["estimated"] = True
+    return usage
 
 
 def chat_completion(

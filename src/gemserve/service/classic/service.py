@@ -50,7 +50,9 @@ class GenerateContentService:
         request = CountTokensRequest.parse(body)
         prepared = await self._prepare(name, request, tenant, own_hosts)
         counted = await prepared.count()
-        return count_tokens_response(counted.tokens, counted.by_modality)
+        return count_tokens_response(
+            counted.tokens, counted.by_modality, estimated=counted.estimated
+        )
 
     async def _prepare(
         self,

@@ -158,6 +158,7 @@ def _total(usages: list[TurnUsage]) -> TurnUsage:
         first,
         output_tokens=sum(u.output_tokens for u in usages),
         thought_tokens=sum(u.thought_tokens for u in usages),
+        estimated=any(u.estimated for u in usages),
     )
 
 
@@ -177,4 +178,5 @@ def _usage(usage: TurnUsage) -> dict[str, Any]:
         usage.thought_tokens,
         cached=usage.cached_tokens,
         prompt_by_modality=usage.input_by_modality,
+        estimated=usage.estimated,
     )

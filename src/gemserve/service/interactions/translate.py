@@ -95,6 +95,7 @@ async def interaction_events(
                 usage.thought_tokens,
                 cached=usage.cached_tokens,
                 input_by_modality=usage.input_by_modality,
+                estimated=usage.estimated,
             ),
         }
         yield make.completed(completed)

@@ -133,6 +133,7 @@ def _total(usages: list[TurnUsage]) -> TurnUsage:
         first,
         output_tokens=sum(u.output_tokens for u in usages),
         thought_tokens=sum(u.thought_tokens for u in usages),
+        estimated=any(u.estimated for u in usages),
     )
 
 
@@ -142,5 +143,9 @@ def _finish(reason: FinishReason, calls: int) -> str:
 
 def _usage(usage: TurnUsage) -> dict[str, Any]:
     return completion_usage(
-        usage.input_tokens, usage.output_tokens, usage.thought_tokens, usage.cached_tokens
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.thought_tokens,
+        usage.cached_tokens,
+        estimated=usage.estimated,
     )
