@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import httpx
 
 from tests.support.llama import default_spec
 from tests.support.server import free_port
+from tests.support.upstream_process import stop_process, wait_ready
 
 # Variables the process may need; every other one stays out, because its settings
 # (pydantic-settings) read any variable named like a field (PORT, HOST, API_KEY, MODEL, …).
@@ -63,24 +63,11 @@ def start_llama_cpp_server(tmp: Path, *, context: int = 4096, threads: int = 2) 
         process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     root = f"http://127.0.0.1:{port}"
     server = LlamaCppServer(root + "/v1", root, process, log_path)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"llama-cpp-python's server exited early:\n{server.log()}")
-        try:
-            if httpx.get(root + "/v1/models", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"llama-cpp-python's server did not start:\n{server.log()}")
+    wait_ready(
+        process, root + "/v1/models", "llama-cpp-python's server", server.log, START_TIMEOUT_S
+    )
+    return server
 
 
 def stop_llama_cpp_server(server: LlamaCppServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    stop_process(server.process)

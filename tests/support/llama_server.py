@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from gemserve.engine.cpu.build import cache_root
 from tests.support.llama import default_spec
 from tests.support.paths import ROOT
 from tests.support.server import free_port
+from tests.support.upstream_process import stop_process, wait_ready
 
 BUILD_SCRIPT = ROOT / "bench" / "build_llama_server.sh"
 # In the engine build cache (GEMSERVE_ENGINE_CACHE moves it), by llama.cpp revision: a fresh
@@ -87,24 +87,9 @@ def start_llama_server(
         process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
     root = f"http://127.0.0.1:{port}"
     server = LlamaServer(root + "/v1", root, process, log_path, slots)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"llama-server exited early:\n{server.log()}")
-        try:
-            if httpx.get(root + "/health", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"llama-server did not become healthy:\n{server.log()}")
+    wait_ready(process, root + "/health", "llama-server", server.log, 120)
+    return server
 
 
 def stop_llama_server(server: LlamaServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    stop_process(server.process)
