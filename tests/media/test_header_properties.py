@@ -96,7 +96,13 @@ SAMPLES: dict[str, tuple[Decoder, Callable[[], bytes]]] = {
     "audio-mp3": (lambda d: decode_audio(d, max_seconds=30), lambda: fixture_bytes("speech.mp3")),
     "video-mp4": (
         lambda d: decode_video(
-            d, max_seconds=30, max_frames=4, max_side=64, want_frames=True, want_audio=True
+            d,
+            max_seconds=30,
+            max_frames=4,
+            max_side=64,
+            max_pixels=1 << 20,
+            want_frames=True,
+            want_audio=True,
         ),
         lambda: fixture_bytes("clip.mp4"),
     ),

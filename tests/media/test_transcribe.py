@@ -73,6 +73,7 @@ async def test_the_sound_track_of_the_clip_is_transcribed(transcriber: Transcrib
         max_seconds=60,
         max_frames=1,
         max_side=64,
+        max_pixels=1 << 20,
         want_frames=False,
         want_audio=True,
     )

@@ -21,6 +21,7 @@ def decode(
     max_seconds: float = 600,
     max_frames: int = 32,
     max_side: int = 2048,
+    max_pixels: int = 1 << 24,
     want_frames: bool = True,
     want_audio: bool = True,
 ) -> DecodedVideo:
@@ -29,6 +30,7 @@ def decode(
         max_seconds=max_seconds,
         max_frames=max_frames,
         max_side=max_side,
+        max_pixels=max_pixels,
         want_frames=want_frames,
         want_audio=want_audio,
     )
@@ -90,6 +92,26 @@ def test_frames_are_scaled_to_max_side() -> None:
     video = decode(max_side=64, want_audio=False)
     assert {(f.image.width, f.image.height) for f in video.frames} == {(64, 48)}
     assert_colour(video.frames[1], GREEN)
+
+
+def test_frames_keep_their_aspect_when_the_scale_is_not_whole() -> None:
+    video = decode(max_side=50, want_audio=False)
+    assert {(f.image.width, f.image.height) for f in video.frames} == {(50, 38)}
+    assert len(video.frames[0].image.rgb) == 50 * 38 * 3
+    assert_colour(video.frames[2], BLUE)
+
+
+def test_frames_over_the_image_pixel_limit_are_refused_from_the_header() -> None:
+    with pytest.raises(MediaError) as info:
+        decode(max_pixels=128 * 96 - 1)
+    assert "128x96 = 12288 pixels" in str(info.value)
+    assert "limit is 12287 pixels per frame" in str(info.value)
+
+
+def test_the_pixel_limit_applies_only_to_frames_the_model_will_see() -> None:
+    video = decode(max_pixels=100, want_frames=False)
+    assert video.frames == ()
+    assert video.audio is not None
 
 
 def test_want_frames_false_decodes_only_the_sound() -> None:

@@ -404,6 +404,12 @@ async def test_the_image_pixel_cap_applies(files: FileService) -> None:
     assert "40x30 = 1200 pixels; the limit is 1000" in message
 
 
+async def test_the_image_pixel_cap_applies_to_video_frames(files: FileService) -> None:
+    clip = inline("video", MP4, "video/mp4")
+    message = await refused(pipeline_of(files, max_image_pixels=12_000), user(clip))
+    assert "frames are 128x96 = 12288 pixels; the limit is 12000 pixels per frame" in message
+
+
 # ----- rendering ------------------------------------------------------------------------------
 
 

@@ -42,10 +42,13 @@ def decode_video(
     max_seconds: float,
     max_frames: int,
     max_side: int,
+    max_pixels: int,
     want_frames: bool,
     want_audio: bool,
 ) -> DecodedVideo:
-    """Probe, check the length cap, then decode only what the model will use."""
+    """Probe, check the length and frame-size caps, then decode only what the model will use.
+    ``max_pixels`` is the image limit: a frame larger than an image may be is refused from the
+    header, before a frame is decoded (a crafted header cannot make the decoder allocate it)."""
     try:
         with open_container(source) as container:
             if not container.streams.video:
@@ -61,6 +64,7 @@ def decode_video(
                 )
             frames: tuple[VideoFrame, ...] = ()
             if want_frames and max_frames > 0:
+                _check_frame_size(stream, max_pixels)
                 frames = _sample_frames(container, stream, seconds, max_frames, max_side)
         audio = None
         if want_audio:
@@ -80,6 +84,25 @@ def decode_video(
     return DecodedVideo(seconds, frames, audio)
 
 
+def _check_frame_size(stream: av.VideoStream, max_pixels: int) -> None:
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width <= 0 or height <= 0:
+        raise MediaError("The video's frame size cannot be read; it is corrupt or unsupported.")
+    if width * height > max_pixels:
+        raise MediaError(
+            f"The video's frames are {width}x{height} = {width * height} pixels; the limit is "
+            f"{max_pixels} pixels per frame, as for an image."
+        )
+
+
+def _scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The frame's size with its longer side at most ``max_side``, the aspect kept."""
+    longer = max(width, height)
+    if longer <= max_side:
+        return width, height
+    return max(1, round(width * max_side / longer)), max(1, round(height * max_side / longer))
+
+
 def _sample_frames(
     container: av.container.InputContainer,
     stream: av.VideoStream,
@@ -95,9 +118,10 @@ def _sample_frames(
         t = float(frame.time) if frame.time is not None else 0.0
         if t + 1e-6 < next_t:
             continue
-        image = Image.fromarray(frame.to_ndarray(format="rgb24"), mode="RGB")
-        if max(image.size) > max_side:
-            image.thumbnail((max_side, max_side))
+        # Scaled by ffmpeg while converting: never a full-size RGB copy of a large frame.
+        width, height = _scaled_size(frame.width, frame.height, max_side)
+        pixels = frame.to_ndarray(format="rgb24", width=width, height=height)
+        image = Image.fromarray(pixels, mode="RGB")
         rgb = image.tobytes()
         digest = hashlib.sha256(rgb).hexdigest()
         out.append(VideoFrame(round(t, 3), DecodedImage(image.width, image.height, rgb, digest)))

@@ -336,6 +336,7 @@ class MediaPipeline:
                 max_seconds=ctx.budget.video_seconds,
                 max_frames=self._limits.max_video_frames,
                 max_side=MAX_IMAGE_SIDE,
+                max_pixels=self._limits.max_image_pixels,
                 want_frames=sees,
                 want_audio=hears or self.transcribes,
             )
