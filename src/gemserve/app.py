@@ -55,7 +55,7 @@ from gemserve.service.retention import sweep_forever, sweep_once
 from gemserve.service.signatures import ThoughtSigner, load_or_create_key
 from gemserve.service.turn import TurnPipeline
 from gemserve.store import SqlStore, database_url_for
-from gemserve.store.blobs import open_blob_store
+from gemserve.store.blobs import BlobStoreUnavailable, open_blob_store
 from gemserve.store.sql_batches import SqlBatchStore
 from gemserve.store.sql_caches import SqlCacheStore
 from gemserve.store.sql_files import SqlFileStore
@@ -244,9 +244,14 @@ def create_app(
         if recovered:
             log.warning("marked %d interactions interrupted by a restart as failed", recovered)
         blobs.start()
-        orphans = await files_service.collect_orphans()
-        if orphans:
-            log.warning("deleted %d blobs left without metadata by a crash", orphans)
+        try:
+            orphans = await files_service.collect_orphans()
+        except BlobStoreUnavailable:
+            # Serve without files for now rather than not at all; the sweep retries it.
+            log.warning("the object store did not answer at start; file requests get 503s")
+        else:
+            if orphans:
+                log.warning("deleted %d blobs left without metadata by a crash", orphans)
         sweeps = [
             ("interactions", lambda: sweep_once(store)),
             ("files", files_service.sweep),

@@ -186,7 +186,8 @@ async def _blobs(settings: Settings) -> dict[str, Any]:
             break  # one listing call is the check
         report["reachable"] = True
     except Exception as exc:
-        report.update(reachable=False, error=f"{type(exc).__name__}: {exc}")
+        cause = exc.__cause__ or exc  # an outage's own words, not only "unavailable"
+        report.update(reachable=False, error=f"{type(cause).__name__}: {cause}")
     return report
 
 

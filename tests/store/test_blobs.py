@@ -18,6 +18,7 @@ from gemserve.store.blobs import (
     PART_SIZE,
     BlobNotFound,
     BlobStore,
+    BlobStoreUnavailable,
     LocalBlobStore,
     new_blob_key,
     open_blob_store,
@@ -229,6 +230,27 @@ async def test_a_failed_multipart_write_is_aborted(s3: S3Server, tmp_path: Path)
         await store.write(f"blobs/{new_blob_key()}", cut())
     assert s3.multipart_uploads(bucket) == []
     assert s3.client().list_objects_v2(Bucket=bucket).get("Contents", []) == []
+
+
+async def test_an_s3_outage_is_blob_store_unavailable_on_every_call(tmp_path: Path) -> None:
+    """Connections refused (the server stopped) after a blob was written: every call is the
+    503 the API answers with, not an error of the client library; a missing blob on a live
+    server stays BlobNotFound."""
+    with moto_s3() as server:
+        store = server.store(tmp_path, server.new_bucket())
+        key = f"blobs/{new_blob_key()}"
+        await store.write(key, stream(b"kept"))
+        with pytest.raises(BlobNotFound):
+            await collect(store.read(f"blobs/{new_blob_key()}"))
+        server.stop()
+        with pytest.raises(BlobStoreUnavailable):
+            await store.write(f"blobs/{new_blob_key()}", stream(b"lost"))
+        with pytest.raises(BlobStoreUnavailable):
+            await collect(store.read(key))
+        with pytest.raises(BlobStoreUnavailable):
+            await store.delete(key)
+        with pytest.raises(BlobStoreUnavailable):
+            await keys(store, "blobs")
 
 
 # ----- the local folder -------------------------------------------------------------------------

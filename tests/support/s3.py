@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ REGION = "us-east-1"
 @dataclass(frozen=True)
 class S3Server:
     endpoint: str  # http://127.0.0.1:port
+    # Stops the server before the block ends (an outage); idempotent.
+    stop: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
 
     def client(self) -> Any:
         import boto3
@@ -67,11 +69,19 @@ def moto_s3() -> Iterator[S3Server]:
     os.environ["AWS_SECRET_ACCESS_KEY"] = "test"
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            server.stop()
+
     try:
         host, port = server.get_host_and_port()
-        yield S3Server(f"http://{host}:{port}")
+        yield S3Server(f"http://{host}:{port}", stop)
     finally:
-        server.stop()
+        stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -13,19 +13,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gemserve.api.auth import authenticate
 from gemserve.api.body import read_json
 from gemserve.api.context import AppContext, check_version
-from gemserve.api.errors import error_response
+from gemserve.api.errors import error_response, unhandled_error_handler
 from gemserve.api.files import base_url
 from gemserve.api.responses import json_response
 from gemserve.errors import GemserveError, InvalidArgument
 from gemserve.protocol.common import is_decimal_count
 from gemserve.protocol.files import file_resource
+from gemserve.store.errors import as_store_error
 
 CHUNK_GRANULARITY = 8 * 1024 * 1024
 START_BODY_LIMIT = 64 * 1024
@@ -43,10 +44,21 @@ async def upload(request: Request) -> Response:
         return await _start(request)
     try:
         return await _continue(request, token)
-    except GemserveError as exc:
-        response = error_response(
-            exc.http_status, exc.message, exc.rpc_status, retry_after=exc.retry_after
-        )
+    except ClientDisconnect:
+        raise
+    except Exception as exc:
+        # "final" on every failure: with "active" the SDKs send their next chunk at an offset
+        # past the failed one; with none they re-send this one three times before failing.
+        mapped = exc if isinstance(exc, GemserveError) else as_store_error(exc)
+        if mapped is None:
+            response = await unhandled_error_handler(request, exc)
+        else:
+            response = error_response(
+                mapped.http_status,
+                mapped.message,
+                mapped.rpc_status,
+                retry_after=mapped.retry_after,
+            )
         response.headers["X-Goog-Upload-Status"] = "final"
         return response
 

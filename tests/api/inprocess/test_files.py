@@ -8,12 +8,15 @@ import asyncio
 import base64
 import hashlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.envelope import assert_envelope
 from tests.support.inprocess import InProcessApi, MakeApi
+from tests.support.s3 import moto_s3
+from tests.support.server import free_port
 from tests.support.wait import wait_for_async
 
 MAX_FILE = 10_000
@@ -361,3 +364,44 @@ async def test_a_name_taken_while_a_final_chunk_was_in_flight_is_409(make_api: M
     (kept,) = (await api.client.get("/v1beta/files", headers=api.headers)).json()["files"]
     assert kept["sizeBytes"] == "2"
     assert len(blobs(api)) == 1
+
+
+async def test_an_object_store_outage_mid_upload_is_503_and_the_session_survives(
+    make_api: MakeApi,
+) -> None:
+    """S3 stops answering between two chunks (the server is stopped: connections refused): a
+    503 UNAVAILABLE with Retry-After and the upload status the SDKs stop on, not a 500; the
+    session stays at its offset, so a client may query it and send the chunk again."""
+    with moto_s3() as s3:
+        bucket = s3.new_bucket()
+        settings = s3.settings(Path("unused"), bucket)
+        api = await make_api(
+            blob_url=settings.blob_url, s3_endpoint=s3.endpoint, s3_region=settings.s3_region
+        )
+        data = payload(1000)
+        url = await api.upload_url(len(data))
+        assert (await api.send(url, data[:400], 0, "upload")).status_code == 200
+        s3.stop()
+        response = await api.send(url, data[400:], 400)
+    assert_chunk_error(response, 503, "UNAVAILABLE", "object store is unavailable")
+    assert response.headers["retry-after"] == "5"
+    query = await api.client.post(url, headers={"X-Goog-Upload-Command": "query"})
+    assert query.headers["x-goog-upload-status"] == "active"
+    assert query.headers["x-goog-upload-size-received"] == "400"
+
+
+async def test_the_app_starts_and_serves_while_its_object_store_is_down(
+    make_api: MakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing listens at the S3 endpoint from the start: the orphan collection at start
+    fails, the app serves anyway (interactions need no bucket), and a file upload is a 503."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    api = await make_api(
+        blob_url="s3://gemserve-down/files",
+        s3_endpoint=f"http://127.0.0.1:{free_port()}",
+        s3_region="us-east-1",
+    )
+    assert (await api.create()).status_code == 200
+    url = await api.upload_url(10)
+    assert_chunk_error(await api.send(url, b"x" * 10, 0), 503, "UNAVAILABLE", "object store")

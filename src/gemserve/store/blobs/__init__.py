@@ -10,6 +10,7 @@ from gemserve.store.blobs.base import (
     BlobInfo,
     BlobNotFound,
     BlobStore,
+    BlobStoreUnavailable,
     checked_key,
     new_blob_key,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "BlobInfo",
     "BlobNotFound",
     "BlobStore",
+    "BlobStoreUnavailable",
     "LocalBlobStore",
     "checked_key",
     "new_blob_key",

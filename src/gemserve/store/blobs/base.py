@@ -23,6 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from gemserve.errors import Unavailable
+
 _KEY = re.compile(r"[a-z]{1,32}/[0-9a-z][0-9a-z-]{0,127}")
 # S3 takes multipart parts of at least 5 MiB (all but the last); a blob up to one part is
 # written with a single PUT. 8 MiB is also the SDKs' chunk size: a chunk request is one PUT.
@@ -43,6 +45,16 @@ def checked_key(key: str) -> str:
 
 class BlobNotFound(LookupError):
     """No blob has this key."""
+
+
+class BlobStoreUnavailable(Unavailable):
+    """The object store did not answer (refused, timed out, 5xx after its client's retries):
+    a 503 with Retry-After on every surface, never a 500; nothing was kept by the write."""
+
+    retry_after = 5
+
+    def __init__(self) -> None:
+        super().__init__("The object store is unavailable; nothing was stored. Retry shortly.")
 
 
 @dataclass(frozen=True)

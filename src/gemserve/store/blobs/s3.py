@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,14 @@ import obstore
 from obstore.store import S3Store
 
 from gemserve.hosts import is_loopback
-from gemserve.store.blobs.base import PART_SIZE, READ_CHUNK, BlobInfo, BlobNotFound, checked_key
+from gemserve.store.blobs.base import (
+    PART_SIZE,
+    READ_CHUNK,
+    BlobInfo,
+    BlobNotFound,
+    BlobStoreUnavailable,
+    checked_key,
+)
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, S3Config
@@ -92,7 +99,8 @@ class S3BlobStore:
             if len(head) > PART_SIZE:
                 break
         else:
-            await obstore.put_async(self._store, key, bytes(head), use_multipart=False)
+            with _outage_as_unavailable():
+                await obstore.put_async(self._store, key, bytes(head), use_multipart=False)
             return len(head)
         size = len(head)
 
@@ -104,14 +112,15 @@ class S3BlobStore:
                 size += len(piece)
                 yield piece
 
-        await obstore.put_async(
-            self._store,
-            key,
-            parts(),
-            use_multipart=True,
-            chunk_size=PART_SIZE,
-            max_concurrency=PART_CONCURRENCY,
-        )
+        with _outage_as_unavailable():
+            await obstore.put_async(
+                self._store,
+                key,
+                parts(),
+                use_multipart=True,
+                chunk_size=PART_SIZE,
+                max_concurrency=PART_CONCURRENCY,
+            )
         return size
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
@@ -131,32 +140,37 @@ class S3BlobStore:
                 # A range from the very end of the blob (an empty one included) is refused.
                 if position == start and _unsatisfiable(exc) and await self._size(key) <= position:
                     return
+                if _is_outage(exc):
+                    raise BlobStoreUnavailable() from exc
                 raise
-            async for chunk in result.stream(min_chunk_size=READ_CHUNK):
-                position += len(chunk)
-                yield chunk
+            with _outage_as_unavailable():
+                async for chunk in result.stream(min_chunk_size=READ_CHUNK):
+                    position += len(chunk)
+                    yield chunk
             size = int(result.meta["size"])
             if position >= size or (end is not None and position >= end):
                 return
 
     async def _size(self, key: str) -> int:
         try:
-            meta = await obstore.head_async(self._store, key)
+            with _outage_as_unavailable():
+                meta = await obstore.head_async(self._store, key)
         except FileNotFoundError:
             raise BlobNotFound(key) from None
         return int(meta["size"])
 
     async def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError), _outage_as_unavailable():
             await obstore.delete_async(self._store, checked_key(key))
 
     async def list(self, namespace: str) -> AsyncIterator[BlobInfo]:
         checked_key(namespace + "/x")
-        async for batch in obstore.list(self._store, prefix=namespace + "/", chunk_size=1000):
-            for meta in batch:
-                key = meta["path"]
-                with contextlib.suppress(ValueError):
-                    yield BlobInfo(checked_key(key), int(meta["size"]), meta["last_modified"])
+        with _outage_as_unavailable():
+            async for batch in obstore.list(self._store, prefix=namespace + "/", chunk_size=1000):
+                for meta in batch:
+                    key = meta["path"]
+                    with contextlib.suppress(ValueError):
+                        yield BlobInfo(checked_key(key), int(meta["size"]), meta["last_modified"])
 
     @contextlib.asynccontextmanager
     async def local_file(self, key: str) -> AsyncIterator[Path]:
@@ -183,6 +197,33 @@ def parse_blob_url(url: str) -> tuple[str, str | None]:
         raise ValueError(f"blob_url {url!r} is not s3://bucket or s3://bucket/prefix")
     prefix = parts.path.strip("/")
     return parts.netloc, prefix or None
+
+
+# What object_store writes when a request failed below S3's own answers (refused, reset,
+# timed out, 5xx after its retries); a client error (403, 404, a bad bucket) is not an outage.
+_OUTAGE_MARKS = ("HTTP error", "error sending request", "Server error", "timed out", "timeout")
+
+
+def _is_outage(exc: BaseException) -> bool:
+    if isinstance(exc, FileNotFoundError):
+        return False
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    if not isinstance(exc, obstore.exceptions.BaseError):
+        return False
+    text = str(exc)
+    return "Client error" not in text and any(mark in text for mark in _OUTAGE_MARKS)
+
+
+@contextlib.contextmanager
+def _outage_as_unavailable() -> Iterator[None]:
+    """An outage of the object store becomes :class:`BlobStoreUnavailable` (a 503)."""
+    try:
+        yield
+    except Exception as exc:
+        if _is_outage(exc):
+            raise BlobStoreUnavailable() from exc
+        raise
 
 
 def _unsatisfiable(exc: Any) -> bool:
