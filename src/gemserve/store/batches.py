@@ -117,9 +117,6 @@ class BatchStore(Protocol):
     ) -> bool:
         """Move the batch to ``state`` if it is in one of ``only_from``; whether it moved."""
 
-    async def runnable_batches(self) -> list[BatchRecord]:
-        """Pending and running batches of every tenant, oldest first."""
-
     async def claim_batch(
         self,
         replica: str,

@@ -143,16 +143,6 @@ class SqlBatchStore:
             )
         return bool(result.rowcount == 1)
 
-    async def runnable_batches(self) -> list[BatchRecord]:
-        query = (
-            sa.select(batches)
-            .where(batches.c.state.in_(ACTIVE_STATES))
-            .order_by(batches.c.created_at, batches.c.id)
-        )
-        async with self._store.engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [BatchRecord(**dict(row)) for row in rows]
-
     async def claim_batch(
         self,
         replica: str,
