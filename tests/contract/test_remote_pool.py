@@ -16,8 +16,11 @@ import httpx
 import orjson
 import pytest
 from google import genai
-from openai import OpenAI
+from google.genai import _interactions
+from google.genai import errors as genai_errors
+from openai import BadRequestError, OpenAI
 
+from gemserve.engine.remote.refusal import context_overflow
 from tests.support.contract import API_KEY, MODEL
 from tests.support.llama_cpp_server import LlamaCppServer
 from tests.support.llama_server import LlamaServer
@@ -44,6 +47,7 @@ health_interval = 1
 """
 HEADERS = {"x-goog-api-key": API_KEY}
 ESTIMATED_HEADER = "x-gemserve-usage-estimated"
+CONTEXT = 4096  # both upstreams' context (their fixtures' default)
 
 
 @dataclass(frozen=True)
@@ -389,3 +393,138 @@ def test_statsz_shows_the_pool(remote_server: LiveServer) -> None:
     text = str(stats)
     assert "upstream0_requests" in text
     assert "upstream0_healthy" in text
+
+
+def filler(words: int) -> str:
+    """A prompt of ``words`` words, a token each on SmolLM2's tokenizer."""
+    return " ".join(["a"] * words)
+
+
+def upstream_prompt_tokens(upstream: Upstream, text: str) -> int:
+    """The prompt tokens the upstream itself counts for ``text`` as the one user message
+    gemserve sends: llama-server's ``input_tokens``; llama-cpp-python's usage of an
+    unstreamed one-token answer (its only count on its chat template), or the count in its
+    400 when the prompt does not fit."""
+    messages = [{"role": "user", "content": text}]
+    if upstream.counts_exactly:
+        return upstream_count(upstream, messages)
+    response = httpx.post(
+        upstream.url + "/chat/completions",
+        json={"messages": messages, "max_tokens": 1},
+        timeout=120,
+    )
+    if response.status_code == 400:
+        overflow = context_overflow(response.json()["error"]["message"])
+        assert overflow is not None, response.text
+        return overflow.prompt_tokens
+    response.raise_for_status()
+    count: int = response.json()["usage"]["prompt_tokens"]
+    return count
+
+
+def prompt_of(upstream: Upstream, tokens: int) -> str:
+    """A prompt the upstream counts as exactly ``tokens`` tokens."""
+    words = tokens - (upstream_prompt_tokens(upstream, filler(16)) - 16)
+    for _ in range(3):
+        counted = upstream_prompt_tokens(upstream, filler(words))
+        if counted == tokens:
+            return filler(words)
+        words += tokens - counted
+    raise AssertionError(f"no filler of {tokens} tokens on {upstream.name}")
+
+
+def pool_extra(remote_server: LiveServer) -> dict[str, float]:
+    extra: dict[str, float] = httpx.get(remote_server.base_url + "/statsz", timeout=10).json()[
+        "pool"
+    ]["extra"]
+    return extra
+
+
+def gemini_error(response: httpx.Response) -> str:
+    """The message of a 400 INVALID_ARGUMENT in the Gemini envelope (the whole body: no
+    stream was started)."""
+    body = response.read()
+    assert response.status_code == 400, body
+    assert response.headers["content-type"].startswith("application/json")
+    error = orjson.loads(body)["error"]
+    assert (error["code"], error["status"]) == (400, "INVALID_ARGUMENT")
+    message: str = error["message"]
+    return message
+
+
+def test_a_prompt_over_the_context_is_a_400_before_anything_streams(
+    client: genai.Client, remote_server: LiveServer, upstream: Upstream
+) -> None:
+    """On every surface, unary and streamed, a prompt over the upstream's context is a 400
+    in that surface's envelope with both counts, before any byte of an answer. llama-server
+    answers such a request with a 400; llama-cpp-python's server only cuts the stream after
+    its headers, so gemserve asks it again unstreamed. Neither counts as the upstream's
+    failure: it is not ejected and the request is not retried."""
+    text = filler(2 * CONTEXT)
+    before = pool_extra(remote_server)
+    config: dict[str, Any] = {"temperature": 0, "max_output_tokens": 8}
+
+    def refused(message: str) -> None:
+        assert "tokens long, but model 'pool' has a context of 4096 tokens" in message, message
+
+    # Interactions: the SDK, then a streamed create (a JSON 400, not an SSE stream).
+    with pytest.raises(_interactions.BadRequestError) as interactions_error:
+        client.interactions.create(model=MODEL, input=text, generation_config=config)
+    refused(interactions_error.value.body["error"]["message"])
+    with httpx.stream(
+        "POST",
+        remote_server.base_url + "/v1beta/interactions",
+        json={"model": MODEL, "input": text, "generation_config": config, "stream": True},
+        headers=HEADERS,
+        timeout=120,
+    ) as streamed:
+        refused(gemini_error(streamed))
+    # Classic: generateContent (the SDK), streamGenerateContent.
+    with pytest.raises(genai_errors.ClientError) as classic_error:
+        client.models.generate_content(model=MODEL, contents=text, config=config)
+    assert (classic_error.value.code, classic_error.value.status) == (400, "INVALID_ARGUMENT")
+    refused(str(classic_error.value.message))
+    with httpx.stream(
+        "POST",
+        f"{remote_server.base_url}/v1beta/models/{MODEL}:streamGenerateContent?alt=sse",
+        json={"contents": [{"parts": [{"text": text}]}], "generationConfig": config},
+        headers=HEADERS,
+        timeout=120,
+    ) as streamed:
+        refused(gemini_error(streamed))
+    # OpenAI: its own envelope, unary and streamed.
+    oai = OpenAI(api_key="anything", base_url=remote_server.base_url + "/v1beta/openai/")
+    messages: Any = [{"role": "user", "content": text}]
+    for stream in (False, True):
+        with pytest.raises(BadRequestError) as openai_error:
+            oai.chat.completions.create(model=MODEL, messages=messages, max_tokens=8, stream=stream)
+        assert openai_error.value.status_code == 400
+        body: Any = openai_error.value.body
+        assert body["type"] == "invalid_request_error", body
+        refused(body["message"])
+    after = pool_extra(remote_server)
+    for key in ("upstream0_ejections", "retries_before_first_token", "requests_failed"):
+        assert after[key] == before[key], key
+    assert after["upstream0_healthy"] == 1.0
+    # The upstream answers the next request at once.
+    interaction = client.interactions.create(model=MODEL, input="Hi", generation_config=config)
+    assert interaction.status in ("completed", "incomplete")
+
+
+def test_output_past_the_context_ends_the_answer_at_the_context(
+    client: genai.Client, upstream: Upstream
+) -> None:
+    """A prompt that fits with 4 tokens to spare and max_output_tokens far past them: not a
+    400 (no false refusal near the limit), and the answer stops at the context, ``incomplete``
+    (llama-server stops its slot there; llama-cpp-python cuts max_tokens to fit)."""
+    room = 4
+    text = prompt_of(upstream, CONTEXT - room)
+    interaction = client.interactions.create(
+        model=MODEL, input=text, generation_config={"temperature": 0, "max_output_tokens": 200}
+    )
+    assert interaction.status == "incomplete", interaction.status
+    usage = interaction.usage
+    assert usage is not None
+    assert 0 < usage.total_output_tokens <= room
+    if upstream.counts_exactly:
+        assert usage.total_input_tokens == CONTEXT - room

@@ -31,7 +31,18 @@ Behaviour = Literal[
     "drop",  # closes the connection without an answer (an idle keep-alive closed in a race)
     "no_usage",  # "ok" without the usage chunk, as llama-cpp-python's server streams
     "interrupted",  # headers and one chunk, then [DONE] without a finish reason
+    "refuse_first",  # headers, then a client error (400, context) as the first data
+    "fail_first",  # headers, then a server error (500) as the first data
+    "refuse_mid",  # headers and one chunk, then a client error (400, context)
 ]
+
+# llama-server's words for a prompt over its context, as its error objects carry them.
+OVER_CONTEXT = {
+    "code": 400,
+    "message": "request (5000 tokens) exceeds the available context size (4096 tokens), "
+    "try increasing it",
+    "type": "exceed_context_size_error",
+}
 
 WORDS = ("Hello", " world")
 
@@ -177,6 +188,13 @@ class FakeUpstream:
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"cache-control: no-cache\r\nconnection: close\r\n\r\n"
         )
+        if behaviour in ("refuse_first", "fail_first"):
+            error = (
+                OVER_CONTEXT if behaviour == "refuse_first" else {"code": 500, "message": "boom"}
+            )
+            writer.write(b"data: " + json.dumps({"error": error}).encode() + b"\n\n")
+            await writer.drain()
+            return False
         writer.write(chunk({"role": "assistant", "content": ""}))
         if behaviour == "tool_call":
             await self._tool_call(writer)
@@ -198,6 +216,10 @@ class FakeUpstream:
             await self.stop()
             return False
         if behaviour == "truncated":
+            return False
+        if behaviour == "refuse_mid":
+            writer.write(b"data: " + json.dumps({"error": OVER_CONTEXT}).encode() + b"\n\n")
+            await writer.drain()
             return False
         if behaviour == "interrupted":
             writer.write(b"data: [DONE]\n\n")

@@ -67,8 +67,10 @@ class UpstreamSpec(BaseModel):
 
 class RemoteTimeouts(BaseModel):
     """Seconds. ``first_token``: from sending a request to the upstream's response headers
-    (llama-server, vLLM and SGLang answer once the prompt is prefilled); ``idle``: between two
-    chunks of a stream; ``health_interval``: between two health checks of each upstream."""
+    (llama-server, vLLM and SGLang answer once the prompt is prefilled), and from them to the
+    stream's first data (llama-cpp-python sends its headers at once, then prefills); ``idle``:
+    between two chunks of a stream; ``health_interval``: between two health checks of each
+    upstream."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -19,7 +19,7 @@ from gemserve.engine import (
     ToolUse,
 )
 from gemserve.engine.remote import RemoteEngine
-from gemserve.errors import ResourceExhausted, Unavailable
+from gemserve.errors import InvalidArgument, ResourceExhausted, Unavailable
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.remote import ask, drain, remote_engine, text_of
 
@@ -340,5 +340,59 @@ async def test_counts_without_an_upstream_count_are_flagged_estimates(
         _, exact = await drain(await engine.generate(request))
         assert not exact.estimated
         assert (exact.prompt_tokens, exact.output_tokens) == (7, 2)
+    finally:
+        await engine.close()
+
+
+async def test_a_client_error_as_the_first_data_is_a_400_neither_retried_nor_ejected(
+    fakes: list[FakeUpstream],
+) -> None:
+    """An upstream that says the prompt is over its context inside its stream, before any
+    token (as vLLM and llama-server write error objects): a 400 from ``generate``, before any
+    event; the other upstream is not asked (it would refuse too) and the first stays in."""
+    fakes[0].queue(["refuse_first"])
+    engine = await started(remote_engine([f.url for f in fakes]))
+    try:
+        with pytest.raises(InvalidArgument) as caught:
+            await engine.generate(ask())
+        assert caught.value.message == (
+            "The input is 5000 tokens long, but model 'pool' has a context of 4096 tokens "
+            "(prompt and output together)."
+        )
+        assert (fakes[0].chats, fakes[1].chats) == (1, 0)
+        assert all(u.healthy for u in engine.pool.upstreams)
+        assert engine.stats().active == 0
+    finally:
+        await engine.close()
+
+
+async def test_a_server_error_as_the_first_data_is_retried_elsewhere(
+    fakes: list[FakeUpstream],
+) -> None:
+    fakes[0].queue(["fail_first"])
+    engine = await started(remote_engine([f.url for f in fakes]))
+    try:
+        events, finished = await drain(await engine.generate(ask()))
+        assert (text_of(events), finished.reason) == ("Hello world", FinishReason.STOP)
+        assert (fakes[0].chats, fakes[1].chats) == (1, 1)
+        assert not engine.pool.upstreams[0].healthy
+    finally:
+        await engine.close()
+
+
+async def test_a_client_error_after_the_first_token_ends_in_band_without_a_retry(
+    fakes: list[FakeUpstream],
+) -> None:
+    """Once tokens went out the error can only end the answer; as the request's fault it
+    neither ejects the upstream nor is tried again elsewhere."""
+    fakes[0].queue(["refuse_mid"])
+    engine = await started(remote_engine([f.url for f in fakes]))
+    try:
+        events, finished = await drain(await engine.generate(ask()))
+        assert text_of(events) == "Hello"
+        assert finished.reason is FinishReason.ERROR
+        assert "has a context of 4096 tokens" in (finished.error or "")
+        assert (fakes[0].chats, fakes[1].chats) == (1, 0)
+        assert all(u.healthy for u in engine.pool.upstreams)
     finally:
         await engine.close()

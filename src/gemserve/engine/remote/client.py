@@ -9,7 +9,9 @@ llama-cpp-python's server runs one request at a time behind a lock that ``/v1/mo
 ``/extras/tokenize`` take too: asked while it decodes, they wait for the answer to end, or
 (its default ``interrupt_requests``) cut that answer short. So it is told apart by its
 ``/openapi.json`` (FastAPI's, outside the lock), probed for health there, and never asked to
-tokenize (``/extras/tokenize`` has no chat template either): its counts are estimates.
+tokenize (``/extras/tokenize`` has no chat template either): its counts are estimates. It
+checks a prompt against its context only after a stream's headers, and then cuts the stream;
+:meth:`UpstreamClient.refusal` asks it again unstreamed, where that check is a 400.
 """
 
 from __future__ import annotations
@@ -145,8 +147,9 @@ class UpstreamClient:
 
     async def open_chat(self, body: bytes) -> httpx.Response:
         """POST a streaming chat completion and wait for the response headers; the caller
-        reads the SSE body and must close the response. Raises :class:`UpstreamStatus` for an
-        error status and :class:`UpstreamUnreachable` for no answer."""
+        reads the SSE body (calling :meth:`answering` once its first data came) and must close
+        the response. Raises :class:`UpstreamStatus` for an error status and
+        :class:`UpstreamUnreachable` for no answer."""
         request = self._http.build_request(
             "POST",
             self.url + "/chat/completions",
@@ -178,12 +181,50 @@ class UpstreamClient:
                 _error_message(response.status_code, raw),
                 _retry_after(response),
             )
-        # From now on the stream may be silent at most ``idle`` seconds between two chunks
-        # (httpcore reads the read timeout off the request's extensions at each read).
+        return response
+
+    def answering(self, response: httpx.Response) -> None:
+        """The upstream has started answering (its first data came): from now on the stream
+        may be silent at most ``idle`` seconds between two chunks, not ``first_token`` (httpcore
+        reads the read timeout off the request's extensions at each read)."""
         timeout = dict(response.request.extensions.get("timeout", {}))
         timeout["read"] = self._timeouts.idle
         response.request.extensions["timeout"] = timeout
-        return response
+
+    async def refusal(self, body: bytes) -> UpstreamStatus | None:
+        """The error status the upstream answers a streaming chat ``body`` with when it is
+        asked again unstreamed for one token; None when it answers that, or not at all.
+
+        llama-cpp-python's server checks the prompt against its context only once a stream's
+        headers are out, then cuts the connection without a word; unstreamed, the same check
+        is a 400 with its counts. (A prompt that fits costs its prefill again: this runs only
+        after a stream broke before its first data.)"""
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        request["stream"] = False
+        request.pop("stream_options", None)
+        request["max_tokens"] = 1
+        content = orjson.dumps(request)
+        headers = {"content-type": "application/json"}
+        url = self.url + "/chat/completions"
+        try:
+            try:
+                response = await self._http.post(url, content=content, headers=headers)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                # A kept-alive connection closed meanwhile (as in open_chat): once more.
+                response = await self._http.post(url, content=content, headers=headers)
+        except httpx.HTTPError as exc:
+            log.info("upstream %s: asking again unstreamed failed: %s", self.url, _describe(exc))
+            return None
+        if response.status_code == 200:
+            return None
+        return UpstreamStatus(
+            response.status_code,
+            _error_message(response.status_code, response.content),
+            _retry_after(response),
+        )
 
     # ----- discovery, health ---------------------------------------------------------------
 

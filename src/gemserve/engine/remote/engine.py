@@ -28,10 +28,17 @@ from gemserve.engine.remote.client import (
     UpstreamClient,
     UpstreamError,
     UpstreamStatus,
-    UpstreamUnreachable,
 )
 from gemserve.engine.remote.pool import Upstream, UpstreamLease, UpstreamPool
-from gemserve.engine.remote.stream import ChunkDecoder, RemoteStream, StreamCounters
+from gemserve.engine.remote.refusal import CLIENT_STATUSES, refused
+from gemserve.engine.remote.stream import (
+    ChunkDecoder,
+    Opened,
+    RemoteStream,
+    StreamCounters,
+    chunk_error,
+    sse_data,
+)
 from gemserve.engine.remote.translate import Json, chat_body, for_upstream
 from gemserve.errors import InvalidArgument, ResourceExhausted, Unavailable
 
@@ -39,6 +46,9 @@ log = logging.getLogger("gemserve.remote")
 
 DEFAULT_CONTEXT = 4096  # where neither the configuration nor any upstream says
 CHARS_PER_TOKEN = 4  # the estimate where an upstream cannot tokenize
+# Kinds that refuse a request (a prompt over the context) only after a stream's headers, by
+# cutting the connection: a stream that breaks so is asked again unstreamed to learn why.
+REFUSES_AFTER_HEADERS: frozenset[UpstreamKind] = frozenset({"llama-cpp-python"})
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,7 @@ class RemoteEngine:
         self._context_length = context_length or DEFAULT_CONTEXT
         self._modalities = modalities or frozenset({"text"})
         self._declared_kinds = [u.kind for u in upstreams]
+        self._timeouts = timeouts
         self.pool = UpstreamPool(
             model_id,
             [
@@ -247,10 +258,10 @@ class RemoteEngine:
         bodies = _Bodies(request, body, self._model_id)
         affinity = request.affinity
 
-        async def open_on(tried: set[Upstream]) -> tuple[UpstreamLease, httpx.Response]:
+        async def open_on(tried: set[Upstream]) -> Opened:
             return await self._open(bodies, affinity, tried)
 
-        lease, response = await open_on(set())
+        opened = await open_on(set())
         prompt_estimate = estimate_prompt(request)
 
         def decoder() -> ChunkDecoder:
@@ -261,35 +272,32 @@ class RemoteEngine:
                 prompt_estimate=prompt_estimate,
             )
 
-        stream = RemoteStream(lease, response, decoder, open_on, self.pool, self._counters)
+        stream = RemoteStream(opened, decoder, open_on, self.pool, self._counters)
         self._streams.add(stream)
         stream.add_done_callback(self._streams.discard)
         return stream
 
-    async def _open(
-        self, bodies: _Bodies, affinity: str | None, tried: set[Upstream]
-    ) -> tuple[UpstreamLease, httpx.Response]:
-        """Send the request to the best upstream not yet tried; on a 429/503 or no answer,
-        the next one. Raises the client's error once none is left."""
+    async def _open(self, bodies: _Bodies, affinity: str | None, tried: set[Upstream]) -> Opened:
+        """Send the request to the best upstream not yet tried and wait for its first data;
+        on a 429/503, no answer or a start that broke, the next one. The request's fault (a
+        client error status, or an error chunk or refusal that says so) is a 400 at once,
+        without ejecting the upstream; once no upstream is left, the pool's error."""
         while True:
             lease = self.pool.acquire(affinity, tried)
             upstream = lease.upstream
             try:
-                body = bodies.encoded(upstream)
-                response = await upstream.client.open_chat(body)
+                return await self._start(lease, bodies.encoded(upstream))
             except UpstreamStatus as exc:
                 lease.release()
                 tried.add(upstream)
                 if exc.status in (429, 503):
                     self.pool.saturated(upstream, exc.retry_after)
                     continue
-                if exc.status in (400, 413, 422):
-                    raise InvalidArgument(
-                        f"Model {self._model_id!r} refused the request: {exc.message}"
-                    ) from None
+                if exc.status in CLIENT_STATUSES:
+                    raise refused(self._model_id, exc.message) from None
                 self.pool.failed(upstream, f"HTTP {exc.status}: {exc.message}")
                 continue
-            except UpstreamUnreachable as exc:
+            except UpstreamError as exc:
                 lease.release()
                 tried.add(upstream)
                 self.pool.failed(upstream, exc.message)
@@ -297,7 +305,48 @@ class RemoteEngine:
             except BaseException:
                 lease.release()
                 raise
-            return lease, response
+
+    async def _start(self, lease: UpstreamLease, body: bytes) -> Opened:
+        """Open ``body`` on the lease's upstream and read the stream's first data, so that
+        an error before it is still the caller's to report as a status. Raises
+        :class:`UpstreamStatus` for an error status (a client error the upstream told only
+        in its stream, or by cutting it, comes as a 400) and :class:`UpstreamError` for a
+        start that failed otherwise."""
+        upstream = lease.upstream
+        client = upstream.client
+        response = await client.open_chat(body)
+        data = sse_data(response)
+        first: bytes | None = None
+        broken = "the upstream closed the stream before its first data"
+        try:
+            first = await anext(data, None)
+        except httpx.TimeoutException:
+            broken = f"no answer within {self._timeouts.first_token:g} s (after the headers)"
+        except httpx.HTTPError as exc:
+            broken = f"the stream broke before its first data ({type(exc).__name__})"
+        except BaseException:
+            await Opened(lease, response, b"", data).close()
+            raise
+        opened = Opened(lease, response, first or b"", data)
+        if first is None:
+            await opened.close()
+            if upstream.kind in REFUSES_AFTER_HEADERS:
+                refusal = await client.refusal(body)
+                if refusal is not None and refusal.status in CLIENT_STATUSES:
+                    raise refusal
+            raise UpstreamError(broken)
+        try:
+            chunk = orjson.loads(first)
+        except orjson.JSONDecodeError:
+            chunk = None  # the decoder reports it
+        error = chunk_error(chunk) if isinstance(chunk, dict) else None
+        if error is not None:
+            await opened.close()
+            if error.refusal is not None:
+                raise UpstreamStatus(400, error.refusal)
+            raise UpstreamError(str(error))
+        client.answering(response)
+        return opened
 
     # ----- counting, embeddings ------------------------------------------------------------
 

@@ -11,8 +11,11 @@ upstream that sends none (llama-cpp-python's server) gets estimated counts, flag
 
 :class:`RemoteStream` reads the response in a task of its own and hands events over a queue:
 ``cancel()`` cancels that task, which closes the upstream connection (llama-server, vLLM and
-SGLang then abort the request and free its slot). A stream that breaks before its first token
-is retried on another upstream; after it, the stream ends with ``Finished(ERROR)``.
+SGLang then abort the request and free its slot). It starts from an :class:`Opened` request,
+whose first data the engine has read (an error before it is still a status for the client).
+A stream that breaks before its first token is retried on another upstream; after it, the
+stream ends with ``Finished(ERROR)``. An error the upstream reports as the request's fault
+(``refusal.is_client_error``) ends it at once: another upstream would refuse it too.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -40,6 +43,7 @@ from gemserve.engine.base import (
 from gemserve.engine.reasoning import Phase, ThinkingParser
 from gemserve.engine.remote.client import UpstreamError
 from gemserve.engine.remote.pool import Upstream, UpstreamLease, UpstreamPool
+from gemserve.engine.remote.refusal import is_client_error, refused
 from gemserve.errors import GemserveError
 
 log = logging.getLogger("gemserve.remote")
@@ -57,7 +61,24 @@ _FINISH = {
 
 
 class StreamBroken(Exception):
-    """The upstream's stream cannot be read on: the message says why."""
+    """The upstream's stream cannot be read on: the message says why. ``refusal`` is the
+    upstream's own message where it said the request is at fault (a client error)."""
+
+    def __init__(self, message: str, *, refusal: str | None = None) -> None:
+        super().__init__(message)
+        self.refusal = refusal
+
+
+def chunk_error(chunk: Json) -> StreamBroken | None:
+    """The error an upstream reports inside its stream (``{"error": ...}``), if any."""
+    error = chunk.get("error")
+    if error is None:
+        return None
+    message = str(error.get("message") if isinstance(error, dict) else error)
+    return StreamBroken(
+        f"the upstream reported an error mid-stream: {message}",
+        refusal=message if is_client_error(error) else None,
+    )
 
 
 class _Call:
@@ -101,10 +122,9 @@ class ChunkDecoder:
         self._undecided = 0
 
     def feed(self, chunk: Json) -> list[EngineEvent]:
-        error = chunk.get("error")
+        error = chunk_error(chunk)
         if error is not None:
-            message = error.get("message") if isinstance(error, dict) else error
-            raise StreamBroken(f"the upstream reported an error mid-stream: {message}")
+            raise error
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.usage = usage
@@ -265,7 +285,7 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-async def sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
+async def sse_data(response: httpx.Response) -> AsyncGenerator[bytes, None]:
     """The ``data`` of each server-sent event (multi-line data joined by newlines)."""
     data: list[str] = []
     async for line in response.aiter_lines():
@@ -282,8 +302,44 @@ async def sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
         yield "\n".join(data).encode()
 
 
-# Opens the request on an upstream other than those given: a lease and the response.
-Opener = Callable[[set[Upstream]], Awaitable[tuple[UpstreamLease, httpx.Response]]]
+class Opened:
+    """A request an upstream has started answering: the lease on it, the response, and its
+    SSE data (``data``, from ``sse_data(response)``) whose first item was already read.
+    Iterating it gives that item again, then the rest."""
+
+    __slots__ = ("_pending", "data", "first", "lease", "response")
+
+    def __init__(
+        self,
+        lease: UpstreamLease,
+        response: httpx.Response,
+        first: bytes,
+        data: AsyncGenerator[bytes, None],
+    ) -> None:
+        self.lease = lease
+        self.response = response
+        self.first = first
+        self.data = data
+        self._pending: bytes | None = first
+
+    def __aiter__(self) -> Opened:
+        return self
+
+    async def __anext__(self) -> bytes:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            return pending
+        return await anext(self.data)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.data.aclose()
+        with contextlib.suppress(Exception):
+            await self.response.aclose()
+
+
+# Opens the request on an upstream other than those given.
+Opener = Callable[[set[Upstream]], Awaitable[Opened]]
 
 
 class StreamCounters:
@@ -313,16 +369,14 @@ class RemoteStream:
 
     def __init__(
         self,
-        lease: UpstreamLease,
-        response: httpx.Response,
+        opened: Opened,
         make_decoder: Callable[[], ChunkDecoder],
         reopen: Opener,
         pool: UpstreamPool,
         counters: StreamCounters,
     ) -> None:
         self.prompt_tokens = 0
-        self._lease = lease
-        self._response = response
+        self._opened = opened
         self._make_decoder = make_decoder
         self._reopen = reopen
         self._pool = pool
@@ -368,8 +422,15 @@ class RemoteStream:
                 except (StreamBroken, UpstreamError, httpx.HTTPError) as exc:
                     reason = _reason(exc)
                     upstream = self._lease.upstream
-                    self._pool.failed(upstream, reason)
                     await self._close_response()
+                    if isinstance(exc, StreamBroken) and exc.refusal is not None:
+                        # The request's fault: any upstream would refuse it, and this one is
+                        # fine.
+                        log.info("model %s: the upstream refused: %s", self._pool.model_id, reason)
+                        message = refused(self._pool.model_id, exc.refusal).message
+                        self._end(decoder.counts(FinishReason.ERROR, message))
+                        return
+                    self._pool.failed(upstream, reason)
                     if decoder.produced:
                         log.warning(
                             "model %s: upstream %s failed mid-answer: %s",
@@ -384,7 +445,7 @@ class RemoteStream:
                     tried.add(upstream)
                     self._lease.release()
                     try:
-                        self._lease, self._response = await self._reopen(tried)
+                        self._opened = await self._reopen(tried)
                     except GemserveError as retry_exc:
                         log.warning(
                             "model %s: no upstream left to retry on: %s",
@@ -409,15 +470,18 @@ class RemoteStream:
         finally:
             self._lease.release()
 
+    @property
+    def _lease(self) -> UpstreamLease:
+        return self._opened.lease
+
     async def _close_response(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._response.aclose()
+        await self._opened.close()
 
     async def _read(self, decoder: ChunkDecoder) -> None:
         """Read the stream to its end; events go to the queue as they arrive."""
         put = self._queue.put_nowait
         first = True
-        async for data in sse_data(self._response):
+        async for data in self._opened:
             if data == b"[DONE]":
                 decoder.done = True
                 break
