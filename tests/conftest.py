@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,6 +22,7 @@ from tests.support.llama import (
     TinyAudioLm,
     TinyVlm,
     cpu_flags,
+    default_spec,
     engine_child_check,
     load_tiny_audio_lm_maker,
     load_tiny_vlm_maker,
@@ -34,6 +36,9 @@ from tests.support.llama_cpp_server import (
 from tests.support.llama_server import LlamaServer, start_llama_server, stop_llama_server
 from tests.support.server import LiveServer, start_server, stop_server
 
+if TYPE_CHECKING:
+    from tests.support.special_tokens import SpecialTokenModel
+
 SLOW_MARKERS = ("engine", "contract", "live")
 # Fixtures that start a `gemserve serve` process (a module whose own fixtures start one marks
 # itself `live`, as tests/api/test_files.py does), and fixtures that load a model in the test
@@ -46,6 +51,7 @@ SLOW_FIXTURES = LIVE_FIXTURES | {
     "tokenizer",
     "tiny_vlm",
     "tiny_audio_lm",
+    "special_token_model",
     "vlm",
     "hearing",
     "vocab",
@@ -140,6 +146,16 @@ def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> TinyVlm:
     """Written once per session (milliseconds); its answers are noise, its plumbing is real."""
     gguf, mmproj = load_tiny_vlm_maker()(tmp_path_factory.mktemp("tiny-vlm"), seed=0)
     return TinyVlm(gguf, mmproj)
+
+
+@pytest.fixture(scope="session")
+def special_token_model(tmp_path_factory: pytest.TempPathFactory) -> SpecialTokenModel:
+    """The bundled model with tool-call markers and thought tags as special tokens, written
+    once per session (about a second)."""
+    from tests.support.special_tokens import write_special_token_model  # imports gguf
+
+    target = tmp_path_factory.mktemp("special-tokens") / "special.gguf"
+    return write_special_token_model(default_spec().gguf_path(), target)
 
 
 @pytest.fixture(scope="session")

@@ -201,3 +201,14 @@ async def test_the_embedding_context_is_made_on_first_use(fresh_engine: LlamaEng
     assert fresh_engine.stats().extra["embedding_decode_steps"] == 0
     await fresh_engine.embed(["first"])
     assert fresh_engine.stats().extra["embedding_decode_steps"] == 1
+
+
+async def test_statsz_counts_the_sequences_each_decode_packs(engine: LlamaEngine) -> None:
+    """Three short texts of one request go in one decode of three sequences: the counters
+    a packing investigation reads (sequences per decode) say so."""
+    before = engine.stats().extra
+    await engine.embed(["one", "two", "three"])
+    after = engine.stats().extra
+    assert after["embedding_decode_steps"] - before["embedding_decode_steps"] == 1
+    assert after["embedding_sequences_decoded"] - before["embedding_sequences_decoded"] == 3
+    assert after["embedding_threads"] >= 1

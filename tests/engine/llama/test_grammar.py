@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import llama_cpp as llama
+import llguidance
 import pytest
 
 from gemserve.engine.base import Constraint, ReasoningControl
@@ -21,6 +22,7 @@ from gemserve.engine.llama.sampling import Grammar
 from gemserve.engine.output import Gate
 from gemserve.errors import InvalidArgument
 from tests.support.llama import default_spec
+from tests.support.special_tokens import SpecialTokenModel
 
 JSONISH = 'root ::= "{" [a-z]* "}"'
 THINKING = ReasoningControl(open_tag='<th"i\\nk>')
@@ -102,3 +104,30 @@ def test_the_cache_keeps_the_most_recently_used() -> None:
     with pytest.raises(InvalidArgument, match="grammar"):
         plans.get(Constraint('root ::= "bad"'), None)
     assert len(plans) == 2
+
+
+@pytest.mark.parametrize(
+    "constraint",
+    [Constraint(JSONISH), Constraint('{"type": "object"}', syntax="json_schema")],
+    ids=["gbnf", "json_schema"],
+)
+def test_an_opening_tag_that_is_a_special_token_is_named_by_its_id(
+    special_token_model: SpecialTokenModel, constraint: Constraint
+) -> None:
+    """Where ``<think>`` is one special token (Qwen3's, DeepSeek's), a literal would only
+    admit it spelled in ordinary tokens: the ``opening`` grammar names the token."""
+    params = llama.llama_model_default_params()
+    params.vocab_only = True
+    model = llama.llama_model_load_from_file(str(special_token_model.gguf).encode(), params)
+    assert model
+    try:
+        tokenizer = tokenizer_for(llama.llama_model_get_vocab(model))
+        token = special_token_model.ids["<think>"]
+        for open_token, takes in [(token, True), (None, False)]:
+            plan = plan_for(constraint, ReasoningControl(), open_token)
+            assert plan.opening is not None
+            matcher = llguidance.LLMatcher(tokenizer, plan.opening.text, log_level=0)
+            assert not matcher.is_error(), matcher.get_error()
+            assert matcher.consume_tokens([token]) is takes
+    finally:
+        llama.llama_model_free(model)

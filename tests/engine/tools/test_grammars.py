@@ -1,12 +1,15 @@
 """Each format's grammar, compiled by llguidance for the bundled model's vocabulary, on text
 it must take and text it must refuse: calls to the declared tools only, values held to their
 schemas, Llama's calls only at the answer's start, the opener kept out under ``none``, and
-the results' wrapper kept out of the answer after results (the echo of SmolLM2)."""
+the results' wrapper kept out of the answer after results (the echo of SmolLM2). And for a
+vocabulary whose markers are special tokens (tests/support/special_tokens.py): the grammar
+holds the model to those tokens."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import llguidance
@@ -14,9 +17,12 @@ import pytest
 
 from gemserve.engine import ToolSpec, ToolUse
 from gemserve.engine.llama.native import LoadedModel
+from gemserve.engine.llama.specials import ShownTokens, special_tokens
 from gemserve.engine.tools.formats import FORMATS
 from gemserve.engine.tools.grammar import tool_constraint
+from gemserve.engine.tools.lark import Markers
 from tests.support.llama import default_spec
+from tests.support.special_tokens import SpecialTokenModel
 
 pytestmark = pytest.mark.engine
 
@@ -173,3 +179,83 @@ def test_each_tool_compiles_alone(vocab: Any, name: str) -> None:
             llguidance.LLMatcher.grammar_from_lark(text), vocab
         )
         assert not error.strip(), error
+
+
+# ----- markers that are special tokens of the vocabulary ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def special(special_token_model: SpecialTokenModel) -> Iterator[LoadedModel]:
+    """The bundled model with the markers as control or user-defined tokens."""
+    model = LoadedModel(special_token_model.gguf)
+    yield model
+    model.free()
+
+
+def takes(model: LoadedModel, grammar: str, tokens: list[int]) -> bool:
+    compiled = llguidance.LLMatcher.grammar_from_lark(grammar)
+    matcher = llguidance.LLMatcher(model.guidance_tokenizer(), compiled, log_level=0)
+    assert not matcher.is_error(), matcher.get_error()
+    return bool(matcher.consume_tokens(tokens) and matcher.is_accepting())
+
+
+def spelled(model: LoadedModel, text: str, markers: Iterable[str]) -> list[int]:
+    """``text`` with each marker written in ordinary tokens, one character at a time."""
+    pattern = re.compile("(" + "|".join(re.escape(m) for m in markers) + ")")
+    out: list[int] = []
+    for i, part in enumerate(pattern.split(text)):
+        for piece in list(part) if i % 2 else [part]:
+            if piece:
+                out += model.tokenize(piece, add_special=False, parse_special=False)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_markers_that_are_special_tokens_are_held_to_those_tokens(
+    special: LoadedModel, special_token_model: SpecialTokenModel, name: str
+) -> None:
+    """llguidance matches a special token only by reference: the grammar names the marker's
+    token, so the call is taken with the token and refused with the marker spelled out."""
+    fmt = FORMATS[name]
+    ids = {m: special_token_model.ids[m] for m in fmt.markers()}
+    assert set(special_tokens(special, fmt.markers())) == set(ids)
+    mark = Markers(ids)
+    shown = ShownTokens.of(ids)
+    tools = ToolUse(TOOLS, "any")
+    forced = tool_constraint(fmt, tools, mark=mark)
+    assert forced is not None
+    call = CALLS[name] % "celsius"
+    if name == "llama3":
+        call = "<|python_tag|>" + call
+    assert takes(special, forced.grammar, shown.tokenize(special, call))
+    assert not takes(special, forced.grammar, spelled(special, call, ids))
+    # Lazy: the trigger is the marker's text, which the output reads for its token.
+    lazy = tool_constraint(fmt, ToolUse(TOOLS), mark=mark)
+    assert lazy is not None
+    if not fmt.anchored:
+        assert lazy.triggers == (fmt.opener,)
+        assert takes(special, lazy.grammar, shown.tokenize(special, call))
+    # ``none``: free text cannot hold a special token.
+    banned = tool_constraint(fmt, ToolUse(TOOLS, "none"), mark=mark)
+    assert banned is not None
+    text = special.tokenize("Plain text.", add_special=False, parse_special=False)
+    assert takes(special, banned.grammar, text)
+    assert not takes(special, banned.grammar, [*text, ids[fmt.opener]])
+
+
+@pytest.mark.parametrize("name", sorted(set(CALLS) - {"llama3"}))
+def test_after_results_text_ends_at_a_special_opener(
+    special: LoadedModel, special_token_model: SpecialTokenModel, name: str
+) -> None:
+    fmt = FORMATS[name]
+    ids = {m: special_token_model.ids[m] for m in fmt.markers()}
+    shown = ShownTokens.of(ids)
+    after = tool_constraint(fmt, ToolUse(TOOLS), after_results=True, mark=Markers(ids))
+    assert after is not None
+    call = CALLS[name] % "celsius"
+    assert takes(special, after.grammar, shown.tokenize(special, "It is sunny in Paris."))
+    assert takes(special, after.grammar, shown.tokenize(special, "Let me check again. " + call))
+    broken = "Let me check. " + CALLS[name] % "kelvin"
+    assert not takes(special, after.grammar, shown.tokenize(special, broken))
+    for marker in fmt.result_markers:
+        assert not takes(special, after.grammar, shown.tokenize(special, f"{marker}>\nsunny"))

@@ -101,6 +101,7 @@ class EmbeddingScheduler:
         self._crashed = False
         self._stopped = threading.Event()
         self.decode_steps = 0
+        self.sequences_decoded = 0  # over all decodes: sequences per decode, on average
         self.texts_embedded = 0
         self.tokens_embedded = 0
 
@@ -259,6 +260,7 @@ class EmbeddingScheduler:
         self._batch.n_tokens = n
         rc = llama.llama_decode(self._ctx, self._batch)
         self.decode_steps += 1
+        self.sequences_decoded += len(chunks)
         if rc != 0:
             log.error("llama_decode returned %d for an embedding batch of %d tokens", rc, n)
             error = Internal("Embedding failed; the server log has the details.")

@@ -34,12 +34,14 @@ from gemserve.engine.llama.projector import MultimodalPrompt, Projector, Project
 from gemserve.engine.llama.sampling import Grammar
 from gemserve.engine.llama.scheduler import Scheduler, Sequence
 from gemserve.engine.llama.selfcheck import SelfCheckResult, decode_one_batch, injected_fault
+from gemserve.engine.llama.specials import NOTHING_SHOWN, ShownTokens, special_tokens
 from gemserve.engine.output import SequenceOutput
 from gemserve.engine.reasoning import Phase
 from gemserve.engine.tools.base import ToolCallStage
 from gemserve.engine.tools.formats import FORMATS, JSON_ARRAY, ToolFormat
 from gemserve.engine.tools.formats import detect as detect_tool_format
 from gemserve.engine.tools.grammar import tool_constraint
+from gemserve.engine.tools.lark import Markers
 from gemserve.errors import (
     InvalidArgument,
     InvalidConstraint,
@@ -60,6 +62,7 @@ class LlamaStream:
         media: MultimodalPrompt | None = None,
         grammars: GrammarPlan | None = None,
         close_token: int | None = None,
+        shown: ShownTokens = NOTHING_SHOWN,
     ):
         self.prompt_tokens = len(prompt)
         self._queue: asyncio.Queue[list[EngineEvent]] = asyncio.Queue()
@@ -75,6 +78,7 @@ class LlamaStream:
             grammars=grammars,
             thought_floor=request.reasoning.floor if request.reasoning is not None else 0,
             close_token=close_token,
+            shown=shown,
         )
 
     def submit(self) -> None:
@@ -147,6 +151,10 @@ class LlamaEngine:
         self._grammars = GrammarPlans(self._grammar_error)
         # A thought's closing tag, by its text: its token when it is one (budget forcing).
         self._close_token: dict[str, int | None] = {}
+        # The tool format's markers and the thought tags that are special tokens of the
+        # vocabulary: the grammar names them by id, the output reads them as text.
+        self._tool_markers: dict[str, int] = {}
+        self._tag_tokens: dict[str, int] = {}
         self._model: LoadedModel | None = None
         self._scheduler: Scheduler | None = None
         self._template: ChatTemplate | None = None
@@ -192,6 +200,7 @@ class LlamaEngine:
         self._template = ChatTemplate(source, bos_token=bos, eos_token=eos)
         name = self._tool_format_name
         self._tool_format = FORMATS[name] if name is not None else detect_tool_format(source)
+        self._tool_markers = special_tokens(model, self._tool_format.markers())
         projector = None
         if self._mmproj_path is not None:
             projector = Projector(self._mmproj_path, model, threads=self._threads)
@@ -312,21 +321,28 @@ class LlamaEngine:
 
     def _prepare(
         self, request: GenerationRequest
-    ) -> tuple[MultimodalPrompt, SequenceOutput, GrammarPlan | None]:
-        """In a worker thread: the prompt's tokens, the output's processing, and the
-        constraint's grammars (validated; an invalid grammar is refused here)."""
+    ) -> tuple[MultimodalPrompt, SequenceOutput, GrammarPlan | None, ShownTokens]:
+        """In a worker thread: the prompt's tokens, the output's processing, the
+        constraint's grammars (validated; an invalid grammar is refused here), and the
+        special tokens the output reads as text."""
         control = request.reasoning
+        model, _, _ = self._require()
+        tags = self._thought_tags(model, control) if control is not None else {}
         constraint, stage = self._output_rules(request)
-        grammars = self._plan(constraint, control, request.tools) if constraint else None
+        grammars = None
+        if constraint is not None:
+            open_token = tags.get(control.open_tag) if control is not None else None
+            grammars = self._plan(constraint, control, request.tools, open_token)
         rendered, phase = self._render(request)
         prompt = self._prompt_tokens(request, rendered)
         close: tuple[int, ...] = ()
+        shown = dict(self._tool_markers) if stage is not None else {}
         if control is not None:
-            model, _, _ = self._require()
             close = tuple(model.tokenize(control.close_tag + "\n\n", add_special=False))
             if control.close_tag not in self._close_token:
                 tag = model.tokenize(control.close_tag, add_special=False)
                 self._close_token[control.close_tag] = tag[0] if len(tag) == 1 else None
+            shown.update(tags)
         output = SequenceOutput(
             stop_sequences=request.sampling.stop_sequences,
             reasoning=control,
@@ -335,7 +351,18 @@ class LlamaEngine:
             constraint=constraint,
             stage=stage,
         )
-        return prompt, output, grammars
+        return prompt, output, grammars, ShownTokens.of(shown)
+
+    def _thought_tags(self, model: LoadedModel, control: ReasoningControl) -> dict[str, int]:
+        """The thought's tags that are special tokens (Qwen3's, DeepSeek's ``<think>``): the
+        thinking parser must read them (a control token renders as nothing)."""
+        tags = (control.open_tag, control.close_tag)
+        unknown = tuple(tag for tag in tags if tag not in self._tag_tokens)
+        if unknown:
+            found = special_tokens(model, unknown)
+            for tag in unknown:
+                self._tag_tokens[tag] = found.get(tag, -1)
+        return {tag: self._tag_tokens[tag] for tag in tags if self._tag_tokens[tag] >= 0}
 
     def _output_rules(
         self, request: GenerationRequest
@@ -355,7 +382,13 @@ class LlamaEngine:
             )
         fmt = self._tool_format
         json_answer = constraint.grammar if constraint is not None else None
-        combined = tool_constraint(fmt, tools, json_answer, after_results=after_results)
+        combined = tool_constraint(
+            fmt,
+            tools,
+            json_answer,
+            after_results=after_results,
+            mark=Markers(self._tool_markers),
+        )
         if combined is None:
             combined = constraint
         callable_tools = tools.callable()
@@ -363,10 +396,14 @@ class LlamaEngine:
         return combined, stage
 
     def _plan(
-        self, constraint: Constraint, control: ReasoningControl | None, tools: ToolUse | None
+        self,
+        constraint: Constraint,
+        control: ReasoningControl | None,
+        tools: ToolUse | None,
+        open_token: int | None = None,
     ) -> GrammarPlan:
         try:
-            return self._grammars.get(constraint, control)
+            return self._grammars.get(constraint, control, open_token)
         except InvalidConstraint as exc:
             if tools is None or constraint.syntax != "lark":
                 raise
@@ -456,7 +493,7 @@ class LlamaEngine:
 
     async def _generate(self, request: GenerationRequest) -> LlamaStream:
         _, scheduler, _ = self._require()
-        prompt, output, grammars = await asyncio.to_thread(self._prepare, request)
+        prompt, output, grammars, shown = await asyncio.to_thread(self._prepare, request)
         media = prompt if prompt.spans else None
         try:
             if len(prompt.tokens) >= self._context_length:
@@ -468,7 +505,7 @@ class LlamaEngine:
             control = request.reasoning
             close_token = None if control is None else self._close_token.get(control.close_tag)
             stream = LlamaStream(
-                scheduler, prompt.tokens, request, output, media, grammars, close_token
+                scheduler, prompt.tokens, request, output, media, grammars, close_token, shown
             )
             stream.submit()
         except BaseException:
@@ -513,6 +550,8 @@ class LlamaEngine:
             "embedding_texts": float(embedder.texts_embedded),
             "embedding_tokens": float(embedder.tokens_embedded),
             "embedding_decode_steps": float(embedder.decode_steps),
+            "embedding_sequences_decoded": float(embedder.sequences_decoded),
+            "embedding_threads": float(embedder.threads_now),
             "embedding_active": float(active),
             "embedding_queued": float(queued),
         }

@@ -12,7 +12,9 @@ A :class:`~gemserve.engine.base.Constraint` needs up to two grammars, one per ga
   the answer the client sees is exactly what ``root`` matches.
 - ``opening``: answer scope where the output may open a thought itself:
   ``ws* ("<think>" | root)``. A model that answers without thinking is held to the grammar
-  from its first token; one that opens a thought is free until the thought closes.
+  from its first token; one that opens a thought is free until the thought closes. Where the
+  opening tag is one special token (Qwen3's, DeepSeek's), the grammar names that token: a
+  literal would only admit the tag spelled in ordinary tokens.
 
 :class:`GrammarPlans` keeps the plans of the most recently used constraints (a bounded LRU), so
 a constraint is compiled to validate it once, not on every request, and an invalid
@@ -75,13 +77,18 @@ class GrammarPlan:
         return (self.on,) if self.opening is None else (self.on, self.opening)
 
 
-def plan_for(constraint: Constraint, reasoning: ReasoningControl | None) -> GrammarPlan:
+def plan_for(
+    constraint: Constraint, reasoning: ReasoningControl | None, open_token: int | None = None
+) -> GrammarPlan:
+    """``open_token``: the thought's opening tag as one special token of the vocabulary."""
     if constraint.syntax == "json_schema":
-        return _json_plan(constraint, reasoning)
+        return _json_plan(constraint, reasoning, open_token)
     if constraint.syntax == "lark":
-        return _lark_plan(constraint, reasoning)
+        return _lark_plan(constraint, reasoning, open_token)
     return _lark_plan(
-        replace(constraint, grammar=gbnf_as_lark(constraint.grammar), syntax="lark"), reasoning
+        replace(constraint, grammar=gbnf_as_lark(constraint.grammar), syntax="lark"),
+        reasoning,
+        open_token,
     )
 
 
@@ -100,7 +107,9 @@ def gbnf_as_lark(text: str) -> str:
     return "\n".join(lines).strip()
 
 
-def _json_plan(constraint: Constraint, reasoning: ReasoningControl | None) -> GrammarPlan:
+def _json_plan(
+    constraint: Constraint, reasoning: ReasoningControl | None, open_token: int | None
+) -> GrammarPlan:
     """JSON output through llguidance, with the same gates as a GBNF constraint."""
     if constraint.triggers:
         raise InvalidArgument("A JSON Schema constraint cannot be lazy (it has triggers).")
@@ -109,20 +118,24 @@ def _json_plan(constraint: Constraint, reasoning: ReasoningControl | None) -> Gr
         on = json_grammar(schema, leading_whitespace=False, opening_tag=None)
         return GrammarPlan(Grammar(on, syntax="llguidance"))
     on = json_grammar(schema, leading_whitespace=True, opening_tag=None)
-    opening = json_grammar(schema, leading_whitespace=True, opening_tag=reasoning.open_tag)
+    opening = json_grammar(
+        schema, leading_whitespace=True, opening_tag=reasoning.open_tag, opening_token=open_token
+    )
     return GrammarPlan(Grammar(on, syntax="llguidance"), Grammar(opening, syntax="llguidance"))
 
 
 _LARK_START = re.compile(r"^start:", re.MULTILINE)
 
 
-def _lark_plan(constraint: Constraint, reasoning: ReasoningControl | None) -> GrammarPlan:
+def _lark_plan(
+    constraint: Constraint, reasoning: ReasoningControl | None, open_token: int | None
+) -> GrammarPlan:
     """An llguidance Lark grammar (rule ``start``: tool calls), with the same gates."""
     text = constraint.grammar
     if constraint.scope != "answer" or constraint.triggers or reasoning is None:
         return GrammarPlan(_lark(text))
     inner = _LARK_START.sub("gemserve_root:", text, count=1)
-    literal = json.dumps(reasoning.open_tag)
+    literal = json.dumps(reasoning.open_tag) if open_token is None else f"<[{open_token}]>"
     on = f"start: /[ \\t\\n\\r]*/ gemserve_root\n{inner}"
     opening = f"start: /[ \\t\\n\\r]*/ ({literal} | gemserve_root)\n{inner}"
     return GrammarPlan(_lark(on), _lark(opening))
@@ -151,15 +164,21 @@ class GrammarPlans:
         with self._lock:
             return len(self._plans)
 
-    def get(self, constraint: Constraint, reasoning: ReasoningControl | None) -> GrammarPlan:
-        """The constraint's plan; ``InvalidArgument`` when llama.cpp cannot parse its grammar."""
+    def get(
+        self,
+        constraint: Constraint,
+        reasoning: ReasoningControl | None,
+        open_token: int | None = None,
+    ) -> GrammarPlan:
+        """The constraint's plan; ``InvalidArgument`` when llama.cpp cannot parse its grammar.
+        ``open_token``: the opening tag's special token (the model's, so not in the key)."""
         key = (constraint, reasoning.open_tag if reasoning is not None else None)
         with self._lock:
             plan = self._plans.get(key)
             if plan is not None:
                 self._plans.move_to_end(key)
                 return plan
-        plan = plan_for(constraint, reasoning)
+        plan = plan_for(constraint, reasoning, open_token)
         for grammar in plan.grammars():
             error = self._error_of(grammar)
             if error is None:

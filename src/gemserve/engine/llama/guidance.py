@@ -87,13 +87,21 @@ def validate(tokenizer: Any, grammar: str) -> str | None:
     return error.strip() or None
 
 
-def json_grammar(schema: str, *, leading_whitespace: bool, opening_tag: str | None) -> str:
+def json_grammar(
+    schema: str,
+    *,
+    leading_whitespace: bool,
+    opening_tag: str | None,
+    opening_token: int | None = None,
+) -> str:
     """An llguidance grammar for a JSON Schema (as JSON text), optionally after whitespace,
-    and optionally as the alternative to opening a thought (``opening_tag``)."""
+    and optionally as the alternative to opening a thought (``opening_tag``, or
+    ``opening_token`` where the tag is one special token, which no literal matches)."""
     body = f"%json {_compact(schema)}"
     if opening_tag is not None:
         literal = opening_tag.replace("\\", "\\\\").replace('"', '\\"')
-        lark = f'start: /[ \\t\\n\\r]*/ ("{literal}" | answer)\nanswer: {body}'
+        tag = f'"{literal}"' if opening_token is None else f"<[{opening_token}]>"
+        lark = f"start: /[ \\t\\n\\r]*/ ({tag} | answer)\nanswer: {body}"
     elif leading_whitespace:
         lark = f"start: /[ \\t\\n\\r]*/ {body}"
     else:

@@ -116,6 +116,18 @@ class LoadedModel:
         n = llama.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
         return buf.raw[: max(n, 0)].decode("utf-8", "replace")
 
+    def special_token(self, text: str) -> int | None:
+        """The control or user-defined token that is exactly ``text`` (a format's marker, a
+        thought tag), or None when the vocabulary writes it with ordinary tokens."""
+        tokens = self.tokenize(text, add_special=False, parse_special=True)
+        if len(tokens) != 1:
+            return None
+        attr = llama.llama_vocab_get_attr(self.vocab, tokens[0])
+        special = llama.LLAMA_TOKEN_ATTR_CONTROL | llama.LLAMA_TOKEN_ATTR_USER_DEFINED
+        if not attr & special or self.special_token_text(tokens[0]) != text:
+            return None
+        return tokens[0]
+
     def bos_eos_text(self) -> tuple[str, str]:
         bos = llama.llama_vocab_bos(self.vocab)
         eos = llama.llama_vocab_eos(self.vocab)

@@ -37,6 +37,7 @@ from gemserve.engine.llama.native_thread import NativeThread
 from gemserve.engine.llama.projector import MediaSpan, MultimodalPrompt, Projector, ProjectorError
 from gemserve.engine.llama.sampling import TokenSampler, make_sampler
 from gemserve.engine.llama.slots import Slot, choose_slot, common_prefix
+from gemserve.engine.llama.specials import NOTHING_SHOWN, ShownTokens
 from gemserve.engine.output import GateChange, SequenceOutput
 from gemserve.errors import Internal, ResourceExhausted
 
@@ -66,6 +67,8 @@ class Sequence:
     # ``close_token`` (the closing tag, when it is one token) or the end of generation.
     thought_floor: int = 0
     close_token: int | None = None
+    # Special tokens the output reads as their text (tool-call markers, thought tags).
+    shown: ShownTokens = NOTHING_SHOWN
     cancelled: bool = False
     # Filled in on admission:
     seq_id: int = -1
@@ -567,7 +570,7 @@ class Scheduler:
         seq.n_generated += 1
         self.tokens_generated += 1
         output = seq.output
-        if output.feed(model.piece(token), seq.outbox):
+        if output.feed(seq.shown.pieces.get(token) or model.piece(token), seq.outbox):
             self._finish(seq, FinishReason.STOP)
         elif seq.n_generated - output.thought_tokens >= seq.sampling.max_output_tokens:
             self._finish(seq, FinishReason.MAX_TOKENS)
@@ -598,9 +601,7 @@ class Scheduler:
         )
         old.free()
         seq.sampler = sampler
-        if change.text and not sampler.replay(
-            model.tokenize(change.text, add_special=False, parse_special=False)
-        ):
+        if change.text and not sampler.replay(seq.shown.tokenize(model, change.text)):
             log.warning("output broke its grammar where it switched on: %r", change.text[:80])
             self._finish(
                 seq,

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from gemserve.engine.base import ChatMessage, EngineEvent, ToolSpec, ToolUse
+from gemserve.engine.tools.lark import PLAIN, Markers
 
 
 class ToolCallStage(Protocol):
@@ -61,8 +62,16 @@ class ToolFormat(ABC):
         """The messages for the chat template, and its extra variables (``tools``)."""
 
     @abstractmethod
-    def body_rules(self, tools: tuple[ToolSpec, ...], *, parallel: bool) -> str:
-        """Lark rules: ``calls_body`` (after the opener) and whatever it uses."""
+    def body_rules(
+        self, tools: tuple[ToolSpec, ...], *, parallel: bool, mark: Markers = PLAIN
+    ) -> str:
+        """Lark rules: ``calls_body`` (after the opener) and whatever it uses; ``mark``
+        writes each marker (a special token of the vocabulary, or text)."""
+
+    def markers(self) -> tuple[str, ...]:
+        """The markers the grammar writes: where the vocabulary has one as a special token,
+        the grammar names that token and the engine shows its text to the parser."""
+        return (self.opener,)
 
     @abstractmethod
     def tool_grammar(self, tool: ToolSpec) -> str:

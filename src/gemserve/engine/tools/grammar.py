@@ -27,7 +27,7 @@ import json
 
 from gemserve.engine.base import Constraint, ToolUse
 from gemserve.engine.tools.base import ToolFormat
-from gemserve.engine.tools.lark import LAYOUT, free_text, literal
+from gemserve.engine.tools.lark import LAYOUT, PLAIN, Markers, free_text
 
 
 def tool_constraint(
@@ -36,10 +36,14 @@ def tool_constraint(
     json_answer: str | None = None,
     *,
     after_results: bool = False,
+    mark: Markers = PLAIN,
 ) -> Constraint | None:
     """The constraint for a request's tools (None: nothing to hold the output to).
     ``json_answer``: a JSON Schema (as text) the answer must match when it is not a call.
-    ``after_results``: the conversation ends with function results (the answer to them)."""
+    ``after_results``: the conversation ends with function results (the answer to them).
+    ``mark``: the format's markers that are special tokens of the vocabulary. Free text
+    cannot hold a special token, so ``none`` needs nothing more for them; a lazy grammar's
+    trigger stays the marker's text, which the engine shows the output for the token."""
     callable_tools = tools.callable()
     echo = fmt.result_markers if after_results else ()
     if not callable_tools:
@@ -48,9 +52,9 @@ def tool_constraint(
         markup = (fmt.opener, *echo)
         first = sorted({m[0] for m in markup}) if echo and fmt.text_first_after_results else ()
         return _full(f"start: TEXT\nTEXT: {free_text(anywhere=markup, at_start=first)}")
-    opener = literal(fmt.opener)
+    opener = mark(fmt.opener)
     calls = "calls: calls_body" if fmt.anchored else f"calls: {opener} calls_body"
-    rules = f"{calls}\n{fmt.body_rules(callable_tools, parallel=tools.parallel)}"
+    rules = f"{calls}\n{fmt.body_rules(callable_tools, parallel=tools.parallel, mark=mark)}"
     if json_answer is not None:
         body = json.loads(json_answer)
         if isinstance(body, dict):
@@ -63,25 +67,28 @@ def tool_constraint(
         text = free_text(anywhere=echo, at_start=fmt.banned_at_start())
         return _full(f"start: calls | TEXT\nTEXT: {text}\n{rules}")
     if echo:
-        return _full(_after_results(fmt, echo, rules))
+        return _full(_after_results(fmt, echo, rules, mark))
     return Constraint(
         f"start: calls\n{rules}", scope="answer", triggers=(fmt.opener,), syntax="lark"
     )
 
 
-def _after_results(fmt: ToolFormat, echo: tuple[str, ...], rules: str) -> str:
+def _after_results(fmt: ToolFormat, echo: tuple[str, ...], rules: str, mark: Markers) -> str:
     """``auto`` answering results: text without the wrapper, or text up to the opener (one
     lazy lexeme: the text ends exactly there) and the calls. ``text_first_after_results``:
     the answer cannot open like the markup either (its first characters), and the text before
-    a call holds words."""
+    a call holds words. An opener that is a special token cannot be inside a lexeme, and
+    needs no lazy one: free text cannot hold it, so the text ends where it comes."""
     markup = (fmt.opener, *echo)
     start = f"start: TEXT | lead calls_body\n{rules}"
+    lead = "lead:" if mark.is_token(fmt.opener) else "lead[lazy]:"
+    opener = mark(fmt.opener)
     if not fmt.text_first_after_results:
         text = free_text(anywhere=markup)
-        return f"{start}\nlead[lazy]: TEXT {literal(fmt.opener)}\nTEXT: {text}"
+        return f"{start}\n{lead} TEXT {opener}\nTEXT: {text}"
     text = free_text(anywhere=markup, at_start=sorted({m[0] for m in markup}))
     words = "TEXT & /(?s:.*)[^ \\t\\r\\n](?s:.*)/"
-    return f"{start}\nlead[lazy]: WORDS {literal(fmt.opener)}\nWORDS: {words}\nTEXT: {text}"
+    return f"{start}\n{lead} WORDS {opener}\nWORDS: {words}\nTEXT: {text}"
 
 
 def _full(grammar: str) -> Constraint:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from gemserve.engine.base import ChatMessage, ToolCall, ToolSpec, ToolUse
 from gemserve.engine.tools.base import ToolCallStage, ToolFormat, declaration, template_tools
-from gemserve.engine.tools.lark import LAYOUT, literal
+from gemserve.engine.tools.lark import LAYOUT, PLAIN, Markers
 from gemserve.engine.tools.parser import ToolCallParser
 
 Layout = Literal["blocks", "array"]
@@ -89,8 +89,13 @@ class JsonCallFormat(ToolFormat):
             return f"{self.opener}[\n" + ",\n".join(objects) + f"\n]{self.closer}"
         return "\n".join(f"{self.opener}\n{o}\n{self.closer}" for o in objects)
 
-    def body_rules(self, tools: tuple[ToolSpec, ...], *, parallel: bool) -> str:
-        closer = f" {literal(self.closer)}" if self.closer else ""
+    def markers(self) -> tuple[str, ...]:
+        return (self.opener, self.closer) if self.closer else (self.opener,)
+
+    def body_rules(
+        self, tools: tuple[ToolSpec, ...], *, parallel: bool, mark: Markers = PLAIN
+    ) -> str:
+        closer = f" {mark(self.closer)}" if self.closer else ""
         if self.layout == "array":
             more = ' ("," SP? NL? call)*' if parallel else ""
             rules = [f'calls_body: NL? "[" NL? call{more} NL? "]"{closer}']
@@ -98,7 +103,7 @@ class JsonCallFormat(ToolFormat):
             more = " (NL block)*" if parallel else ""
             rules = [f"calls_body: NL? call NL?{closer}{more}"]
             if parallel:
-                rules.append(f"block: {literal(self.opener)} NL? call NL?{closer}")
+                rules.append(f"block: {mark(self.opener)} NL? call NL?{closer}")
         return "\n".join([*rules, *self.call_rules(tools), 'NL: "\\n"', 'SP: " "'])
 
     def call_rules(self, tools: tuple[ToolSpec, ...]) -> list[str]:

@@ -25,7 +25,7 @@ from typing import Any
 from gemserve.engine.base import ChatMessage, ToolSpec, ToolUse
 from gemserve.engine.tools.base import ToolCallStage, template_tools
 from gemserve.engine.tools.json_calls import JsonCallFormat
-from gemserve.engine.tools.lark import literal
+from gemserve.engine.tools.lark import PLAIN, Markers
 from gemserve.engine.tools.parser import ToolCallParser
 
 PYTHON_TAG = "<|python_tag|>"
@@ -47,10 +47,12 @@ class Llama3Format(JsonCallFormat):
             out.append(message)
         return tuple(out), template_tools(tools)
 
-    def body_rules(self, tools: tuple[ToolSpec, ...], *, parallel: bool) -> str:
+    def body_rules(
+        self, tools: tuple[ToolSpec, ...], *, parallel: bool, mark: Markers = PLAIN
+    ) -> str:
         more = ' (";" SP? call)*' if parallel else ""
         rules = [
-            f"calls_body: WS? {literal(self.opener)}? call{more}",
+            f"calls_body: WS? {mark(self.opener)}? call{more}",
             *self.call_rules(tools),
             "WS: /[ \\t\\r\\n]{1,4}/",  # bounded: a sampled model can loop on blanks
             'SP: " "',

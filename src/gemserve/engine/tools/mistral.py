@@ -27,7 +27,7 @@ from typing import Any
 from gemserve.engine.base import ChatMessage, ToolSpec, ToolUse
 from gemserve.engine.tools.base import ToolCallStage, ToolFormat, template_tools
 from gemserve.engine.tools.json_calls import JsonCallFormat
-from gemserve.engine.tools.lark import json_rule, literal
+from gemserve.engine.tools.lark import PLAIN, Markers, json_rule, literal
 from gemserve.engine.tools.mistral_parser import NameArgsParser
 from gemserve.engine.tools.parser import ToolCallParser
 
@@ -79,7 +79,9 @@ class MistralJsonFormat(JsonCallFormat):
         schema["required"] = ["name", self.args_key, "id"]
         return schema
 
-    def body_rules(self, tools: tuple[ToolSpec, ...], *, parallel: bool) -> str:
+    def body_rules(
+        self, tools: tuple[ToolSpec, ...], *, parallel: bool, mark: Markers = PLAIN
+    ) -> str:
         more = ' ("," SP? call)*' if parallel else ""
         rules = [f'calls_body: SP? "[" call{more} "]"', *self.call_rules(tools), 'SP: " "']
         return "\n".join(rules)
@@ -102,17 +104,22 @@ class MistralArgsFormat(ToolFormat):
     ) -> tuple[tuple[ChatMessage, ...], dict[str, Any]]:
         return with_mistral_ids(messages), template_tools(tools)
 
-    def call_rule(self, i: int, tool: ToolSpec) -> str:
-        call_id = f" {literal(CALL_ID)} /[a-zA-Z0-9]{{9}}/" if self.call_id else ""
-        arguments = json_rule(json.loads(tool.parameters))
-        return f"call_{i}: {literal(tool.name)}{call_id} {literal(ARGS)} {arguments}"
+    def markers(self) -> tuple[str, ...]:
+        return (self.opener, ARGS, CALL_ID) if self.call_id else (self.opener, ARGS)
 
-    def body_rules(self, tools: tuple[ToolSpec, ...], *, parallel: bool) -> str:
-        more = f" ({literal(self.opener)} call)*" if parallel else ""
+    def call_rule(self, i: int, tool: ToolSpec, mark: Markers = PLAIN) -> str:
+        call_id = f" {mark(CALL_ID)} /[a-zA-Z0-9]{{9}}/" if self.call_id else ""
+        arguments = json_rule(json.loads(tool.parameters))
+        return f"call_{i}: {literal(tool.name)}{call_id} {mark(ARGS)} {arguments}"
+
+    def body_rules(
+        self, tools: tuple[ToolSpec, ...], *, parallel: bool, mark: Markers = PLAIN
+    ) -> str:
+        more = f" ({mark(self.opener)} call)*" if parallel else ""
         rules = [
             f"calls_body: call{more}",
             "call: " + " | ".join(f"call_{i}" for i in range(len(tools))),
-            *(self.call_rule(i, tool) for i, tool in enumerate(tools)),
+            *(self.call_rule(i, tool, mark) for i, tool in enumerate(tools)),
         ]
         return "\n".join(rules)
 

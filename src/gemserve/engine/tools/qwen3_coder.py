@@ -27,7 +27,7 @@ from typing import Any
 
 from gemserve.engine.base import ChatMessage, ToolSpec, ToolUse
 from gemserve.engine.tools.base import ToolCallStage, ToolFormat, template_tools
-from gemserve.engine.tools.lark import json_rule, literal, regex_literal
+from gemserve.engine.tools.lark import PLAIN, Markers, json_rule, literal, regex_literal
 from gemserve.engine.tools.xml_parser import (
     PARAMETER_END,
     XmlCallParser,
@@ -93,11 +93,16 @@ class Qwen3CoderFormat(ToolFormat):
         parts = [literal(f"<function={tool.name}>"), "NL", *params, literal(FUNCTION_END)]
         return [f"fn_{i}: " + " ".join(parts), *rules]
 
-    def body_rules(self, tools: tuple[ToolSpec, ...], *, parallel: bool) -> str:
+    def markers(self) -> tuple[str, ...]:
+        return (OPENER, CLOSER)
+
+    def body_rules(
+        self, tools: tuple[ToolSpec, ...], *, parallel: bool, mark: Markers = PLAIN
+    ) -> str:
         more = " (NL block)*" if parallel else ""
-        rules = [f"calls_body: NL fn NL {literal(CLOSER)}{more}"]
+        rules = [f"calls_body: NL fn NL {mark(CLOSER)}{more}"]
         if parallel:
-            rules.append(f"block: {literal(OPENER)} NL fn NL {literal(CLOSER)}")
+            rules.append(f"block: {mark(OPENER)} NL fn NL {mark(CLOSER)}")
         rules.append("fn: " + " | ".join(f"fn_{i}" for i in range(len(tools))))
         for i, tool in enumerate(tools):
             rules += self.function_rules(i, tool)
