@@ -34,6 +34,7 @@ from tests.support.llama_cpp_server import (
     stop_llama_cpp_server,
 )
 from tests.support.llama_server import LlamaServer, start_llama_server, stop_llama_server
+from tests.support.remote_server import bundled_twin, start_remote_server
 from tests.support.server import LiveServer, start_server, stop_server
 
 if TYPE_CHECKING:
@@ -43,7 +44,9 @@ SLOW_MARKERS = ("engine", "contract", "live")
 # Fixtures that start a `gemserve serve` process (a module whose own fixtures start one marks
 # itself `live`, as tests/api/test_files.py does), and fixtures that load a model in the test
 # process: llama.cpp, its vocabulary, Whisper, or the tiny random models made for llama.cpp.
-LIVE_FIXTURES = frozenset({"live_server", "limited_server", "vlm_server"})
+LIVE_FIXTURES = frozenset(
+    {"live_server", "embedded_server", "remote_live_server", "limited_server", "vlm_server"}
+)
 SLOW_FIXTURES = LIVE_FIXTURES | {
     "engine",
     "llama_server",
@@ -116,9 +119,30 @@ async def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A real `gemserve serve` process on a free loopback port, with the default model."""
     server = start_server(tmp_path_factory.mktemp("live"))
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def live_server(embedded_server: LiveServer) -> LiveServer:
+    """The embedded server; a module that runs on both engines overrides this name
+    (tests/support/engines.py)."""
+    return embedded_server
+
+
+@pytest.fixture(scope="session")
+def remote_live_server(
+    llama_server: LlamaServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A `gemserve serve` whose default model is remote: the bundled model's entry, served by
+    the session's llama-server (the same GGUF, so answers compare with `embedded_server`)."""
+    server = start_remote_server(
+        tmp_path_factory.mktemp("remote-live"),
+        bundled_twin(llama_server.url, timeouts={"health_interval": 1}),
+    )
     yield server
     stop_server(server)
 

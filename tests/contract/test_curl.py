@@ -27,6 +27,7 @@ from tests.support.contract import (
     run_concurrently,
     seed_guide,
 )
+from tests.support.engines import on_both_engines
 from tests.support.guide import CURL_EXAMPLES as EXAMPLES
 from tests.support.llama import default_spec
 from tests.support.server import LiveServer
@@ -37,6 +38,7 @@ pytestmark = [
     pytest.mark.contract,
     pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed"),
 ]
+live_server = on_both_engines()
 
 TIMEOUT_S = 300  # one bounded request (generous for a busy machine)
 

@@ -26,9 +26,11 @@ from google.genai import _api_client, types
 from google.genai import errors as genai_errors
 
 from tests.support.contract import JS_DIR, AccessLog, client_env
+from tests.support.engines import on_both_engines
 from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.contract
+live_server = on_both_engines()
 
 TIMEOUT_S = 120
 # A few bytes of a real PNG and JPEG header, padded: the SDKs never look inside.

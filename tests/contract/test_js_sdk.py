@@ -25,6 +25,7 @@ from tests.support.contract import (
     run_concurrently,
     seed_guide,
 )
+from tests.support.engines import on_both_engines
 from tests.support.envelope import assert_error_body
 from tests.support.llama import default_spec
 from tests.support.server import LiveServer
@@ -35,6 +36,7 @@ pytestmark = [
     pytest.mark.contract,
     pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed"),
 ]
+live_server = on_both_engines()
 
 EXAMPLES = ("basic", "thinking", "system_instruction", "temperature", "streaming")
 

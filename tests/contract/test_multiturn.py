@@ -17,10 +17,12 @@ import httpx
 import pytest
 
 from tests.support.contract import JS_DIR, client_env, seed_guide
+from tests.support.engines import on_both_engines
 from tests.support.server import LiveServer
 from tests.support.sse import parse_sse
 
 pytestmark = pytest.mark.contract
+live_server = on_both_engines()
 
 PY_TURNS = """
 from google import genai

@@ -28,6 +28,7 @@ from tests.support.contract import (
     run_concurrently,
     seed_guide,
 )
+from tests.support.engines import on_both_engines
 from tests.support.envelope import assert_error_body
 from tests.support.guide import PYTHON_EXAMPLES as EXAMPLES
 from tests.support.llama import default_spec
@@ -36,6 +37,7 @@ from tests.support.sse import check_stream_events, check_usage
 from tests.support.tokenizer import Tokenizer
 
 pytestmark = pytest.mark.contract
+live_server = on_both_engines()
 
 
 def _run_example(code: str) -> str:

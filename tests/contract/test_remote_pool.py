@@ -24,27 +24,14 @@ from gemserve.engine.remote.refusal import context_overflow
 from tests.support.contract import API_KEY, MODEL
 from tests.support.llama_cpp_server import LlamaCppServer
 from tests.support.llama_server import LlamaServer
-from tests.support.server import LiveServer, start_server, stop_server, wait_status
+from tests.support.remote_server import remote_model, start_remote_server
+from tests.support.server import LiveServer, stop_server, wait_status
 from tests.support.sse import check_stream_events, check_usage
 
 pytestmark = pytest.mark.contract
 
-CONFIG = """
-[server]
-default_model = "pool"
-
-[[models]]
-id = "pool"
-engine = "openai"
-upstreams = ["{url}"]
-display_name = "SmolLM2 on {name}"
-output_token_limit = 1024
-{extra}
-[models.timeouts]
-first_token = 120
-idle = 60
-health_interval = 1
-"""
+# What every upstream's entry shares (its own fields: ``Upstream.fields``).
+TIMEOUTS = {"first_token": 120, "idle": 60, "health_interval": 1}
 HEADERS = {"x-goog-api-key": API_KEY}
 ESTIMATED_HEADER = "x-gemserve-usage-estimated"
 CONTEXT = 4096  # both upstreams' context (their fixtures' default)
@@ -56,7 +43,7 @@ class Upstream:
 
     name: str
     server: LlamaServer | LlamaCppServer
-    extra: str  # lines of its [[models]] entry
+    fields: dict[str, Any]  # its own [[models]] fields
     counts_exactly: bool  # it counts a chat prompt on its own template (else: estimated)
     reports_cache: bool  # its usage says how much of the prompt came from its cache
     # A prompt sent again decodes as it did the first time. llama-cpp-python's does not at
@@ -88,12 +75,12 @@ class Upstream:
 @pytest.fixture(scope="module", params=["llama-server", "llama-cpp-python"])
 def upstream(request: pytest.FixtureRequest) -> Upstream:
     if request.param == "llama-server":
-        return Upstream("llama-server", request.getfixturevalue("llama_server"), "", True, True)
+        return Upstream("llama-server", request.getfixturevalue("llama_server"), {}, True, True)
     # One request at a time (it decodes one), and its context (it does not say it).
     return Upstream(
         "llama-cpp-python",
         request.getfixturevalue("llama_cpp_server"),
-        "max_in_flight = 1\ncontext_length = 4096",
+        {"max_in_flight": 1, "context_length": 4096},
         counts_exactly=False,
         reports_cache=False,
         repeats_exactly=False,
@@ -104,10 +91,15 @@ def upstream(request: pytest.FixtureRequest) -> Upstream:
 def remote_server(
     upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    tmp = tmp_path_factory.mktemp("remote-pool")
-    config = tmp / "gemserve.toml"
-    config.write_text(CONFIG.format(url=upstream.url, name=upstream.name, extra=upstream.extra))
-    server = start_server(tmp, "--config", str(config))
+    model = remote_model(
+        "pool",
+        upstream.url,
+        display_name=f"SmolLM2 on {upstream.name}",
+        output_token_limit=1024,
+        **upstream.fields,
+        timeouts=TIMEOUTS,
+    )
+    server = start_remote_server(tmp_path_factory.mktemp("remote-pool"), model)
     yield server
     stop_server(server)
 

@@ -36,6 +36,7 @@ from tests.support.contract import (
     run_concurrently,
     seed_guide,
 )
+from tests.support.engines import on_both_engines, skip_on_remote
 from tests.support.envelope import assert_error_body
 from tests.support.guide import CURL_EXAMPLES, PYTHON_EXAMPLES
 from tests.support.llama import default_spec
@@ -44,6 +45,7 @@ from tests.support.sse import check_usage, parse_sse
 from tests.support.tokenizer import Tokenizer
 
 pytestmark = pytest.mark.contract
+live_server = on_both_engines()
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -233,7 +235,15 @@ def test_no_thought_by_default_or_at_minimal(
     assert usage["total_input_tokens"] == tokenizer.prompt_tokens(PROMPT)
 
 
-def test_levels_map_to_their_budgets(client: genai.Client, tokenizer: Tokenizer) -> None:
+def test_levels_map_to_their_budgets(
+    client: genai.Client, tokenizer: Tokenizer, request: pytest.FixtureRequest
+) -> None:
+    skip_on_remote(
+        request,
+        "a level's floor (budget forcing: no end of generation before floor tokens) needs a "
+        "minimum-tokens knob, which llama-server lacks; medium's reasoning may stop below "
+        "low's budget",
+    )
     results = run_concurrently(
         {
             level: functools.partial(
