@@ -7,13 +7,15 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.server import start_server, stop_server
+from tests.support.server import LiveServer, start_server, stop_server
 
 pytestmark = [pytest.mark.contract, pytest.mark.live]
 
@@ -37,8 +39,53 @@ def wait(base_url: str, name: str, done: Any, seconds: float = 300) -> dict[str,
         time.sleep(0.1)
 
 
-def test_kill_9_mid_batch_then_restart_resumes_it(tmp_path: Path) -> None:
+def kill_9_mid_batch(tmp_path: Path, method: str, requests: list[dict[str, Any]]) -> str:
+    """Starts a server, creates a batch of ``requests`` (``models/{model}:{method}``), and
+    kills the server with SIGKILL once a request is answered while the batch still runs; the
+    batch's name."""
     server = start_server(tmp_path, env=ONE_AT_A_TIME)
+    body = {"batch": {"inputConfig": {"requests": {"requests": requests}}}}
+    created = httpx.post(
+        f"{server.base_url}/v1beta/models/{method}", json=body, headers=HEADERS, timeout=60
+    ).json()
+    name: str = created["name"]
+    running = wait(
+        server.base_url,
+        name,
+        lambda op: op["metadata"]["batchStats"]["successfulRequestCount"] != "0",
+    )
+    assert running["metadata"]["state"] == "BATCH_STATE_RUNNING"
+    os.kill(server.process.pid, signal.SIGKILL)
+    server.process.wait()
+    return name
+
+
+@contextmanager
+def restarted(tmp_path: Path) -> Iterator[LiveServer]:
+    """The server again, on the killed one's data directory."""
+    server = start_server(tmp_path, env=ONE_AT_A_TIME)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+def resumed(server: LiveServer, name: str, count: int, seconds: float) -> list[dict[str, Any]]:
+    """The answers of batch ``name`` of ``count`` requests once the restarted ``server`` has
+    resumed it: the answers given before the kill are kept, and every request succeeds."""
+    after = get(server.base_url, name)
+    assert int(after["metadata"]["batchStats"]["successfulRequestCount"]) >= 1
+    done = wait(server.base_url, name, lambda op: op["done"], seconds=seconds)
+    assert done["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
+    assert done["metadata"]["batchStats"]["successfulRequestCount"] == str(count)
+    assert f"batch {name.removeprefix('batches/')} resumed" in server.log()
+    answers: list[dict[str, Any]] = done["metadata"]["output"]["inlinedResponses"][
+        "inlinedResponses"
+    ]
+    return answers
+
+
+def test_kill_9_mid_batch_then_restart_resumes_it(tmp_path: Path) -> None:
     requests = [
         {
             "request": {
@@ -49,40 +96,14 @@ def test_kill_9_mid_batch_then_restart_resumes_it(tmp_path: Path) -> None:
         }
         for topic in ("rivers", "mountains", "forests")
     ]
-    body = {"batch": {"inputConfig": {"requests": {"requests": requests}}}}
-    created = httpx.post(
-        f"{server.base_url}/v1beta/models/{MODEL}:batchGenerateContent",
-        json=body,
-        headers=HEADERS,
-        timeout=60,
-    ).json()
-    name = created["name"]
-    running = wait(
-        server.base_url,
-        name,
-        lambda op: op["metadata"]["batchStats"]["successfulRequestCount"] == "1",
-    )
-    assert running["metadata"]["state"] == "BATCH_STATE_RUNNING"
-    os.kill(server.process.pid, signal.SIGKILL)
-    server.process.wait()
-
-    restarted = start_server(tmp_path, env=ONE_AT_A_TIME)
-    try:
-        after = get(restarted.base_url, name)
-        assert int(after["metadata"]["batchStats"]["successfulRequestCount"]) >= 1
-        done = wait(restarted.base_url, name, lambda op: op["done"])
-        assert done["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
-        assert done["metadata"]["batchStats"]["successfulRequestCount"] == "3"
-        answers = done["metadata"]["output"]["inlinedResponses"]["inlinedResponses"]
-        assert [a["metadata"]["topic"] for a in answers] == ["rivers", "mountains", "forests"]
-        assert all(a["response"]["candidates"][0]["content"]["parts"][0]["text"] for a in answers)
-        assert f"batch {name.removeprefix('batches/')} resumed" in restarted.log()
-    finally:
-        stop_server(restarted)
+    name = kill_9_mid_batch(tmp_path, f"{MODEL}:batchGenerateContent", requests)
+    with restarted(tmp_path) as server:
+        answers = resumed(server, name, 3, seconds=300)
+    assert [a["metadata"]["topic"] for a in answers] == ["rivers", "mountains", "forests"]
+    assert all(a["response"]["candidates"][0]["content"]["parts"][0]["text"] for a in answers)
 
 
 def test_kill_9_mid_embedding_batch_then_restart_resumes_it(tmp_path: Path) -> None:
-    server = start_server(tmp_path, env=ONE_AT_A_TIME)
     # Sixteen texts of about 400 tokens, one at a time: still running when killed.
     texts = [
         f"Part {i}. " + "The river runs past the old mill and on to the sea. " * 30
@@ -92,33 +113,8 @@ def test_kill_9_mid_embedding_batch_then_restart_resumes_it(tmp_path: Path) -> N
         {"request": {"content": {"parts": [{"text": text}]}}, "metadata": {"part": i}}
         for i, text in enumerate(texts)
     ]
-    body = {"batch": {"inputConfig": {"requests": {"requests": requests}}}}
-    created = httpx.post(
-        f"{server.base_url}/v1beta/models/gemini-embedding-001:asyncBatchEmbedContent",
-        json=body,
-        headers=HEADERS,
-        timeout=60,
-    ).json()
-    name = created["name"]
-    running = wait(
-        server.base_url,
-        name,
-        lambda op: op["metadata"]["batchStats"]["successfulRequestCount"] != "0",
-    )
-    assert running["metadata"]["state"] == "BATCH_STATE_RUNNING"
-    os.kill(server.process.pid, signal.SIGKILL)
-    server.process.wait()
-
-    restarted = start_server(tmp_path, env=ONE_AT_A_TIME)
-    try:
-        after = get(restarted.base_url, name)
-        assert int(after["metadata"]["batchStats"]["successfulRequestCount"]) >= 1
-        done = wait(restarted.base_url, name, lambda op: op["done"], seconds=600)
-        assert done["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
-        assert done["metadata"]["batchStats"]["successfulRequestCount"] == "16"
-        answers = done["metadata"]["output"]["inlinedResponses"]["inlinedResponses"]
-        assert [a["metadata"]["part"] for a in answers] == list(range(16))
-        assert all(len(a["response"]["embedding"]["values"]) == 576 for a in answers)
-        assert f"batch {name.removeprefix('batches/')} resumed" in restarted.log()
-    finally:
-        stop_server(restarted)
+    name = kill_9_mid_batch(tmp_path, "gemini-embedding-001:asyncBatchEmbedContent", requests)
+    with restarted(tmp_path) as server:
+        answers = resumed(server, name, 16, seconds=600)
+    assert [a["metadata"]["part"] for a in answers] == list(range(16))
+    assert all(len(a["response"]["embedding"]["values"]) == 576 for a in answers)

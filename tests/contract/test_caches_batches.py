@@ -15,7 +15,15 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from tests.support.contract import API_KEY, EXAMPLE_TIMEOUT_S, JS_DIR, MODEL, client_env
+from tests.support.contract import (
+    API_KEY,
+    BATCH_POLL_S,
+    MODEL,
+    responses_file_lines,
+    run_js_example,
+    upload_jsonl,
+    wait_batch_done,
+)
 from tests.support.server import LiveServer
 from tests.support.tokenizer import Tokenizer
 
@@ -28,7 +36,6 @@ NOTES = "Field notes. " + " ".join(
     f"Day {day}: the heron stood by the pond and the wind came from the west."
     for day in range(1, 21)
 )
-BATCH_POLL_S = 300
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +58,6 @@ def make_cache(client: genai.Client, **config: Any) -> types.CachedContent:
             **{"display_name": "notes", "ttl": "300s", **config},
         ),
     )
-
-
-def wait_done(client: genai.Client, name: str) -> types.BatchJob:
-    deadline = time.monotonic() + BATCH_POLL_S
-    while True:
-        job = client.batches.get(name=name)
-        if job.done:
-            return job
-        assert time.monotonic() < deadline, f"{name} did not finish: {job.state}"
-        time.sleep(0.2)
 
 
 # ----- caches ---------------------------------------------------------------------------------
@@ -195,7 +192,7 @@ def test_a_batch_runs_and_answers_inline(client: genai.Client) -> None:
     assert job.display_name == "contract"
     assert job.state in (types.JobState.JOB_STATE_PENDING, types.JobState.JOB_STATE_RUNNING)
     assert job.model == f"models/{MODEL}"
-    done = wait_done(client, job.name)
+    done = wait_batch_done(client, job.name)
     assert done.state == types.JobState.JOB_STATE_SUCCEEDED
     assert done.end_time is not None
     assert done.dest is not None
@@ -224,19 +221,11 @@ def test_a_batch_from_a_jsonl_file_answers_in_a_file(client: genai.Client, tmp_p
                                  "generationConfig": {"maxOutputTokens": 6}}}
         for key, text in (("colour", "Name a colour."), ("fruit", "Name a fruit."))
     ]  # fmt: skip
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    uploaded = client.files.upload(file=path, config={"mime_type": "application/jsonl"})
-    assert uploaded.name is not None
-    job = client.batches.create(model=MODEL, src=uploaded.name)
+    job = client.batches.create(model=MODEL, src=upload_jsonl(client, path, lines))
     assert job.name is not None
-    done = wait_done(client, job.name)
+    done = wait_batch_done(client, job.name)
     assert done.state == types.JobState.JOB_STATE_SUCCEEDED
-    assert done.dest is not None
-    assert done.dest.file_name == f"files/batch-{job.name.removeprefix('batches/')}"
-    results = [
-        json.loads(line)
-        for line in client.files.download(file=done.dest.file_name).decode().splitlines()
-    ]
+    results = responses_file_lines(client, done)
     assert [r["key"] for r in results] == ["colour", "fruit"]
     assert all(r["response"]["candidates"][0]["content"]["parts"][0]["text"] for r in results)
     client.batches.delete(name=job.name)
@@ -251,7 +240,7 @@ def test_a_cancelled_batch_ends_cancelled(client: genai.Client) -> None:
     )
     assert job.name is not None
     client.batches.cancel(name=job.name)
-    done = wait_done(client, job.name)
+    done = wait_batch_done(client, job.name)
     assert done.state == types.JobState.JOB_STATE_CANCELLED
     assert done.dest is not None
     assert done.dest.inlined_responses is not None
@@ -351,17 +340,7 @@ def test_curl_cache_and_batch(live_server: LiveServer) -> None:
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_js_sdk_caches_and_batches(live_server: LiveServer) -> None:
-    result = subprocess.run(
-        ["node", "caches_batches.mjs"],
-        cwd=JS_DIR,
-        env=client_env(live_server.base_url),
-        capture_output=True,
-        text=True,
-        timeout=EXAMPLE_TIMEOUT_S,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    seen = json.loads(result.stdout)
+    seen = run_js_example(live_server.base_url, "caches_batches.mjs")
     assert seen["cacheName"].startswith("cachedContents/")
     assert seen["cacheTokens"] > 100
     assert seen["gotName"] == seen["cacheName"]

@@ -14,7 +14,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from tests.support.contract import API_KEY, EXAMPLE_TIMEOUT_S, JS_DIR, MODEL, client_env
+from tests.support.contract import API_KEY, MODEL, run_js_example
 from tests.support.envelope import assert_error_body
 from tests.support.server import LiveServer
 from tests.support.tokenizer import Tokenizer
@@ -237,17 +237,7 @@ def test_curl_stream_is_bare_data_blocks(live_server: LiveServer) -> None:
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_js_sdk_generate_stream_and_chat(live_server: LiveServer) -> None:
-    result = subprocess.run(
-        ["node", "classic.mjs"],
-        cwd=JS_DIR,
-        env=client_env(live_server.base_url),
-        capture_output=True,
-        text=True,
-        timeout=EXAMPLE_TIMEOUT_S,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    seen = json.loads(result.stdout)
+    seen = run_js_example(live_server.base_url, "classic.mjs")
     assert seen["text"]
     assert seen["finishReason"] in ("STOP", "MAX_TOKENS")
     assert seen["promptTokens"] > 0

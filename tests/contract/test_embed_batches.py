@@ -5,10 +5,7 @@ batch answers are the ones ``models.embed_content`` answers for the same texts."
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,13 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from tests.support.contract import API_KEY, EXAMPLE_TIMEOUT_S, JS_DIR, client_env
+from tests.support.contract import (
+    API_KEY,
+    responses_file_lines,
+    run_js_example,
+    upload_jsonl,
+    wait_batch_done,
+)
 from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.contract
@@ -32,13 +35,6 @@ TEXTS = [
     "A cat was sitting on the rug.",
     "Stock markets fell sharply after the interest rate decision.",
 ]
-BATCH_POLL_S = 300
-ENDED = {
-    types.JobState.JOB_STATE_SUCCEEDED,
-    types.JobState.JOB_STATE_FAILED,
-    types.JobState.JOB_STATE_CANCELLED,
-    types.JobState.JOB_STATE_EXPIRED,
-}
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +42,6 @@ def client(live_server: LiveServer) -> genai.Client:
     return genai.Client(
         api_key=API_KEY, http_options=types.HttpOptions(base_url=live_server.base_url)
     )
-
-
-def wait_done(client: genai.Client, name: str) -> types.BatchJob:
-    deadline = time.monotonic() + BATCH_POLL_S
-    while True:
-        job = client.batches.get(name=name)
-        if job.state in ENDED:
-            return job
-        assert time.monotonic() < deadline, f"{name} did not finish: {job.state}"
-        time.sleep(0.2)
 
 
 def unit(values: Any) -> npt.NDArray[np.float64]:
@@ -84,7 +70,7 @@ def test_an_embedding_batch_answers_what_embed_content_answers(client: genai.Cli
     assert job.model == f"models/{EMBEDDING_MODEL}"
     assert job.state in (types.JobState.JOB_STATE_PENDING, types.JobState.JOB_STATE_RUNNING)
 
-    done = wait_done(client, job.name)
+    done = wait_batch_done(client, job.name)
     assert done.state == types.JobState.JOB_STATE_SUCCEEDED
     assert done.end_time is not None
     assert done.dest is not None
@@ -125,19 +111,11 @@ def test_an_embedding_batch_from_a_jsonl_file_answers_in_a_file(
         {"key": key, "request": {"content": {"parts": [{"text": text}]}}}
         for key, text in zip(("cat", "rug", "stocks"), TEXTS, strict=True)
     ]
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    uploaded = client.files.upload(file=path, config={"mime_type": "application/jsonl"})
-    assert uploaded.name is not None
-    job = create(client, {"file_name": uploaded.name})
+    job = create(client, {"file_name": upload_jsonl(client, path, lines)})
     assert job.name is not None
-    done = wait_done(client, job.name)
+    done = wait_batch_done(client, job.name)
     assert done.state == types.JobState.JOB_STATE_SUCCEEDED
-    assert done.dest is not None
-    assert done.dest.file_name == f"files/batch-{job.name.removeprefix('batches/')}"
-    results = [
-        json.loads(line)
-        for line in client.files.download(file=done.dest.file_name).decode().splitlines()
-    ]
+    results = responses_file_lines(client, done)
     assert [r["key"] for r in results] == ["cat", "rug", "stocks"]
     direct = client.models.embed_content(model=EMBEDDING_MODEL, contents=TEXTS)
     assert direct.embeddings is not None
@@ -153,7 +131,7 @@ def test_a_cancelled_embedding_batch_ends_cancelled(client: genai.Client) -> Non
     job = create(client, {"inlined_requests": {"contents": texts}})
     assert job.name is not None
     client.batches.cancel(name=job.name)
-    done = wait_done(client, job.name)
+    done = wait_batch_done(client, job.name)
     # A fast machine may have embedded every text before the cancel arrived.
     assert done.state in (
         types.JobState.JOB_STATE_CANCELLED,
@@ -183,17 +161,7 @@ def test_a_bad_embedding_batch_is_a_400(client: genai.Client) -> None:
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_js_sdk_embedding_batches(live_server: LiveServer) -> None:
-    result = subprocess.run(
-        ["node", "embed_batches.mjs"],
-        cwd=JS_DIR,
-        env=client_env(live_server.base_url),
-        capture_output=True,
-        text=True,
-        timeout=EXAMPLE_TIMEOUT_S,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    seen = json.loads(result.stdout)
+    seen = run_js_example(live_server.base_url, "embed_batches.mjs")
     assert seen["name"].startswith("batches/")
     assert seen["createdState"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING")
     assert seen["state"] == "JOB_STATE_SUCCEEDED"

@@ -23,7 +23,7 @@ import pytest
 from google import genai
 from google.genai import _interactions, types
 
-from tests.support.contract import API_KEY, EXAMPLE_TIMEOUT_S, JS_DIR, MODEL, client_env
+from tests.support.contract import API_KEY, MODEL, run_js_example
 from tests.support.server import LiveServer
 from tests.support.sse import check_usage, parse_sse
 
@@ -1060,17 +1060,11 @@ def test_curl_unknown_tool_choice_is_a_400_envelope(live_server: LiveServer) -> 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_js_sdk_function_calling(live_server: LiveServer) -> None:
-    result = subprocess.run(
-        ["node", "function_calling.mjs", json.dumps({"weather": CITY, "result": RESULT})],
-        cwd=JS_DIR,
-        env=client_env(live_server.base_url),
-        capture_output=True,
-        text=True,
-        timeout=EXAMPLE_TIMEOUT_S,
-        check=False,
+    seen = run_js_example(
+        live_server.base_url,
+        "function_calling.mjs",
+        json.dumps({"weather": CITY, "result": RESULT}),
     )
-    assert result.returncode == 0, result.stderr
-    seen = json.loads(result.stdout)
 
     # Interactions: requires_action, then the answer to the function_result.
     assert seen["call"]["status"] == "requires_action"

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 from typing import Any
 
 import pytest
 from google import genai
 
-from tests.support.contract import API_KEY, JS_DIR, client_env
+from tests.support.contract import API_KEY, run_js_example
 from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.contract
@@ -55,12 +53,7 @@ def test_python_sdk_resume_and_background(live_server: LiveServer) -> None:
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_js_sdk_resume_and_background(live_server: LiveServer) -> None:
-    proc = subprocess.run(
-        ["node", "resume.mjs"], cwd=JS_DIR, env=client_env(live_server.base_url),
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    out = run_js_example(live_server.base_url, "resume.mjs")
     seen, resumed = out["seen"], out["resumed"]
     assert resumed[-1]["event_id"] == seen[-1]["event_id"]
     deltas = [e["delta"]["text"] for e in seen[4:] if e["event_type"] == "step.delta"]

@@ -16,7 +16,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.support.contract import API_KEY, EXAMPLE_TIMEOUT_S, JS_DIR, MODEL, client_env
+from tests.support.contract import API_KEY, MODEL, run_js_example
 from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.contract
@@ -132,16 +132,6 @@ def test_curl_interactions_legacy_form(live_server: LiveServer) -> None:
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_js_sdk_json_output(live_server: LiveServer) -> None:
-    result = subprocess.run(
-        ["node", "structured_output.mjs", json.dumps(SCHEMA)],
-        cwd=JS_DIR,
-        env=client_env(live_server.base_url),
-        capture_output=True,
-        text=True,
-        timeout=EXAMPLE_TIMEOUT_S,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    seen = json.loads(result.stdout)
+    seen = run_js_example(live_server.base_url, "structured_output.mjs", json.dumps(SCHEMA))
     for text in (seen["classic"], seen["interaction"]):
         jsonschema.validate(json.loads(text), SCHEMA)

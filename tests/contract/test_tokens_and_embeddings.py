@@ -18,7 +18,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from tests.support.contract import API_KEY, EXAMPLE_TIMEOUT_S, JS_DIR, MODEL, client_env
+from tests.support.contract import API_KEY, MODEL, run_js_example
 from tests.support.server import LiveServer
 from tests.support.tokenizer import Tokenizer
 
@@ -261,17 +261,7 @@ def test_curl_count_tokens_and_embed_content(live_server: LiveServer, tokenizer:
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_js_sdk_count_tokens_and_embed_content(live_server: LiveServer) -> None:
-    result = subprocess.run(
-        ["node", "tokens_and_embeddings.mjs"],
-        cwd=JS_DIR,
-        env=client_env(live_server.base_url),
-        capture_output=True,
-        text=True,
-        timeout=EXAMPLE_TIMEOUT_S,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    seen = json.loads(result.stdout)
+    seen = run_js_example(live_server.base_url, "tokens_and_embeddings.mjs")
     assert seen["counted"] == seen["promptTokens"] > 0
     a, b, c = (unit(v) for v in seen["embeddings"])
     assert len(a) == SIZE

@@ -2,47 +2,21 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from gemserve.errors import InvalidArgument
 from gemserve.service.fetch import RemoteFetcher
+from tests.support.origin import serve_origin
 
 BODY = b"\x89PNG\r\n\x1a\n" + b"x" * 1000
 
 
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        if self.path == "/image.png":
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png; charset=binary")
-            self.send_header("Content-Length", str(len(BODY)))
-            self.end_headers()
-            self.wfile.write(BODY)
-        elif self.path == "/moved":
-            self.send_response(302)
-            self.send_header("Location", "/image.png")
-            self.end_headers()
-        else:
-            self.send_response(404)
-            self.end_headers()
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def origin() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    # A short poll interval: shutdown() waits for the loop to look (0.5 s by default).
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://localhost:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_origin({"/image.png": ("image/png; charset=binary", BODY)}, "/image.png") as url:
+        yield url
 
 
 def fetcher(*, private: bool, max_bytes: int = 1 << 20) -> RemoteFetcher:

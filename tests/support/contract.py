@@ -1,14 +1,21 @@
 """What the contract tests share: the client environment of the guide's examples, running
-examples concurrently, and the live server's access log."""
+examples concurrently, the JS SDK's examples, batches through the Python SDK (polling, JSONL
+input and responses files), and the live server's access log."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
+
+from google import genai
+from google.genai import types
 
 from tests.support.paths import ROOT, TESTS
 from tests.support.server import LiveServer
@@ -58,6 +65,56 @@ def seed_guide() -> str | None:
 # Generous: a safety net against a hung server, not a performance budget. On a busy 2-core
 # machine the guide's unbounded examples (up to 512 tokens each) can take minutes.
 EXAMPLE_TIMEOUT_S = 900
+
+
+# How long an SDK test waits for a batch: the bundled model answers a few short requests.
+BATCH_POLL_S = 300
+
+
+def wait_batch_done(client: genai.Client, name: str) -> types.BatchJob:
+    """The batch job, polled through the Python SDK until it has ended (succeeded, failed,
+    cancelled or expired)."""
+    deadline = time.monotonic() + BATCH_POLL_S
+    while True:
+        job = client.batches.get(name=name)
+        if job.done:
+            return job
+        assert time.monotonic() < deadline, f"{name} did not finish: {job.state}"
+        time.sleep(0.2)
+
+
+def upload_jsonl(client: genai.Client, path: Path, lines: list[dict[str, Any]]) -> str:
+    """Writes ``lines`` to ``path`` as JSONL (a batch's input file) and uploads it; its name."""
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    uploaded = client.files.upload(file=path, config={"mime_type": "application/jsonl"})
+    assert uploaded.name is not None
+    return uploaded.name
+
+
+def responses_file_lines(client: genai.Client, job: types.BatchJob) -> list[dict[str, Any]]:
+    """The lines of an ended file batch's responses file, which is named after the batch."""
+    assert job.name is not None
+    assert job.dest is not None
+    assert job.dest.file_name == f"files/batch-{job.name.removeprefix('batches/')}"
+    content = client.files.download(file=job.dest.file_name).decode()
+    return [json.loads(line) for line in content.splitlines()]
+
+
+def run_js_example(base_url: str, script: str, *args: str) -> dict[str, Any]:
+    """Runs tests/contract/js/``script`` (with ``args``) against ``base_url`` under the guide's
+    client environment; it must exit 0, and what it printed is JSON of what it saw."""
+    result = subprocess.run(
+        ["node", script, *args],
+        cwd=JS_DIR,
+        env=client_env(base_url),
+        capture_output=True,
+        text=True,
+        timeout=EXAMPLE_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    seen: dict[str, Any] = json.loads(result.stdout)
+    return seen
 
 
 def run_concurrently(

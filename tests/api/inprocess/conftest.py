@@ -1,18 +1,21 @@
 """The fast API tier: the app in-process over scripted engines (tests/support/inprocess.py).
 ``api`` is one app with the default settings; ``make_api`` builds apps with settings of a
-test's own (limits, models, keys), each in a data directory of its own."""
+test's own (limits, models, keys), each in a data directory of its own. ``records`` collects
+gemserve's log records during a test."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import shutil
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gemserve.logs import RequestContextFilter
 from tests.support.inprocess import (
     InProcessApi,
     MakeApi,
@@ -53,3 +56,29 @@ async def make_api(tmp_path: Path, migrated_database: Path) -> AsyncIterator[Mak
 @pytest.fixture
 async def api(make_api: MakeApi) -> InProcessApi:
     return await make_api()
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def records() -> Iterator[list[logging.LogRecord]]:
+    """The test's records of gemserve's loggers, through the filter the CLI puts on its
+    handler (so each carries the request id and trace context)."""
+    handler = Collect()
+    handler.addFilter(RequestContextFilter())
+    logger = logging.getLogger("gemserve")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

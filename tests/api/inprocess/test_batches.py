@@ -6,7 +6,6 @@ every client error in Google's envelope."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +13,11 @@ import httpx
 import pytest
 
 from gemserve.api.context import AppContext
+from tests.support.batches import all_succeeded, jsonl, restartable_settings, wait_done
 from tests.support.envelope import assert_envelope
-from tests.support.inprocess import (
-    InProcessApi,
-    MakeApi,
-    scripted_settings,
-    serve_in_process,
-)
+from tests.support.inprocess import InProcessApi, MakeApi, serve_in_process
 from tests.support.scripted import ScriptedEngine
-from tests.support.wait import wait_for, wait_for_async
+from tests.support.wait import wait_for
 
 OTHER_TENANT = {"x-goog-api-key": "another-tenant-key"}
 BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
@@ -68,14 +63,6 @@ async def get(
     return await api.client.get(f"/v1/{name}", headers=api.headers if headers is None else headers)
 
 
-async def wait_done(api: InProcessApi, name: str) -> dict[str, Any]:
-    async def done() -> dict[str, Any]:
-        body: dict[str, Any] = (await get(api, name)).json()
-        return body if body["done"] else {}
-
-    return await wait_for_async(done, what=f"{name} to finish")
-
-
 def texts_of(operation: dict[str, Any]) -> list[Any]:
     out: list[Any] = []
     for item in operation["metadata"]["output"]["inlinedResponses"]["inlinedResponses"]:
@@ -106,12 +93,7 @@ async def test_a_batch_runs_in_the_background_and_answers_in_order(api: InProces
     done = await wait_done(api, name)
     metadata = done["metadata"]
     assert metadata["state"] == "BATCH_STATE_SUCCEEDED"
-    assert metadata["batchStats"] == {
-        "requestCount": "3",
-        "successfulRequestCount": "3",
-        "failedRequestCount": "0",
-        "pendingRequestCount": "0",
-    }
+    assert metadata["batchStats"] == all_succeeded(3)
     assert "endTime" in metadata
     answers = metadata["output"]["inlinedResponses"]["inlinedResponses"]
     assert [a["metadata"] for a in answers] == [{"key": f"request-{i}"} for i in range(3)]
@@ -241,10 +223,7 @@ async def test_an_ended_batch_is_swept_after_batch_ttl_hours(make_api: MakeApi) 
 async def test_a_batch_interrupted_by_a_restart_is_resumed(
     tmp_path: Path, migrated_database: Path
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir(mode=0o700)
-    shutil.copy2(migrated_database, data / "gemserve.db")
-    settings = scripted_settings(data, batch_concurrency=1)
+    settings = restartable_settings(tmp_path, migrated_database)
     slow = ScriptedEngine(["slow"] * 100, delay=0.05)
     async with serve_in_process(settings, {"smollm2-135m-instruct": slow}) as first:
         name = (await make_batch(first, "A", "B"))["name"]
@@ -335,12 +314,6 @@ async def test_unknown_batches_and_methods_are_404s(
 
 
 # ----- input from a JSONL file ----------------------------------------------------------------
-
-
-def jsonl(*lines: Any) -> bytes:
-    return b"".join(
-        (line if isinstance(line, bytes) else json.dumps(line).encode()) + b"\n" for line in lines
-    )
 
 
 def file_line(key: str, text: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,11 @@ import pytest
 
 from gemserve.engine import EmbeddingInput, Embeddings
 from gemserve.errors import ResourceExhausted
+from tests.support.batches import all_succeeded, jsonl, restartable_settings, wait_done
 from tests.support.envelope import assert_envelope
-from tests.support.inprocess import (
-    InProcessApi,
-    MakeApi,
-    scripted_settings,
-    serve_in_process,
-)
+from tests.support.inprocess import InProcessApi, MakeApi, serve_in_process
 from tests.support.scripted import ScriptedEngine
-from tests.support.wait import wait_for, wait_for_async
+from tests.support.wait import wait_for
 
 MODEL = "gemini-embedding-001"  # an embedding alias of the default model
 ENGINE = "smollm2-135m-instruct"
@@ -93,14 +88,6 @@ async def get(api: InProcessApi, name: str) -> dict[str, Any]:
     return body
 
 
-async def wait_done(api: InProcessApi, name: str) -> dict[str, Any]:
-    async def done() -> dict[str, Any]:
-        body = await get(api, name)
-        return body if body["done"] else {}
-
-    return await wait_for_async(done, what=f"{name} to finish")
-
-
 def answers(operation: dict[str, Any]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = operation["metadata"]["output"]["inlinedResponses"][
         "inlinedResponses"
@@ -143,12 +130,7 @@ async def test_an_embedding_batch_answers_what_embed_content_answers(api: InProc
     done = await wait_done(api, name)
     metadata = done["metadata"]
     assert metadata["state"] == "BATCH_STATE_SUCCEEDED"
-    assert metadata["batchStats"] == {
-        "requestCount": "4",
-        "successfulRequestCount": "4",
-        "failedRequestCount": "0",
-        "pendingRequestCount": "0",
-    }
+    assert metadata["batchStats"] == all_succeeded(4)
     assert "endTime" in metadata
     got = answers(done)
     assert [a["metadata"] for a in got] == [{"key": f"r{i}"} for i in range(4)]
@@ -266,10 +248,7 @@ async def test_a_running_batch_is_deleted(make_api: MakeApi) -> None:
 async def test_an_embedding_batch_interrupted_by_a_restart_is_resumed(
     tmp_path: Path, migrated_database: Path
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir(mode=0o700)
-    shutil.copy2(migrated_database, data / "gemserve.db")
-    settings = scripted_settings(data, batch_concurrency=1)
+    settings = restartable_settings(tmp_path, migrated_database)
     gated = GatedEngine()
     async with serve_in_process(settings, {ENGINE: gated}) as first:
         name = await make_batch(first, "A", "B")
@@ -286,12 +265,6 @@ async def test_an_embedding_batch_interrupted_by_a_restart_is_resumed(
 
 
 # ----- input from a JSONL file ----------------------------------------------------------------
-
-
-def jsonl(*lines: Any) -> bytes:
-    return b"".join(
-        (line if isinstance(line, bytes) else json.dumps(line).encode()) + b"\n" for line in lines
-    )
 
 
 def file_batch(name: str) -> dict[str, Any]:

@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -28,6 +26,7 @@ from tests.support.media import (
     sine_wav,
     video_only_mp4,
 )
+from tests.support.origin import serve_origin
 from tests.support.scripted import ScriptedEngine
 from tests.support.server import free_port
 
@@ -275,36 +274,12 @@ async def test_a_pdf_without_text_for_a_model_that_cannot_see_is_400(api: InProc
 BODY = b"Fetched text. " * 300  # 4200 bytes
 
 
-class Origin(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        if self.path in ("/doc.txt", "/untyped"):
-            self.send_response(200)
-            if self.path == "/doc.txt":
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(BODY)))
-            self.end_headers()
-            self.wfile.write(BODY)
-        elif self.path == "/moved":
-            self.send_response(302)
-            self.send_header("Location", "/doc.txt")
-            self.end_headers()
-        else:
-            self.send_response(404)
-            self.end_headers()
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def origin() -> Iterator[str]:
     """An HTTP server on localhost (a private address: fetched only when the operator allows)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Origin)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://localhost:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    files = {"/doc.txt": ("text/plain; charset=utf-8", BODY), "/untyped": (None, BODY)}
+    with serve_origin(files, moved_to="/doc.txt") as url:
+        yield url
 
 
 def fetched(url: str, mime: str | None = None) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gemserve.app import remote_engine
 from gemserve.config import ModelRegistry
 from gemserve.config.models import DEFAULT_MODEL_ID
-from gemserve.logs import JsonFormatter, RequestContextFilter, TextFormatter
+from gemserve.logs import JsonFormatter, TextFormatter
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.inprocess import MODEL, InProcessApi, MakeApi
 from tests.support.sse import parse_sse
@@ -147,32 +147,6 @@ async def test_two_apps_keep_their_own_counts(make_api: MakeApi) -> None:
 
 
 # ----- request ids and trace context ----------------------------------------------------------
-
-
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def records() -> Iterator[list[logging.LogRecord]]:
-    """The test's records of gemserve's loggers, through the filter the CLI puts on its
-    handler."""
-    handler = Collect()
-    handler.addFilter(RequestContextFilter())
-    logger = logging.getLogger("gemserve")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler.records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 async def test_a_valid_request_id_is_echoed_and_on_every_log_line(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
 
-from gemserve.logs import RequestContextFilter
 from gemserve.tracing import add_tracing, is_configured
 from tests.support.inprocess import InProcessApi, scripted_settings, serve_in_process
 
@@ -46,31 +45,6 @@ async def traced(tmp_path: Path, migrated_database: Path) -> AsyncIterator[Trace
     async with serve_in_process(scripted_settings(data), tracer_provider=provider) as api:
         yield Traced(api, exporter)
     provider.shutdown()
-
-
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def records() -> Iterator[list[logging.LogRecord]]:
-    """gemserve's log records, through the filter the CLI puts on its handler."""
-    handler = Collect()
-    handler.addFilter(RequestContextFilter())
-    logger = logging.getLogger("gemserve")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler.records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def attribute(span: ReadableSpan, *names: str) -> object:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import jsonschema
 import pytest
@@ -22,39 +21,24 @@ from gemserve.engine import (
     SamplingParams,
     TextDelta,
     ToolCall,
-    ToolCallArguments,
     ToolCallEnd,
-    ToolCallStart,
     ToolSpec,
     ToolUse,
 )
 from gemserve.engine.llama import LlamaEngine
 from gemserve.errors import InvalidConstraint
-from tests.support.llama import default_spec
+from tests.support import tool_calls
+from tests.support.tool_calls import (
+    ASK,
+    events,
+    template_engine,
+    the_forced_call,
+    weather_and_time,
+)
 
 pytestmark = pytest.mark.engine
 
-WEATHER_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "maxLength": 30},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["city", "unit"],
-    "additionalProperties": False,
-}
-TIME_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"tz": {"type": "string", "maxLength": 30}},
-    "required": ["tz"],
-    "additionalProperties": False,
-}
-TOOLS = (
-    ToolSpec("get_weather", "The weather in a city", json.dumps(WEATHER_SCHEMA)),
-    ToolSpec("get_time", "The time in a time zone", json.dumps(TIME_SCHEMA)),
-)
-SCHEMAS = {"get_weather": WEATHER_SCHEMA, "get_time": TIME_SCHEMA}
-ASK = (ChatMessage("user", "What is the weather in Paris?"),)
+TOOLS, SCHEMAS = weather_and_time()
 
 # A Hermes-style template (as Qwen's): it renders the tools, the calls and the results.
 HERMES_TEMPLATE = (
@@ -72,52 +56,17 @@ HERMES_TEMPLATE = (
 
 
 def sampling(temperature: float, seed: int | None = None) -> SamplingParams:
-    return SamplingParams(
-        temperature=temperature,
-        top_p=0.95,
-        top_k=40,
-        max_output_tokens=96,
-        repeat_penalty=1.1,
-        seed=seed,
-    )
+    return tool_calls.sampling(temperature, seed, tokens=96)
 
 
-async def events(engine: LlamaEngine, request: GenerationRequest) -> list[EngineEvent]:
-    stream = await engine.generate(request)
-    return [event async for event in stream]
-
-
-def calls_of(events: list[EngineEvent]) -> list[ToolCallEnd]:
-    """The completed calls, after checking that each one's argument pieces join to it."""
-    pieces: dict[int, str] = {}
-    started: dict[int, str] = {}
-    for event in events:
-        if isinstance(event, ToolCallStart):
-            started[event.index] = event.name
-        elif isinstance(event, ToolCallArguments):
-            pieces[event.index] = pieces.get(event.index, "") + event.text
-    ends = [e for e in events if isinstance(e, ToolCallEnd)]
-    for end in ends:
-        assert started[end.index] == end.name
-        assert json.loads(pieces[end.index]) == json.loads(end.arguments)
-    return ends
+def calls_of(got: list[EngineEvent]) -> list[ToolCallEnd]:
+    """The completed calls; their argument pieces must join to the same JSON."""
+    return tool_calls.calls_of(got, exact=False)
 
 
 @pytest.fixture(scope="module")
 async def hermes_engine() -> AsyncIterator[LlamaEngine]:
-    spec = default_spec()
-    engine = LlamaEngine(
-        model_id="hermes",
-        gguf_path=spec.gguf_path(),
-        context_length=1024,
-        output_token_limit=512,
-        slots=2,
-        batch_tokens=256,
-        threads=2,
-        max_queued=8,
-        chat_template=HERMES_TEMPLATE,
-        tool_format="hermes",
-    )
+    engine = template_engine("hermes", HERMES_TEMPLATE, tool_format="hermes")
     await engine.start()
     yield engine
     await engine.close()
@@ -136,14 +85,7 @@ async def test_forced_calls_validate_against_their_schema(
     request = GenerationRequest(
         ASK, sampling(temperature, seed), tools=ToolUse(TOOLS, "any", parallel=False)
     )
-    got = await events(chosen, request)
-    finished = got[-1]
-    assert isinstance(finished, Finished)
-    assert finished.reason is FinishReason.STOP, got
-    (call,) = calls_of(got)
-    jsonschema.validate(json.loads(call.arguments), SCHEMAS[call.name])
-    # The call block is no text: nothing of the marker reaches a text delta.
-    assert not [e for e in got if isinstance(e, TextDelta) and e.text.strip()]
+    the_forced_call(await events(chosen, request), SCHEMAS, exact=False)
 
 
 async def test_allowed_names_limit_the_call(engine: LlamaEngine) -> None:

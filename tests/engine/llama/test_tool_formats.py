@@ -9,105 +9,53 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import jsonschema
 import pytest
 
 from gemserve.engine import (
     ChatMessage,
-    EngineEvent,
     Finished,
     FinishReason,
     GenerationRequest,
-    SamplingParams,
     TextDelta,
     ToolCall,
-    ToolCallArguments,
-    ToolCallEnd,
-    ToolCallStart,
-    ToolSpec,
     ToolUse,
 )
 from gemserve.engine.llama import LlamaEngine
 from gemserve.engine.tools.formats import detect
 from tests.engine.tools.templates import TEMPLATES
-from tests.support.llama import default_spec
+from tests.support.tool_calls import (
+    ASK,
+    WEATHER_SCHEMA,
+    calls_of,
+    events,
+    sampling,
+    template_engine,
+    the_forced_call,
+    weather_and_time,
+)
 
 pytestmark = pytest.mark.engine
 
-WEATHER_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "maxLength": 30},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-        "days": {"type": "integer", "minimum": 1, "maximum": 14},
-    },
-    "required": ["city", "unit"],
-    "additionalProperties": False,
-}
-TIME_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"tz": {"type": "string", "maxLength": 30}},
-    "required": ["tz"],
-    "additionalProperties": False,
-}
-TOOLS = (
-    ToolSpec("get_weather", "The weather in a city", json.dumps(WEATHER_SCHEMA)),
-    ToolSpec("get_time", "The time in a time zone", json.dumps(TIME_SCHEMA)),
+# tests/engine/llama/test_specials.py takes ASK, TOOLS, SCHEMAS, sampling and calls_of from
+# here: the same tools on a copy of the model whose control tokens are the markers.
+TOOLS, SCHEMAS = weather_and_time(
+    {
+        **WEATHER_SCHEMA,
+        "properties": {
+            **WEATHER_SCHEMA["properties"],
+            "days": {"type": "integer", "minimum": 1, "maximum": 14},
+        },
+    }
 )
-SCHEMAS = {"get_weather": WEATHER_SCHEMA, "get_time": TIME_SCHEMA}
-ASK = (ChatMessage("user", "What is the weather in Paris?"),)
 FAMILIES = ["llama3", "mistral_json", "mistral_args", "mistral_call_id", "qwen3_coder"]
-
-
-def sampling(temperature: float, seed: int | None = None, tokens: int = 160) -> SamplingParams:
-    return SamplingParams(
-        temperature=temperature,
-        top_p=0.95,
-        top_k=40,
-        max_output_tokens=tokens,
-        repeat_penalty=1.1,
-        seed=seed,
-    )
-
-
-async def events(engine: LlamaEngine, request: GenerationRequest) -> list[EngineEvent]:
-    stream = await engine.generate(request)
-    return [event async for event in stream]
-
-
-def calls_of(got: list[EngineEvent]) -> list[ToolCallEnd]:
-    """The completed calls, after checking that each one's argument pieces join to it."""
-    pieces: dict[int, str] = {}
-    started: dict[int, str] = {}
-    for event in got:
-        if isinstance(event, ToolCallStart):
-            started[event.index] = event.name
-        elif isinstance(event, ToolCallArguments):
-            pieces[event.index] = pieces.get(event.index, "") + event.text
-    ends = [e for e in got if isinstance(e, ToolCallEnd)]
-    for end in ends:
-        assert started[end.index] == end.name
-        assert pieces[end.index] == end.arguments
-    return ends
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
 async def family(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, LlamaEngine]]:
     name: str = request.param
-    spec = default_spec()
-    engine = LlamaEngine(
-        model_id=name,
-        gguf_path=spec.gguf_path(),
-        context_length=1024,
-        output_token_limit=512,
-        slots=2,
-        batch_tokens=256,
-        threads=2,
-        max_queued=8,
-        chat_template=TEMPLATES[name],
-    )
+    engine = template_engine(name, TEMPLATES[name])
     await engine.start()
     yield name, engine
     await engine.close()
@@ -122,13 +70,7 @@ async def test_forced_calls_validate_against_their_schema(
     request = GenerationRequest(
         ASK, sampling(temperature, seed), tools=ToolUse(TOOLS, "any", parallel=False)
     )
-    got = await events(engine, request)
-    finished = got[-1]
-    assert isinstance(finished, Finished)
-    assert finished.reason is FinishReason.STOP, got
-    (call,) = calls_of(got)
-    jsonschema.validate(json.loads(call.arguments), SCHEMAS[call.name])
-    assert not [e for e in got if isinstance(e, TextDelta) and e.text.strip()]
+    the_forced_call(await events(engine, request), SCHEMAS)
 
 
 async def test_a_history_of_calls_and_results_renders_and_is_answered(

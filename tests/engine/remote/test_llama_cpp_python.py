@@ -7,7 +7,6 @@ chunk, and has no /slots (``decoding`` asks its lock)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -16,19 +15,17 @@ import jsonschema
 import pytest
 
 from gemserve.engine import (
-    Constraint,
     FinishReason,
-    ReasoningControl,
     TextDelta,
-    ThoughtDelta,
     ToolCallEnd,
     ToolCallStart,
     ToolSpec,
     ToolUse,
 )
 from gemserve.engine.remote import RemoteEngine
+from tests.support import upstream_checks
 from tests.support.llama_cpp_server import LlamaCppServer
-from tests.support.remote import ask, drain, remote_engine, text_of, thought_of
+from tests.support.remote import ask, drain, remote_engine, text_of
 
 pytestmark = pytest.mark.engine
 
@@ -94,53 +91,19 @@ async def test_health_checks_leave_a_running_answer_alone(
 async def test_cancel_stops_the_upstream_decoding(
     upstream: RemoteEngine, llama_cpp_server: LlamaCppServer
 ) -> None:
-    request = ask("Write a very long story about a dragon.", max_tokens=2000, temperature=0.8)
-    stream = await upstream.generate(request)
-    seen = 0
-    async for event in stream:
-        if isinstance(event, TextDelta):
-            seen += 1
-            if seen == 3:
-                assert await asyncio.to_thread(llama_cpp_server.decoding)
-                stream.cancel()
-        last = event
-    assert last.reason is FinishReason.CANCELLED  # type: ignore[union-attr]
-    deadline = time.monotonic() + 5
-    while await asyncio.to_thread(llama_cpp_server.decoding):
-        assert time.monotonic() < deadline, "llama-cpp-python kept decoding after the cancel"
-    assert upstream.stats().active == 0
+    await upstream_checks.cancel_stops_the_upstream(
+        upstream, llama_cpp_server.decoding, "llama-cpp-python"
+    )
     # What it printed as it stopped: the client went away.
     assert "Disconnected from client" in llama_cpp_server.log()
 
 
 async def test_json_schema_output_validates(upstream: RemoteEngine) -> None:
-    schema = {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "maxLength": 20},
-            "age": {"type": "integer", "minimum": 0, "maximum": 150},
-        },
-        "required": ["name", "age"],
-        "additionalProperties": False,
-    }
-    request = ask(
-        "Invent a person; answer in JSON.",
-        max_tokens=80,
-        constraint=Constraint(json.dumps(schema), syntax="json_schema"),
-    )
-    events, finished = await drain(await upstream.generate(request))
-    assert finished.reason is FinishReason.STOP
-    jsonschema.validate(json.loads(text_of(events)), schema)
+    await upstream_checks.json_schema_output_validates(upstream)
 
 
 async def test_enum_output_is_one_of_the_values(upstream: RemoteEngine) -> None:
-    request = ask(
-        "Is the sky blue?",
-        max_tokens=10,
-        constraint=Constraint('start: "yes" | "no" | "maybe"', syntax="lark"),
-    )
-    events, _ = await drain(await upstream.generate(request))
-    assert text_of(events) in ("yes", "no", "maybe")
+    await upstream_checks.enum_output_is_one_of_the_values(upstream)
 
 
 async def test_a_named_tool_is_called(upstream: RemoteEngine) -> None:
@@ -167,19 +130,6 @@ async def test_a_named_tool_is_called(upstream: RemoteEngine) -> None:
 
 
 async def test_think_tags_become_thoughts(upstream: RemoteEngine) -> None:
-    """It has no reasoning parser: a ``<think>…</think>`` in the content (forced here by a
-    grammar: the bundled model does not think) is parsed into a thought by gemserve."""
-    grammar = 'root ::= "<think>" [a-z ]{4,30} "</think>" " "? [A-Za-z ]{2,30}'
-    request = ask(
-        "Say something.",
-        max_tokens=60,
-        temperature=0.7,
-        reasoning=ReasoningControl(budget=200),
-        constraint=Constraint(grammar, scope="output"),
-    )
-    events, finished = await drain(await upstream.generate(request))
-    assert [type(e) for e in events][:1] == [ThoughtDelta]
-    assert thought_of(events).strip()
-    assert text_of(events).strip()
-    assert "<think>" not in text_of(events) + thought_of(events)
-    assert 0 < finished.thought_tokens <= finished.output_tokens
+    """It has no reasoning parser: the ``<think>…</think>`` in the content is parsed into a
+    thought by gemserve."""
+    await upstream_checks.think_tags_become_thoughts(upstream)

@@ -3,20 +3,15 @@ pins, built by bench/build_llama_server.sh) on the bundled model, on loopback.""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 
 import jsonschema
 import pytest
 
 from gemserve.engine import (
-    Constraint,
     FinishReason,
-    ReasoningControl,
     TextDelta,
-    ThoughtDelta,
     ToolCallArguments,
     ToolCallEnd,
     ToolCallStart,
@@ -24,8 +19,9 @@ from gemserve.engine import (
     ToolUse,
 )
 from gemserve.engine.remote import RemoteEngine
+from tests.support import upstream_checks
 from tests.support.llama_server import LlamaServer
-from tests.support.remote import ask, drain, remote_engine, text_of, thought_of
+from tests.support.remote import ask, drain, remote_engine, text_of
 
 pytestmark = pytest.mark.engine
 
@@ -70,22 +66,7 @@ async def test_streams_text_with_usage(upstream: RemoteEngine) -> None:
 async def test_cancel_stops_the_upstream_decoding(
     upstream: RemoteEngine, llama_server: LlamaServer
 ) -> None:
-    request = ask("Write a very long story about a dragon.", max_tokens=2000, temperature=0.8)
-    stream = await upstream.generate(request)
-    seen = 0
-    async for event in stream:
-        if isinstance(event, TextDelta):
-            seen += 1
-            if seen == 3:
-                assert any(llama_server.slot_states())  # decoding right now
-                stream.cancel()
-        last = event
-    assert last.reason is FinishReason.CANCELLED  # type: ignore[union-attr]
-    deadline = time.monotonic() + 5
-    while any(llama_server.slot_states()):
-        assert time.monotonic() < deadline, "llama-server kept decoding after the cancel"
-        await asyncio.sleep(0.05)
-    assert upstream.stats().active == 0
+    await upstream_checks.cancel_stops_the_upstream(upstream, llama_server.decoding, "llama-server")
 
 
 async def test_closing_the_iterator_stops_the_upstream(
@@ -95,40 +76,17 @@ async def test_closing_the_iterator_stops_the_upstream(
     iterator = stream.__aiter__()
     await anext(iterator)
     await iterator.aclose()  # the client went away
-    deadline = time.monotonic() + 5
-    while any(llama_server.slot_states()):
-        assert time.monotonic() < deadline, "llama-server kept decoding after the close"
-        await asyncio.sleep(0.05)
+    await upstream_checks.stops_decoding(
+        llama_server.decoding, "llama-server to stop decoding after the close"
+    )
 
 
 async def test_json_schema_output_validates(upstream: RemoteEngine) -> None:
-    schema = {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "maxLength": 20},
-            "age": {"type": "integer", "minimum": 0, "maximum": 150},
-        },
-        "required": ["name", "age"],
-        "additionalProperties": False,
-    }
-    request = ask(
-        "Invent a person; answer in JSON.",
-        max_tokens=80,
-        constraint=Constraint(json.dumps(schema), syntax="json_schema"),
-    )
-    events, finished = await drain(await upstream.generate(request))
-    assert finished.reason is FinishReason.STOP
-    jsonschema.validate(json.loads(text_of(events)), schema)
+    await upstream_checks.json_schema_output_validates(upstream)
 
 
 async def test_enum_output_is_one_of_the_values(upstream: RemoteEngine) -> None:
-    request = ask(
-        "Is the sky blue?",
-        max_tokens=10,
-        constraint=Constraint('start: "yes" | "no" | "maybe"', syntax="lark"),
-    )
-    events, _ = await drain(await upstream.generate(request))
-    assert text_of(events) in ("yes", "no", "maybe")
+    await upstream_checks.enum_output_is_one_of_the_values(upstream)
 
 
 async def test_tools_reach_llama_server(upstream: RemoteEngine) -> None:
@@ -158,20 +116,6 @@ async def test_tools_reach_llama_server(upstream: RemoteEngine) -> None:
 
 
 async def test_think_tags_become_thoughts(upstream: RemoteEngine) -> None:
-    """A model that writes ``<think>…</think>`` (forced here by a grammar: the bundled model
-    does not think) has its thought parsed out, whether the upstream leaves it in the content
-    or splits it into reasoning_content."""
-    grammar = 'root ::= "<think>" [a-z ]{4,30} "</think>" " "? [A-Za-z ]{2,30}'
-    request = ask(
-        "Say something.",
-        max_tokens=60,
-        temperature=0.7,
-        reasoning=ReasoningControl(budget=200),
-        constraint=Constraint(grammar, scope="output"),
-    )
-    events, finished = await drain(await upstream.generate(request))
-    assert [type(e) for e in events][:1] == [ThoughtDelta]
-    assert thought_of(events).strip()
-    assert text_of(events).strip()
-    assert "<think>" not in text_of(events) + thought_of(events)
-    assert 0 < finished.thought_tokens <= finished.output_tokens
+    """Whether llama-server leaves the thought in the content or splits it into
+    reasoning_content, it is parsed out."""
+    await upstream_checks.think_tags_become_thoughts(upstream)
