@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import wave
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -174,6 +175,18 @@ def test_thinking_controls() -> None:
     assert "thinking_budget_tokens" not in body_for(off, "llama-server")
     assert body_for(off, "ollama")["reasoning_effort"] == "none"
     assert "chat_template_kwargs" not in body_for(ask(), "vllm")
+
+
+def test_a_minimum_output_goes_where_an_upstream_takes_one() -> None:
+    """A thinking level's floor on the reasoning pass (``min_output_tokens``): vLLM and
+    SGLang take ``min_tokens``; llama-server, llama-cpp-python and Ollama have no such knob."""
+    floor = ask()
+    floor = replace(floor, sampling=replace(floor.sampling, min_output_tokens=96))
+    assert body_for(floor, "vllm")["min_tokens"] == 96
+    assert body_for(floor, "sglang")["min_tokens"] == 96
+    for kind in ("llama-server", "llama-cpp-python", "ollama"):
+        assert "min_tokens" not in body_for(floor, kind)  # type: ignore[arg-type]
+    assert "min_tokens" not in body_for(ask(), "vllm")
 
 
 # ----- chunks → events ---------------------------------------------------------------------

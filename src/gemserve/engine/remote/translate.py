@@ -40,6 +40,8 @@ _LARK_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _TAKES_TOP_K = frozenset({"llama-server", "llama-cpp-python", "vllm", "sglang", "ollama"})
 _TAKES_REPEAT_PENALTY = frozenset({"llama-server", "vllm", "sglang"})
 _TAKES_TEMPLATE_KWARGS = frozenset({"llama-server", "vllm", "sglang"})
+# A minimum output length (a thinking level's floor on the reasoning pass): both name it so.
+_TAKES_MIN_TOKENS = frozenset({"vllm", "sglang"})
 
 
 def chat_body(request: GenerationRequest, model: str, modalities: frozenset[str]) -> Json:
@@ -93,6 +95,8 @@ def for_upstream(
         out["repetition_penalty" if kind in ("vllm", "sglang") else "repeat_penalty"] = (
             sampling.repeat_penalty
         )
+    if sampling.min_output_tokens > 0 and kind in _TAKES_MIN_TOKENS:
+        out["min_tokens"] = sampling.min_output_tokens
     if kind == "llama-cpp-python":
         # Its default is 1.1, not off: always say which.
         out["repeat_penalty"] = sampling.repeat_penalty
