@@ -90,6 +90,17 @@ def direct_body(prompt: str, max_tokens: int) -> dict[str, Any]:
 async def direct_stream(
     client: httpx.AsyncClient, url: str, prompt: str, max_tokens: int
 ) -> StreamResult:
+    try:
+        return await _direct_stream(client, url, prompt, max_tokens)
+    except httpx.RemoteProtocolError:
+        # llama-server (cpp-httplib) closes a kept-alive connection after 100 requests; the
+        # pool can hand that one out just then. Never answered: send it once more.
+        return await _direct_stream(client, url, prompt, max_tokens)
+
+
+async def _direct_stream(
+    client: httpx.AsyncClient, url: str, prompt: str, max_tokens: int
+) -> StreamResult:
     result = StreamResult(time.perf_counter())
     async with client.stream(
         "POST", url + "/chat/completions", json=direct_body(prompt, max_tokens)

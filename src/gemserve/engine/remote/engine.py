@@ -49,6 +49,13 @@ CHARS_PER_TOKEN = 4  # the estimate where an upstream cannot tokenize
 # Kinds that refuse a request (a prompt over the context) only after a stream's headers, by
 # cutting the connection: a stream that breaks so is asked again unstreamed to learn why.
 REFUSES_AFTER_HEADERS: frozenset[UpstreamKind] = frozenset({"llama-cpp-python"})
+# Kinds that say what is wrong with a request by a status, before a stream's headers: their
+# stream is handed on at its headers, so that the caller's own set-up (the interaction's row,
+# its first events) overlaps the upstream's prefill (measured: 2 ms of time to first token).
+# The others' first data is awaited, so that an error in it is still a status for the client.
+STATUS_BEFORE_HEADERS: frozenset[UpstreamKind] = frozenset(
+    {"llama-server", "vllm", "sglang", "ollama"}
+)
 
 
 @dataclass(frozen=True)
@@ -316,6 +323,8 @@ class RemoteEngine:
         client = upstream.client
         response = await client.open_chat(body)
         data = sse_data(response)
+        if upstream.kind in STATUS_BEFORE_HEADERS:
+            return Opened(lease, response, None, data, lambda: client.answering(response))
         first: bytes | None = None
         broken = "the upstream closed the stream before its first data"
         try:

@@ -12,7 +12,8 @@ upstream that sends none (llama-cpp-python's server) gets estimated counts, flag
 :class:`RemoteStream` reads the response in a task of its own and hands events over a queue:
 ``cancel()`` cancels that task, which closes the upstream connection (llama-server, vLLM and
 SGLang then abort the request and free its slot). It starts from an :class:`Opened` request,
-whose first data the engine has read (an error before it is still a status for the client).
+whose first data the engine may have read (for upstreams that tell an error only in
+the stream: an error before it is then still a status for the client).
 A stream that breaks before its first token is retried on another upstream; after it, the
 stream ends with ``Finished(ERROR)``. An error the upstream reports as the request's fault
 (``refusal.is_client_error``) ends it at once: another upstream would refuse it too.
@@ -304,23 +305,25 @@ async def sse_data(response: httpx.Response) -> AsyncGenerator[bytes, None]:
 
 class Opened:
     """A request an upstream has started answering: the lease on it, the response, and its
-    SSE data (``data``, from ``sse_data(response)``) whose first item was already read.
-    Iterating it gives that item again, then the rest."""
+    SSE data (``data``, from ``sse_data(response)``), whose first item may have been read
+    already (``first``; iterating gives it again, then the rest). ``on_first`` runs when the
+    first item is read here instead."""
 
-    __slots__ = ("_pending", "data", "first", "lease", "response")
+    __slots__ = ("_on_first", "_pending", "data", "lease", "response")
 
     def __init__(
         self,
         lease: UpstreamLease,
         response: httpx.Response,
-        first: bytes,
+        first: bytes | None,
         data: AsyncGenerator[bytes, None],
+        on_first: Callable[[], None] | None = None,
     ) -> None:
         self.lease = lease
         self.response = response
-        self.first = first
         self.data = data
-        self._pending: bytes | None = first
+        self._pending = first
+        self._on_first = on_first
 
     def __aiter__(self) -> Opened:
         return self
@@ -329,7 +332,11 @@ class Opened:
         pending, self._pending = self._pending, None
         if pending is not None:
             return pending
-        return await anext(self.data)
+        item = await anext(self.data)
+        if self._on_first is not None:
+            on_first, self._on_first = self._on_first, None
+            on_first()
+        return item
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
