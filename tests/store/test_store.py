@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -120,6 +121,35 @@ async def test_finish_writes_final_state_and_last_events(store: SqlStore) -> Non
         later,
     )
     assert len(await store.get_events(record.id, 0)) == 2
+
+
+async def test_stored_json_reads_back_in_its_own_key_order(store: SqlStore) -> None:
+    """A finished interaction must serialize byte for byte as the replica that ran it served
+    it: PostgreSQL's JSONB re-ordered keys (shorter first), so a GET after a restart or from
+    another replica differed from the first answer (the kill -9 test caught it)."""
+    record = new_record(generation_config={"temperature": 0.5, "max_output_tokens": 9, "seed": 1})
+    ordered = {"event_type": "step.delta", "index": 0, "delta": {"type": "text", "text": "Hi"}}
+    await store.create_interaction(record, [ordered])
+    steps = [{"type": "model_output", "content": [{"type": "text", "text": "Hello"}]}]
+    usage = {"total_tokens": 4, "total_input_tokens": 3, "total_output_tokens": 1}
+    await store.finish_interaction(
+        record.id,
+        first_seq=2,
+        events=[event(2, "interaction.completed")],
+        status="completed",
+        steps=steps,
+        usage=usage,
+        error=None,
+        updated_at=NOW,
+    )
+    loaded = await store.get_interaction("t1", record.id, NOW)
+    assert loaded is not None
+    dumps = json.dumps
+    assert dumps(loaded.steps) == dumps(steps)
+    assert dumps(loaded.usage) == dumps(usage)
+    assert dumps(loaded.input) == dumps(record.input)
+    assert dumps(loaded.generation_config) == dumps(record.generation_config)
+    assert dumps((await store.get_events(record.id, 0))[0]) == dumps(ordered)
 
 
 async def test_other_tenants_and_expired_rows_are_invisible(store: SqlStore) -> None:
@@ -291,3 +321,50 @@ async def test_the_sqlite_file_is_owner_only(tmp_path: Path) -> None:
     await store.start()
     await store.close()
     assert oct(old.stat().st_mode & 0o777) == "0o600"
+
+
+async def test_a_jsonb_database_migrates_to_json_with_its_rows() -> None:
+    """A PostgreSQL database made before migration 0008 (JSONB columns) starts: its JSON
+    columns become ``json`` and the rows in them read back as they were."""
+    from alembic import command
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from tests.support.postgres import async_url, fresh_database
+
+    def to_0007(connection: sa.Connection) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0007")
+
+    def types(connection: sa.Connection) -> set[str]:
+        columns = sa.inspect(connection).get_columns("interactions")
+        return {type(c["type"]).__name__ for c in columns if c["name"] in ("input", "steps")}
+
+    with fresh_database() as url:
+        engine = create_async_engine(async_url(url))
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(to_0007)
+                assert await conn.run_sync(types) == {"JSONB"}
+                await conn.execute(
+                    sa.text(
+                        "insert into interactions (id, tenant, model, status, background, input,"
+                        " steps, created_at, updated_at, expires_at, cancel_requested) values"
+                        " ('v1_old', 't1', 'm', 'completed', false,"
+                        " '[{\"type\": \"user_input\"}]', '[]', now(), now(),"
+                        " now() + interval '1 day', false)"
+                    )
+                )
+        finally:
+            await engine.dispose()
+        store = SqlStore(async_url(url))
+        await store.start()
+        try:
+            async with store.engine.connect() as conn:
+                assert await conn.run_sync(types) == {"JSON"}
+            loaded = await store.get_interaction("t1", "v1_old", NOW - timedelta(days=1))
+            assert loaded is not None
+            assert loaded.input == [{"type": "user_input"}]
+        finally:
+            await store.close()

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 metadata = sa.MetaData()
 
-# JSONB on PostgreSQL, JSON text elsewhere.
-Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# JSON kept as its text (PostgreSQL's ``json``, not ``jsonb``, which re-orders keys): a stored
+# interaction reads back byte for byte as the replica that ran it served it (migration 0008).
+Json = sa.JSON()
 
 
 class UtcDateTime(sa.types.TypeDecorator[datetime]):
