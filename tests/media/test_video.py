@@ -153,3 +153,11 @@ def test_audio_is_not_a_video() -> None:
 def test_corrupt_data_is_a_media_error(data: bytes) -> None:
     with pytest.raises(MediaError, match="could not be decoded as video"):
         decode(data)
+
+
+def test_a_video_stream_of_an_unknown_codec_is_a_media_error() -> None:
+    """FFmpeg opens the container but has no decoder for a codec tag it does not know: the
+    stream has no codec context, and the frame size check must not trip over that."""
+    data = fixture_bytes("clip.mp4").replace(b"avc1", b"zzzz")
+    with pytest.raises(MediaError, match="codec is unknown"):
+        decode(data)

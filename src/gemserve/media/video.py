@@ -85,7 +85,10 @@ def decode_video(
 
 
 def _check_frame_size(stream: av.VideoStream, max_pixels: int) -> None:
-    width, height = stream.codec_context.width, stream.codec_context.height
+    context = stream.codec_context  # None when FFmpeg knows no decoder for the stream's codec
+    if context is None:
+        raise MediaError("The video's codec is unknown; it is corrupt or unsupported.")
+    width, height = context.width, context.height
     if width <= 0 or height <= 0:
         raise MediaError("The video's frame size cannot be read; it is corrupt or unsupported.")
     if width * height > max_pixels:
