@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections import OrderedDict
 
 from gemserve.errors import InvalidArgument, NotFound, PermissionDenied
 from gemserve.service.clock import Clock, utc_now
@@ -53,20 +54,37 @@ class KeyManager:
 
 
 class Authenticator:
-    def __init__(self, store: Store, *, keys_required: bool) -> None:
+    """Keys made by ``gemserve keys create`` are looked up on every request, so a revocation
+    (from another process, or another replica) holds from the next request. A key the store
+    does not hold is remembered (at most ``unknown_keys_kept``, least recently used first
+    out): no key made later can have its hash, as made keys are random, so the answer cannot
+    change, and open mode's callers skip a database round trip per request."""
+
+    def __init__(self, store: Store, *, keys_required: bool, unknown_keys_kept: int = 4096) -> None:
         self._store = store
         self.keys_required = keys_required
+        self._unknown: OrderedDict[str, None] = OrderedDict()
+        self._unknown_kept = unknown_keys_kept
 
     async def tenant_for(self, key: str | None) -> str:
         key = (key or "").strip()
         if not key:
             raise PermissionDenied(MISSING_KEY)
         digest = key_hash(key)
-        record = await self._store.find_key(digest)
-        if record is not None:
-            if record.revoked_at is not None:
-                raise InvalidArgument(INVALID_KEY)
-            return record.tenant
+        if digest in self._unknown:
+            self._unknown.move_to_end(digest)
+        else:
+            record = await self._store.find_key(digest)
+            if record is not None:
+                if record.revoked_at is not None:
+                    raise InvalidArgument(INVALID_KEY)
+                return record.tenant
+            self._remember_unknown(digest)
         if self.keys_required:
             raise InvalidArgument(INVALID_KEY)
         return "key_" + digest[:24]
+
+    def _remember_unknown(self, digest: str) -> None:
+        self._unknown[digest] = None
+        while len(self._unknown) > self._unknown_kept:
+            self._unknown.popitem(last=False)
