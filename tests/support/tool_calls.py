@@ -6,6 +6,7 @@ what a forced call must be."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -70,14 +71,17 @@ def sampling(temperature: float, seed: int | None = None, tokens: int = 160) -> 
 
 
 def template_engine(
-    model_id: str, chat_template: str, tool_format: str | None = None
+    model_id: str,
+    chat_template: str | None,
+    tool_format: str | None = None,
+    *,
+    gguf: Path | None = None,
 ) -> LlamaEngine:
-    """The bundled model (not started) through ``chat_template``; its tool format is read off
-    the template unless ``tool_format`` names it."""
-    spec = default_spec()
+    """The bundled model (or ``gguf``), not started, through ``chat_template`` (None: the
+    GGUF's own); its tool format is read off the template unless ``tool_format`` names it."""
     return LlamaEngine(
         model_id=model_id,
-        gguf_path=spec.gguf_path(),
+        gguf_path=gguf or default_spec().gguf_path(),
         context_length=1024,
         output_token_limit=512,
         slots=2,

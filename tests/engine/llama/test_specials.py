@@ -46,6 +46,7 @@ from tests.engine.llama.test_tool_formats import ASK, SCHEMAS, TOOLS, calls_of, 
 from tests.engine.tools.templates import TEMPLATES
 from tests.support.llama import default_spec
 from tests.support.special_tokens import SpecialTokenModel, write_swapped_model
+from tests.support.tool_calls import template_engine
 
 pytestmark = pytest.mark.engine
 
@@ -101,17 +102,7 @@ def text_of(got: list[EngineEvent]) -> str:
 
 
 def special_engine(model: SpecialTokenModel, template: str | None, name: str) -> LlamaEngine:
-    return LlamaEngine(
-        model_id=name,
-        gguf_path=model.gguf,
-        context_length=1024,
-        output_token_limit=512,
-        slots=2,
-        batch_tokens=256,
-        threads=2,
-        max_queued=8,
-        chat_template=template,
-    )
+    return template_engine(name, template, gguf=model.gguf)
 
 
 def test_the_vocabulary_says_which_markers_are_special_tokens(
