@@ -96,12 +96,14 @@ async def test_a_failed_append_writes_nothing(store: SqlStore) -> None:
     assert len(await store.get_events(first.id, 0)) == 1
 
 
-async def test_finish_writes_final_state_and_last_events(store: SqlStore) -> None:
-    record = new_record()
-    await store.create_interaction(record, [event(1)])
-    steps = [{"type": "model_output", "content": [{"type": "text", "text": "Hello"}]}]
-    usage = {"total_input_tokens": 3, "total_output_tokens": 1, "total_tokens": 4}
-    later = NOW + timedelta(seconds=3)
+async def complete(
+    store: SqlStore,
+    record: InteractionRecord,
+    steps: list[dict[str, Any]],
+    usage: dict[str, Any],
+    updated_at: datetime,
+) -> None:
+    """Finish ``record`` (created with one event) as completed."""
     await store.finish_interaction(
         record.id,
         first_seq=2,
@@ -110,8 +112,17 @@ async def test_finish_writes_final_state_and_last_events(store: SqlStore) -> Non
         steps=steps,
         usage=usage,
         error=None,
-        updated_at=later,
+        updated_at=updated_at,
     )
+
+
+async def test_finish_writes_final_state_and_last_events(store: SqlStore) -> None:
+    record = new_record()
+    await store.create_interaction(record, [event(1)])
+    steps = [{"type": "model_output", "content": [{"type": "text", "text": "Hello"}]}]
+    usage = {"total_input_tokens": 3, "total_output_tokens": 1, "total_tokens": 4}
+    later = NOW + timedelta(seconds=3)
+    await complete(store, record, steps, usage, later)
     loaded = await store.get_interaction("t1", record.id, NOW)
     assert loaded is not None
     assert (loaded.status, loaded.steps, loaded.usage, loaded.updated_at) == (
@@ -132,16 +143,7 @@ async def test_stored_json_reads_back_in_its_own_key_order(store: SqlStore) -> N
     await store.create_interaction(record, [ordered])
     steps = [{"type": "model_output", "content": [{"type": "text", "text": "Hello"}]}]
     usage = {"total_tokens": 4, "total_input_tokens": 3, "total_output_tokens": 1}
-    await store.finish_interaction(
-        record.id,
-        first_seq=2,
-        events=[event(2, "interaction.completed")],
-        status="completed",
-        steps=steps,
-        usage=usage,
-        error=None,
-        updated_at=NOW,
-    )
+    await complete(store, record, steps, usage, NOW)
     loaded = await store.get_interaction("t1", record.id, NOW)
     assert loaded is not None
     dumps = json.dumps
