@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,52 @@ def test_amx_runs_only_where_the_kernel_grants_it(probe_binary: Path) -> None:
         assert outcome in (Outcome.REFUSED, Outcome.TRAPS)
     else:
         assert outcome in (Outcome.RUNS, Outcome.TRAPS)  # the trap is the bug this guards
+
+
+# ggml's tile set-up (ggml_tile_config_init in ggml-cpu/amx/mmq.cpp), reduced: a local
+# configuration set field by field in a function of its own, then loaded. The values 13 and
+# 52 stand out in the assembly.
+GGML_TILE_CONFIG = r"""
+#include <immintrin.h>
+#include <stdint.h>
+struct tile_config {
+    uint8_t palette_id, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+__attribute__((target("amx-tile"))) void load_tile_config(void) {
+    _Alignas(64) struct tile_config cfg = {0};
+    cfg.palette_id = 1;
+    cfg.rows[0] = 13;
+    cfg.colsb[0] = 52;
+    _tile_loadconfig(&cfg);
+}
+"""
+
+
+def compiler_keeps_the_tile_config(workdir: Path) -> bool:
+    source = workdir / "tile_config.c"
+    source.write_text(GGML_TILE_CONFIG)
+    assembly = subprocess.run(
+        ["cc", "-O1", "-S", "-o", "-", str(source)], capture_output=True, text=True, check=True
+    ).stdout
+    return "$13" in assembly and "$52" in assembly
+
+
+@x86_only
+def test_amx_traps_where_the_compiler_drops_ggmls_tile_config(
+    probe_binary: Path, tmp_path: Path
+) -> None:
+    """GCC 12's ``_tile_loadconfig`` claims to read 8 bytes, so the stores to the rows and
+    columns are dead to it: llama.cpp built natively by it died by SIGILL at its first batched
+    product on an AMX CPU while the probe (whose configuration stayed alive) said "runs". The
+    probe, built by the same compiler, must report the trap, so that AMX is compiled out."""
+    if "amx_int8" not in cpuinfo_flags():
+        pytest.skip("this CPU has no AMX")
+    if compiler_keeps_the_tile_config(tmp_path):
+        pytest.skip("this compiler keeps the tile configuration")
+    outcome, _ = run_probe(probe_binary, "amx")
+    assert outcome is Outcome.TRAPS
 
 
 @x86_only

@@ -1,8 +1,9 @@
 /* Execute one x86 instruction family and check its result: `probe FEATURE`.
  *
- * CPUID can claim what the CPU (or the hypervisor in front of it) will not run: a VM on a
- * Sapphire Rapids host reports AMX and the kernel grants the tile state, yet `tileloadd`
- * traps. So the build asks the instructions themselves, each in its own child process.
+ * CPUID can claim what the CPU (or the hypervisor in front of it) will not run, and a
+ * compiler can emit code for a family that traps where the family itself would run (AMX
+ * under GCC 12, below). So the build asks the instructions themselves, compiled by the
+ * compiler that will build llama.cpp, each in its own child process.
  *
  * Exit status: 0 the instructions ran and computed the right answer; 1 a wrong answer;
  * 2 the OS refused the state the feature needs (AMX tile data); 64 usage. A trap kills the
@@ -60,21 +61,35 @@ struct tile_config {
 };
 
 /* One int8 tile product, C (16x16 int32) += A (16x64 int8) . B (16x64 int8, VNNI layout),
- * the operation ggml's AMX kernels are built on. */
+ * the operation ggml's AMX kernels are built on.
+ *
+ * The tile configuration is written as ggml writes it (ggml_tile_config_init in
+ * ggml-cpu/amx/mmq.cpp): a zero-initialised local whose fields are set one by one, then
+ * `_tile_loadconfig`. GCC 12's intrinsic tells the compiler that it reads only the first
+ * 8 bytes of the configuration, so the stores to `rows` and `colsb` are dropped as dead,
+ * every tile is left unconfigured, and the first tile instruction traps (SIGILL,
+ * ILL_ILLOPN) on every AMX CPU, in this probe as in llama.cpp's first batched product.
+ * (The configuration lives in a function of its own, as in ggml: where later tile
+ * instructions share its scope, their memory clobbers keep the stores alive.) */
+__attribute__((target("amx-tile"), noinline)) static void load_tile_config(void) {
+    _Alignas(64) struct tile_config cfg = {0};
+    cfg.palette_id = 1;
+    cfg.rows[0] = 16;
+    cfg.colsb[0] = 64;
+    cfg.rows[1] = 16;
+    cfg.colsb[1] = 64;
+    cfg.rows[2] = 16;
+    cfg.colsb[2] = 64;
+    _tile_loadconfig(&cfg);
+}
+
 __attribute__((target("amx-tile,amx-int8"))) static int probe_amx(void) {
     if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) return 2;
     static int8_t a[16 * 64], b[16 * 64];
     static int32_t c[16 * 16];
     memset(a, 1, sizeof a);
     memset(b, 2, sizeof b);
-    struct tile_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette_id = 1;
-    for (int t = 0; t < 3; t++) {
-        cfg.rows[t] = 16;
-        cfg.colsb[t] = 64;
-    }
-    _tile_loadconfig(&cfg);
+    load_tile_config();
     _tile_zero(0);
     _tile_loadd(1, a, 64);
     _tile_loadd(2, b, 64);
