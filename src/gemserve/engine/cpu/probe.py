@@ -1,9 +1,10 @@
 """Ask the instructions, not CPUID: each SIMD family runs once in a child process.
 
-A VM can report a feature its host will not execute for it (AMX on a Sapphire Rapids guest:
-CPUID and the kernel both say yes, ``tileloadd`` traps). ``-march=native`` believes CPUID, so
-a family that the compiler would enable natively but that does not run gets its ``-mno-*``
-flags, and llama.cpp is built without it.
+A VM can report a feature its host will not execute for it, and a compiler can break one: GCC
+12 drops ggml's AMX tile configuration, so AMX code built by it traps on every AMX CPU (the
+probe configures its tiles as ggml does, and is built by the same compiler; see probe.c).
+``-march=native`` believes CPUID, so a family that the compiler would enable natively but
+that does not run gets its ``-mno-*`` flags, and llama.cpp is built without it.
 """
 
 from __future__ import annotations

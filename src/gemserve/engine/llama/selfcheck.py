@@ -1,8 +1,8 @@
 """Decode one small batch before a model takes traffic, so a broken build fails at start.
 
-A llama.cpp built for instructions the CPU will not run (AMX in some VMs) loads fine and dies
-by SIGILL in its first batched matrix product: without this check, the first user's request
-kills the server. Each model runs a few short greedy generations together through its real
+A llama.cpp built for instructions that do not run here (AMX built by GCC 12) loads fine and
+dies by SIGILL in its first batched matrix product: without this check, the first user's
+request kills the server. Each model runs a few short greedy generations together through its real
 scheduler before it reports ready.
 
 ``python -m gemserve.engine.llama`` does the same in a process of its own, for the
