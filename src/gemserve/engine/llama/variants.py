@@ -4,10 +4,10 @@ A portable build (``GEMSERVE_ENGINE_BUILD=portable``) ships one CPU library per 
 (``libggml-cpu-haswell.so`` ... ``libggml-cpu-sapphirerapids.so``). ggml's own loader takes
 the variant with the best score, and the score believes CPUID: on a CPU that reports AMX it
 picks the AMX variant, which traps where the compiler broke it (GCC 12: see
-``engine/cpu/probe.c``) or the hypervisor will not run it. Instead, gemserve ranks the variants by the same scores
-and tries the best in a child process (one small batched decode) before loading it here; a
-variant whose child dies by a signal is skipped for the next. Verdicts are kept per library
-and CPU, so a restart does not pay for the check again.
+``engine/cpu/probe.c``) or the hypervisor will not run it. Instead, gemserve ranks the
+variants by the same scores and tries the best in a child process (one small batched decode)
+before loading it here; a variant whose child dies by a signal is skipped for the next.
+Verdicts are kept per library and CPU, so a restart does not pay for the check again.
 
 A native build has no variant libraries (its CPU code is linked into ``libggml``): nothing
 here runs.
