@@ -9,6 +9,10 @@
 #    (libggml-cpu-haswell.so ... -sapphirerapids.so), but llama-cpp-python installs only the
 #    libraries it names. Install every variant beside libggml.so, where gemserve picks one at
 #    run time (gemserve/engine/llama/variants.py).
+# 3. libllama gets one more exported function, embedding_eval.c's `gemserve_embedding_eval`:
+#    the eval callback that lets an embedding context skip the LM head. gemserve looks it up
+#    at run time and works without it (a llama-cpp-python built elsewhere).
+set(_GEMSERVE_HOOKS_DIR "${CMAKE_CURRENT_LIST_DIR}")
 function(_gemserve_trim_and_install)
     if(TARGET llama-common)
         set(stub "${CMAKE_BINARY_DIR}/gemserve-empty-common.cpp")
@@ -17,6 +21,9 @@ function(_gemserve_trim_and_install)
     endif()
     get_property(ggml_targets DIRECTORY "${CMAKE_SOURCE_DIR}/vendor/llama.cpp/ggml/src"
                  PROPERTY BUILDSYSTEM_TARGETS)
+    if(TARGET llama)
+        target_sources(llama PRIVATE "${_GEMSERVE_HOOKS_DIR}/embedding_eval.c")
+    endif()
     foreach(target IN LISTS ggml_targets)
         if(target MATCHES "^ggml-cpu-")
             llama_cpp_python_install_target(${target})

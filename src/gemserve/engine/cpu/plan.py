@@ -18,6 +18,8 @@ from pathlib import Path
 from gemserve.engine.cpu.probe import CpuReport
 
 BUILD_HOOKS = Path(__file__).with_name("build_hooks.cmake")
+# Sources build_hooks.cmake compiles into libllama: part of the key, as the hooks file is.
+HOOK_SOURCES = (Path(__file__).with_name("embedding_eval.c"),)
 
 
 class Mode(StrEnum):
@@ -61,6 +63,9 @@ class BuildPlan:
             "cmake_args": [_path_free(arg) for arg in self.cmake_args],
             "cpu": list(self.cpu_fingerprint),
             "compiler": compiler,
+            "hook_sources": {
+                path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in HOOK_SOURCES
+            },
         }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         return f"{self.mode.value}-{digest[:16]}"
