@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from gemserve.engine.llama import LlamaEngine
+from gemserve.engine.llama import LlamaEngine, embedding
 from gemserve.errors import InvalidEmbeddingInput
 from tests.support.generation import QUESTIONS, poll_engine, request, run
 from tests.support.llama import default_spec, make_engine
@@ -212,3 +212,24 @@ async def test_statsz_counts_the_sequences_each_decode_packs(engine: LlamaEngine
     assert after["embedding_decode_steps"] - before["embedding_decode_steps"] == 1
     assert after["embedding_sequences_decoded"] - before["embedding_sequences_decoded"] == 3
     assert after["embedding_threads"] >= 1
+
+
+async def test_the_lm_head_is_skipped_without_changing_a_vector(
+    fresh_engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """setup's build compiles gemserve's eval callback into libllama: the bundled model's
+    embedding decodes stop at the final norm, and give exactly the vectors of the whole
+    graph (an engine whose libllama lacks the callback runs the LM head)."""
+    texts = [*TRIPLES[0], *TRIPLES[1]]
+    short = await fresh_engine.embed(texts)
+    assert fresh_engine.stats().extra["embedding_skips_output_head"] == 1.0
+
+    monkeypatch.setattr(embedding, "head_skipping_callback", lambda: None)
+    whole_graph = make_engine(slots=1)
+    await whole_graph.start()
+    try:
+        whole = await whole_graph.embed(texts)
+        assert whole_graph.stats().extra["embedding_skips_output_head"] == 0.0
+    finally:
+        await whole_graph.close()
+    assert np.array_equal(short.vectors, whole.vectors)

@@ -14,11 +14,19 @@ one unified KV cache of ``capacity`` cells), as llama.cpp's embedding server pac
 one step decodes one batch: generation keeps stepping between the chunks of a large request.
 A text's KV cells are freed as soon as it is pooled. The context is created on the first
 request, so a server that never embeds pays nothing for it.
+
+With embeddings on, llama.cpp makes every token an output, so a decoder's graph also runs its
+LM head over every token (a fifth of SmolLM2-135M's work) for logits nobody reads; llama.cpp's
+own embedding server pays that too. gemserve's build compiles an eval callback into libllama
+(``engine/cpu/embedding_eval.c``) that stops the graph after the final norm. A new context
+decodes a probe both ways and keeps the short graph only if the rows are identical, so a model
+whose embeddings do not end at that norm simply runs the whole graph.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import threading
 from collections import deque
@@ -38,6 +46,18 @@ log = logging.getLogger("gemserve.engine")
 Pooling = Literal["mean", "cls", "last"]
 # Texts decoded together at most (sequences of the embedding context; llama.cpp allows 256).
 MAX_SEQUENCES = 64
+# Token ids of the probe that checks the short graph against the whole one (any vocabulary
+# has them): two sequences, so the check covers a packed batch.
+_PROBE = ((1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), (13, 14, 15, 16, 17, 18, 19))
+
+
+def head_skipping_callback() -> Any:
+    """libllama's ``gemserve_embedding_eval`` as an eval callback, or None where this
+    llama-cpp-python was not built by gemserve's setup (the hooks add the function)."""
+    function = getattr(llama.llama_cpp._lib, "gemserve_embedding_eval", None)
+    if function is None:
+        return None
+    return ctypes.cast(function, llama.ggml_backend_sched_eval_callback)
 
 
 @dataclass(eq=False)
@@ -97,6 +117,9 @@ class EmbeddingScheduler:
         self._ctx: Any = None
         self._memory: Any = None
         self._batch: Any = None
+        # Non-zero: the eval callback stops each decode after the final norm (see above).
+        self._skip_head = ctypes.c_int(0)
+        self._callback: Any = None
         self._stopping = False
         self._crashed = False
         self._stopped = threading.Event()
@@ -104,6 +127,11 @@ class EmbeddingScheduler:
         self.sequences_decoded = 0  # over all decodes: sequences per decode, on average
         self.texts_embedded = 0
         self.tokens_embedded = 0
+
+    @property
+    def skips_output_head(self) -> bool:
+        """Whether decodes stop before the LM head (known once the context exists)."""
+        return bool(self._skip_head.value)
 
     # ----- called from any thread -------------------------------------------------------
 
@@ -226,6 +254,10 @@ class EmbeddingScheduler:
         params.n_threads = self._threads
         params.n_threads_batch = self._threads
         params.no_perf = True
+        self._callback = head_skipping_callback()
+        if self._callback is not None:
+            params.cb_eval = self._callback
+            params.cb_eval_user_data = ctypes.cast(ctypes.pointer(self._skip_head), ctypes.c_void_p)
         ctx = llama.llama_init_from_model(self._model.ptr, params)
         if not ctx:
             raise RuntimeError("llama.cpp could not create an embedding context")
@@ -240,6 +272,31 @@ class EmbeddingScheduler:
         # Every token is an output: the embedding context pools (and llama.cpp requires it).
         np.ctypeslib.as_array(self._batch.logits, shape=(size,))[:] = 1
         self._seq_ids = [self._batch.seq_id[i] for i in range(size)]
+        if self._callback is not None:
+            self._skip_head.value = int(self._head_skip_is_exact())
+            verdict = "skipped" if self.skips_output_head else "run (the probe differed)"
+            log.debug("embedding: the LM head is %s", verdict)
+
+    def _head_skip_is_exact(self) -> bool:
+        """Decode the probe with the whole graph and with the short one: the same rows, or
+        the model's embeddings are not the final norm's output and the head must run."""
+        rows = []
+        for skip in (0, 1):
+            self._skip_head.value = skip
+            n = 0
+            for seq_id, tokens in enumerate(_PROBE):
+                for position, token in enumerate(tokens):
+                    self._tokens[n], self._pos[n] = token, position
+                    self._seq_ids[n][0] = seq_id
+                    n += 1
+            self._batch.n_tokens = n
+            if llama.llama_decode(self._ctx, self._batch) != 0:
+                llama.llama_memory_clear(self._memory, False)
+                return False
+            pointer = llama.llama_get_embeddings(self._ctx)
+            rows.append(np.ctypeslib.as_array(pointer, shape=(n, self.n_embd)).copy())
+            llama.llama_memory_clear(self._memory, False)
+        return bool(np.array_equal(rows[0], rows[1]))
 
     def _decode_once(self) -> None:
         """One batch: the next chunk of each text in flight, oldest first, up to

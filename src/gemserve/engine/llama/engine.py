@@ -555,6 +555,7 @@ class LlamaEngine:
             "embedding_decode_steps": float(embedder.decode_steps),
             "embedding_sequences_decoded": float(embedder.sequences_decoded),
             "embedding_threads": float(embedder.threads_now),
+            "embedding_skips_output_head": float(embedder.skips_output_head),
             "embedding_active": float(active),
             "embedding_queued": float(queued),
         }
