@@ -16,6 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
+from tests.support.generation import LONG_ANSWER_SCHEMA
 from tests.support.server import LiveServer, start_server, stop_server
 
 pytestmark = pytest.mark.live
@@ -246,12 +247,6 @@ def test_a_conversation_continues_and_comes_back(playground: Playground) -> None
             headers={"x-goog-api-key": playground.key()},
         )
         assert response.status_code == 404
-
-
-# An answer that cannot end before 1,500 tokens: the grammar wants a thousand numbers. (The
-# bundled model, asked to count, stops on its own after 20 to 80 tokens at the default
-# temperature: in one CI run it finished before the click.)
-LONG_ANSWER_SCHEMA = {"type": "array", "items": {"type": "integer"}, "minItems": 1000}
 
 
 def test_a_running_answer_can_be_cancelled(playground: Playground) -> None:

@@ -24,7 +24,7 @@ from gemserve.engine.remote.refusal import context_overflow
 from tests.support.contract import API_KEY, MODEL
 from tests.support.llama_cpp_server import LlamaCppServer
 from tests.support.llama_server import LlamaServer
-from tests.support.remote_server import remote_model, start_remote_server
+from tests.support.remote_server import pool_extra, remote_model, start_remote_server
 from tests.support.server import LiveServer, stop_server, wait_status
 from tests.support.sse import check_stream_events, check_usage
 
@@ -423,13 +423,6 @@ def prompt_of(upstream: Upstream, tokens: int) -> str:
             return filler(words)
         words += tokens - counted
     raise AssertionError(f"no filler of {tokens} tokens on {upstream.name}")
-
-
-def pool_extra(remote_server: LiveServer) -> dict[str, float]:
-    extra: dict[str, float] = httpx.get(remote_server.base_url + "/statsz", timeout=10).json()[
-        "pool"
-    ]["extra"]
-    return extra
 
 
 def gemini_error(response: httpx.Response) -> str:

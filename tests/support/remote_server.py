@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from gemserve.config.models import BUILTIN_MODELS, DEFAULT_MODEL_ID
 from tests.support.server import LiveServer, start_server
 
@@ -42,9 +44,10 @@ def remote_config(model: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def remote_model(model_id: str, url: str, **fields: Any) -> dict[str, Any]:
-    """A ``[[models]]`` entry served by the upstream at ``url`` (its OpenAI base, with /v1)."""
-    return {"id": model_id, "engine": "openai", "upstreams": [url], **fields}
+def remote_model(model_id: str, *urls: str, **fields: Any) -> dict[str, Any]:
+    """A ``[[models]]`` entry served by the upstreams at ``urls`` (their OpenAI bases, with
+    /v1)."""
+    return {"id": model_id, "engine": "openai", "upstreams": list(urls), **fields}
 
 
 def bundled_twin(url: str, **fields: Any) -> dict[str, Any]:
@@ -61,3 +64,13 @@ def start_remote_server(tmp: Path, model: Mapping[str, Any]) -> LiveServer:
     config = tmp / "gemserve.toml"
     config.write_text(remote_config(model))
     return start_server(tmp, "--config", str(config))
+
+
+def pool_extra(server: LiveServer, model_id: str = "pool") -> dict[str, float]:
+    """The remote model's counters in ``/statsz``: its pool's view of each upstream
+    (``upstream{i}_requests``, ``_in_flight``, ``_healthy``, ``_ejections``) and its streams'
+    (``requests_failed``, ``retries_before_first_token``)."""
+    extra: dict[str, float] = httpx.get(server.base_url + "/statsz", timeout=10).json()[model_id][
+        "extra"
+    ]
+    return extra
