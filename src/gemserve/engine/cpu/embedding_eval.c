@@ -2,12 +2,13 @@
 // contexts (gemserve/engine/llama/embedding.py).
 //
 // With embeddings on, llama.cpp makes every token an output, so a decoder's graph runs its
-// LM head (n_embd x n_vocab: a fifth of SmolLM2-135M's work per token) over every token and
-// copies the logits out, although an embedding context only reads "result_norm", the final
-// norm just before the head. Given a pointer to a non-zero int as user data, this callback
-// asks ggml's scheduler for that node and stops the graph once it is computed; the head is
-// never run. With zero (or no user data) it asks for nothing and the graph runs whole, so
-// gemserve can compare both on one context before it trusts the short one for a model.
+// LM head (n_embd x n_vocab) over every token and copies the logits out, although an
+// embedding context only reads the node llama.cpp takes its embeddings from: with pooling
+// off, the final norm's output, named "result_embd_pooled"; the head comes after it. Given
+// user data pointing at two ints {stop, stops}, a non-zero `stop` makes this callback ask
+// ggml's scheduler for that node and end the graph once it is computed (counting each time
+// in `stops`), so the head never runs. With `stop` zero it asks for nothing and the graph
+// runs whole: gemserve compares both on one context before it trusts the short one.
 #include <stdbool.h>
 #include <string.h>
 
@@ -20,12 +21,13 @@
 #endif
 
 GEMSERVE_EXPORT bool gemserve_embedding_eval(struct ggml_tensor * t, bool ask, void * user_data) {
-    const int * stop = (const int *) user_data;
-    if (stop == NULL || *stop == 0) {
+    int * state = (int *) user_data;
+    if (state == NULL || state[0] == 0) {
         return false;
     }
     if (ask) {
-        return strcmp(ggml_get_name(t), "result_norm") == 0;
+        return strcmp(ggml_get_name(t), "result_embd_pooled") == 0;
     }
-    return false;  // the final norm is computed: returning false ends the graph here
+    state[1] += 1;
+    return false;  // the embeddings are computed: returning false ends the graph here
 }
