@@ -218,11 +218,15 @@ async def test_the_lm_head_is_skipped_without_changing_a_vector(
     fresh_engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """setup's build compiles gemserve's eval callback into libllama: the bundled model's
-    embedding decodes stop at the final norm, and give exactly the vectors of the whole
-    graph (an engine whose libllama lacks the callback runs the LM head)."""
+    embedding decodes end at the embeddings' node, before the LM head (the callback counts
+    each), and give exactly the vectors of the whole graph (an engine whose libllama lacks
+    the callback runs it)."""
     texts = [*TRIPLES[0], *TRIPLES[1]]
     short = await fresh_engine.embed(texts)
-    assert fresh_engine.stats().extra["embedding_skips_output_head"] == 1.0
+    stats = fresh_engine.stats().extra
+    assert stats["embedding_skips_output_head"] == 1.0
+    # Every decode ended at the embeddings' node: the probe's short decode, and this one.
+    assert stats["embedding_output_heads_skipped"] == stats["embedding_decode_steps"] + 1
 
     monkeypatch.setattr(embedding, "head_skipping_callback", lambda: None)
     whole_graph = make_engine(slots=1)
@@ -230,6 +234,7 @@ async def test_the_lm_head_is_skipped_without_changing_a_vector(
     try:
         whole = await whole_graph.embed(texts)
         assert whole_graph.stats().extra["embedding_skips_output_head"] == 0.0
+        assert whole_graph.stats().extra["embedding_output_heads_skipped"] == 0.0
     finally:
         await whole_graph.close()
     assert np.array_equal(short.vectors, whole.vectors)

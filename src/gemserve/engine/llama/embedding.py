@@ -18,7 +18,8 @@ request, so a server that never embeds pays nothing for it.
 With embeddings on, llama.cpp makes every token an output, so a decoder's graph also runs its
 LM head over every token (a fifth of SmolLM2-135M's work) for logits nobody reads; llama.cpp's
 own embedding server pays that too. gemserve's build compiles an eval callback into libllama
-(``engine/cpu/embedding_eval.c``) that stops the graph after the final norm. A new context
+(``engine/cpu/embedding_eval.c``) that ends the graph at the embeddings' node (with pooling
+off, the final norm's output), before the head. A new context
 decodes a probe both ways and keeps the short graph only if the rows are identical, so a model
 whose embeddings do not end at that norm simply runs the whole graph.
 """
@@ -117,8 +118,8 @@ class EmbeddingScheduler:
         self._ctx: Any = None
         self._memory: Any = None
         self._batch: Any = None
-        # Non-zero: the eval callback stops each decode after the final norm (see above).
-        self._skip_head = ctypes.c_int(0)
+        # The eval callback's state: {stop before the LM head (see above), decodes it stopped}.
+        self._head = (ctypes.c_int * 2)(0, 0)
         self._callback: Any = None
         self._stopping = False
         self._crashed = False
@@ -131,7 +132,12 @@ class EmbeddingScheduler:
     @property
     def skips_output_head(self) -> bool:
         """Whether decodes stop before the LM head (known once the context exists)."""
-        return bool(self._skip_head.value)
+        return bool(self._head[0])
+
+    @property
+    def output_heads_skipped(self) -> int:
+        """Decodes (the probe's included) that the callback ended before the LM head."""
+        return int(self._head[1])
 
     # ----- called from any thread -------------------------------------------------------
 
@@ -257,7 +263,7 @@ class EmbeddingScheduler:
         self._callback = head_skipping_callback()
         if self._callback is not None:
             params.cb_eval = self._callback
-            params.cb_eval_user_data = ctypes.cast(ctypes.pointer(self._skip_head), ctypes.c_void_p)
+            params.cb_eval_user_data = ctypes.cast(self._head, ctypes.c_void_p)
         ctx = llama.llama_init_from_model(self._model.ptr, params)
         if not ctx:
             raise RuntimeError("llama.cpp could not create an embedding context")
@@ -273,16 +279,18 @@ class EmbeddingScheduler:
         np.ctypeslib.as_array(self._batch.logits, shape=(size,))[:] = 1
         self._seq_ids = [self._batch.seq_id[i] for i in range(size)]
         if self._callback is not None:
-            self._skip_head.value = int(self._head_skip_is_exact())
+            self._head[0] = int(self._head_skip_is_exact())
             verdict = "skipped" if self.skips_output_head else "run (the probe differed)"
             log.debug("embedding: the LM head is %s", verdict)
 
     def _head_skip_is_exact(self) -> bool:
-        """Decode the probe with the whole graph and with the short one: the same rows, or
-        the model's embeddings are not the final norm's output and the head must run."""
+        """Decode the probe with the whole graph and with the short one: the short one must
+        really have ended early (the node was found) and give the same rows; else the head
+        runs (the graph's embeddings node is not where this model's embeddings end)."""
         rows = []
+        stops = self.output_heads_skipped
         for skip in (0, 1):
-            self._skip_head.value = skip
+            self._head[0] = skip
             n = 0
             for seq_id, tokens in enumerate(_PROBE):
                 for position, token in enumerate(tokens):
@@ -296,7 +304,8 @@ class EmbeddingScheduler:
             pointer = llama.llama_get_embeddings(self._ctx)
             rows.append(np.ctypeslib.as_array(pointer, shape=(n, self.n_embd)).copy())
             llama.llama_memory_clear(self._memory, False)
-        return bool(np.array_equal(rows[0], rows[1]))
+        stopped = self.output_heads_skipped == stops + 1
+        return stopped and bool(np.array_equal(rows[0], rows[1]))
 
     def _decode_once(self) -> None:
         """One batch: the next chunk of each text in flight, oldest first, up to

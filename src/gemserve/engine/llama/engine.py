@@ -556,6 +556,7 @@ class LlamaEngine:
             "embedding_sequences_decoded": float(embedder.sequences_decoded),
             "embedding_threads": float(embedder.threads_now),
             "embedding_skips_output_head": float(embedder.skips_output_head),
+            "embedding_output_heads_skipped": float(embedder.output_heads_skipped),
             "embedding_active": float(active),
             "embedding_queued": float(queued),
         }
