@@ -163,6 +163,7 @@ def main() -> None:
                     args.clients * args.requests / seconds
                 )
                 time.sleep(0.5)
+        embedding_counters = gemserve_embedding_counters(gemserve.base_url)
 
     names = list(systems)
     rows: list[list[object]] = []
@@ -186,6 +187,15 @@ def main() -> None:
     print(f"### Embeddings/s (median of {args.rounds} rounds, {args.requests} requests each)\n")
     print(md_table(headers, rows))
     print()
+    print("gemserve's /statsz embedding counters at the end: " + embedding_counters)
+    print()
+
+
+def gemserve_embedding_counters(base_url: str) -> str:
+    """Which graph gemserve's embeddings ran (the LM head skipped or not), and the packing."""
+    stats = httpx.get(base_url + "/statsz", timeout=30).json()
+    extra = next(iter(stats.values()))["extra"]
+    return ", ".join(f"{k}={v:g}" for k, v in extra.items() if k.startswith("embedding_"))
 
 
 def per_thread(make: Callable[[], httpx.Client]) -> Callable[[], httpx.Client]:
