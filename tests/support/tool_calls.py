@@ -59,6 +59,20 @@ def weather_and_time(
     return tools, {"get_weather": weather, "get_time": TIME_SCHEMA}
 
 
+# The tool-call families' tools (tests/engine/llama/test_tool_formats.py and, on a copy of the
+# model whose control tokens are the markers, test_specials.py): get_weather takes a bounded
+# integer too, so the arguments' grammar has a number to hold.
+FAMILY_TOOLS, FAMILY_SCHEMAS = weather_and_time(
+    {
+        **WEATHER_SCHEMA,
+        "properties": {
+            **WEATHER_SCHEMA["properties"],
+            "days": {"type": "integer", "minimum": 1, "maximum": 14},
+        },
+    }
+)
+
+
 def sampling(temperature: float, seed: int | None = None, tokens: int = 160) -> SamplingParams:
     return SamplingParams(
         temperature=temperature,

@@ -42,11 +42,17 @@ from gemserve.engine.llama.native import LoadedModel
 from gemserve.engine.llama.scheduler import Scheduler, Sequence
 from gemserve.engine.llama.specials import ShownTokens, special_tokens
 from gemserve.engine.tools.formats import detect
-from tests.engine.llama.test_tool_formats import ASK, SCHEMAS, TOOLS, calls_of, sampling
 from tests.engine.tools.templates import TEMPLATES
 from tests.support.llama import default_spec
 from tests.support.special_tokens import SpecialTokenModel, write_swapped_model
-from tests.support.tool_calls import template_engine
+from tests.support.tool_calls import (
+    ASK,
+    calls_of,
+    sampling,
+    template_engine,
+)
+from tests.support.tool_calls import FAMILY_SCHEMAS as SCHEMAS
+from tests.support.tool_calls import FAMILY_TOOLS as TOOLS
 
 pytestmark = pytest.mark.engine
 

@@ -27,28 +27,17 @@ from gemserve.engine.tools.formats import detect
 from tests.engine.tools.templates import TEMPLATES
 from tests.support.tool_calls import (
     ASK,
-    WEATHER_SCHEMA,
     calls_of,
     events,
     sampling,
     template_engine,
     the_forced_call,
-    weather_and_time,
 )
+from tests.support.tool_calls import FAMILY_SCHEMAS as SCHEMAS
+from tests.support.tool_calls import FAMILY_TOOLS as TOOLS
 
 pytestmark = pytest.mark.engine
 
-# tests/engine/llama/test_specials.py takes ASK, TOOLS, SCHEMAS, sampling and calls_of from
-# here: the same tools on a copy of the model whose control tokens are the markers.
-TOOLS, SCHEMAS = weather_and_time(
-    {
-        **WEATHER_SCHEMA,
-        "properties": {
-            **WEATHER_SCHEMA["properties"],
-            "days": {"type": "integer", "minimum": 1, "maximum": 14},
-        },
-    }
-)
 FAMILIES = ["llama3", "mistral_json", "mistral_args", "mistral_call_id", "qwen3_coder"]
 
 
